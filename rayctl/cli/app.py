@@ -1,0 +1,77 @@
+"""The root `rayctl` command: registers the commands and is the single exit path."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import click
+import typer
+
+from rayctl.cli import cluster, config_cmds, jobs, shell, status
+from rayctl.cli.output import err
+from rayctl.errors import ConfigError, RayctlError
+
+app = typer.Typer(
+    name="rayctl",
+    help="Launch Ray clusters (local processes, SSH hosts, clouds) and autoscale them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command()(cluster.up)
+app.command()(cluster.down)
+app.command()(jobs.submit)
+app.command()(jobs.logs)
+app.command()(shell.attach)
+app.command("exec")(shell.exec_)
+app.command()(status.status)
+app.command("get-head-ip")(status.get_head_ip)
+app.command()(config_cmds.validate)
+app.command()(config_cmds.schema)
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(
+        False, "--debug", help="Show tracebacks for unexpected errors (or set RAYCTL_DEBUG=1)."
+    ),
+) -> None:
+    if debug:
+        os.environ["RAYCTL_DEBUG"] = "1"
+
+
+def run(argv: list[str]) -> int:
+    """Run rayctl with `argv`; returns the exit code. Errors are reported here and only here."""
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="rayctl", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        err.print("Aborted.")
+        return 130
+    except ConfigError as exc:
+        for problem in exc.problems:
+            err.print(problem, markup=False)
+        return exc.exit_code
+    except RayctlError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        return exc.exit_code
+    except Exception as exc:
+        if os.environ.get("RAYCTL_DEBUG"):
+            traceback.print_exc()
+        else:
+            err.print(f"[red]internal error:[/] {type(exc).__name__}: {exc}", markup=True)
+            err.print("Run with --debug for the traceback, and please report it.")
+        return 1
+
+
+def main() -> None:
+    sys.exit(run(sys.argv[1:]))

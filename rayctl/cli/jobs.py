@@ -1,0 +1,64 @@
+"""`rayctl submit` and `rayctl logs`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from rayctl.cli.output import CONFIG_ARG, NAME_OPT, err, home, load, out
+from rayctl.errors import RayctlError
+from rayctl.launcher import find_head
+from rayctl.providers import make_provider
+from rayctl.runtime import jobs
+from rayctl.runtime.bootstrap import runtime_python
+
+
+def submit(
+    config: Path = CONFIG_ARG,
+    script: Path = typer.Argument(..., help="Python script to run on the head.", exists=False),
+    args: list[str] = typer.Argument(None, help="Arguments for the script (after --)."),
+    detach: bool = typer.Option(False, "--detach", "-d", help="Print a job id and return."),
+    working_dir: Path | None = typer.Option(
+        None, "--working-dir", help="Directory uploaded beside the script (its cwd)."
+    ),
+    cluster_name: str | None = NAME_OPT,
+) -> None:
+    """Run a Ray program on the cluster's head; exits with the program's exit code."""
+    loaded = load(config, cluster_name)
+    if not script.is_file():
+        raise RayctlError(f"{script}: no such file")
+    if working_dir is not None and not working_dir.is_dir():
+        raise RayctlError(f"{working_dir}: not a directory")
+    provider = make_provider(loaded.config, home=home())
+    head = find_head(provider)
+    spec = jobs.JobSpec(
+        script=str(script),
+        args=args or [],
+        working_dir=str(working_dir) if working_dir else None,
+        python=runtime_python(loaded.config),
+        gcs_address=f"{head.internal_ip}:{head.gcs_port}",
+    )
+    runner = provider.runner(head)
+    if detach:
+        job_id = jobs.start_detached(runner, spec)
+        out.print(job_id)
+        err.print(f"Follow its output with: rayctl logs {config} {job_id} --follow")
+        return
+    job_id, code = jobs.run(runner, spec, stream=lambda line: out.print(line, markup=False))
+    err.print(f"Job {job_id} exited with {code}.")
+    raise typer.Exit(code)
+
+
+def logs(
+    config: Path = CONFIG_ARG,
+    job_id: str = typer.Argument(..., help="Job id printed by `rayctl submit --detach`."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Follow until the job ends."),
+    cluster_name: str | None = NAME_OPT,
+) -> None:
+    """Print a job's output; with --follow, exit with the job's exit code."""
+    loaded = load(config, cluster_name)
+    provider = make_provider(loaded.config, home=home())
+    runner = provider.runner(find_head(provider))
+    code = jobs.logs(runner, job_id, lambda line: out.print(line, markup=False), follow=follow)
+    raise typer.Exit(code if follow else 0)

@@ -1,0 +1,87 @@
+"""Consoles and shared CLI helpers: results go to stdout, progress and errors to stderr."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from rayctl.config import LoadedConfig, load_config
+from rayctl.paths import rayctl_home
+from rayctl.providers import Node, NodeStatus
+
+# Not a terminal (pipes, CI logs): no width to fit, so tables get room instead of wrapping.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+CONFIG_ARG = typer.Argument(..., help="Cluster config (Ray's cluster YAML).", show_default=False)
+NAME_OPT = typer.Option(None, "--cluster-name", "-n", help="Override the config's cluster_name.")
+
+
+def load(config: Path, cluster_name: str | None = None) -> LoadedConfig:
+    return load_config(config, cluster_name=cluster_name)
+
+
+def home() -> Path:
+    return rayctl_home()
+
+
+def confirm(question: str, *, assume_yes: bool) -> bool:
+    """Ask on a terminal; without one there is nobody to ask, and the command's intent stands."""
+    if assume_yes or not sys.stdin.isatty():
+        return True
+    return typer.confirm(question, default=False)
+
+
+class StageDisplay:
+    """Live per-node bootstrap progress: a table on a terminal, one line per change elsewhere.
+    Called from bootstrap threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._start = time.monotonic()
+        self._rows: dict[str, tuple[Node, NodeStatus, float]] = {}
+        self._live: Live | None = None
+
+    def __enter__(self) -> StageDisplay:
+        if err.is_terminal:
+            self._live = Live(console=err, get_renderable=self._table, refresh_per_second=8)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live:
+            self._live.__exit__(None, None, None)
+
+    def __call__(self, node: Node, stage: NodeStatus, detail: str) -> None:
+        with self._lock:
+            now = time.monotonic()
+            self._rows[node.id] = (node, stage, now)
+            if not self._live:
+                err.print(
+                    f"[{now - self._start:5.1f}s] {node.id} ({node.kind.value}, "
+                    f"{node.node_type}): {stage.value}"
+                )
+
+    def _table(self) -> Table:
+        table = Table(box=None, pad_edge=False)
+        for column in ("node", "kind", "type", "ip", "stage", "since"):
+            table.add_column(column)
+        now = time.monotonic()
+        for node, stage, since in list(self._rows.values()):
+            style = {"ready": "green", "failed": "red"}.get(stage.value, "yellow")
+            table.add_row(
+                node.id,
+                node.kind.value,
+                node.node_type,
+                node.internal_ip,
+                f"[{style}]{stage.value}[/]",
+                f"{now - since:4.1f}s" if stage.value not in ("ready", "failed") else "",
+            )
+        return table

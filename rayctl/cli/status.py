@@ -1,0 +1,79 @@
+"""`rayctl status` and `rayctl get-head-ip`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from rayctl.cli.output import CONFIG_ARG, NAME_OPT, err, home, load, out
+from rayctl.launcher import find_head
+from rayctl.providers import make_provider
+from rayctl.status import ClusterStatus, NodeRow, cluster_status
+
+_GIB = 1024**3
+
+
+def status(
+    config: Path = CONFIG_ARG,
+    json_output: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+    cluster_name: str | None = NAME_OPT,
+) -> None:
+    """Nodes with their provider state, bootstrap stage, Ray state, resources and idle time."""
+    report = cluster_status(load(config, cluster_name), home=home())
+    if json_output:
+        out.print_json(report.model_dump_json())
+        return
+    _render(report)
+
+
+def _render(report: ClusterStatus) -> None:
+    if not report.nodes:
+        out.print(f"Cluster '{report.cluster_name}' has no nodes.")
+        return
+    out.print(
+        f"Cluster [bold]{report.cluster_name}[/]: head {report.head_ip}, Ray at "
+        f"{report.gcs_address}"
+        + (f", dashboard {report.dashboard_url}" if report.dashboard_url else "")
+    )
+    if report.ray_error:
+        err.print(f"[yellow]Ray is not reachable: {report.ray_error}[/]")
+    table = Table(box=None, pad_edge=False)
+    for column in ("node", "kind", "type", "state", "stage", "ip", "ray", "resources", "idle"):
+        table.add_column(column)
+    for row in report.nodes:
+        table.add_row(
+            row.id,
+            row.kind,
+            row.node_type,
+            row.state,
+            row.status,
+            row.ip,
+            row.ray,
+            _resources(row),
+            f"{row.idle_s:.0f}s" if row.idle_s is not None else "",
+        )
+    out.print(table)
+    for row in report.nodes:
+        if row.error:
+            out.print(f"[red]{row.id}[/]: {row.error}", markup=True)
+
+
+def _resources(row: NodeRow) -> str:
+    parts = []
+    for name, total in sorted(row.resources.items()):
+        used = row.used.get(name, 0.0)
+        if name == "object_store_memory":
+            continue
+        if name == "memory":
+            parts.append(f"mem {used / _GIB:.1f}/{total / _GIB:.1f}G")
+        else:
+            parts.append(f"{name} {used:g}/{total:g}")
+    return ", ".join(parts)
+
+
+def get_head_ip(config: Path = CONFIG_ARG, cluster_name: str | None = NAME_OPT) -> None:
+    """Print the head node's IP address."""
+    loaded = load(config, cluster_name)
+    out.print(find_head(make_provider(loaded.config, home=home())).internal_ip)

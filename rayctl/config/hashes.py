@@ -1,0 +1,67 @@
+"""Hashes stored as node tags so `up` can tell what changed and skip the rest.
+
+- launch hash: what decides the machine itself (node_config, auth). A change replaces the node.
+- runtime hash: what setup produces (file mounts and their contents, setup commands, the
+  runtime's versions). A change re-runs setup on the node.
+- start hash: how Ray is started (start commands, resources, labels). A change restarts Ray.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import rayctl
+from rayctl.config.schema import ClusterConfig
+
+
+def _digest(value: Any) -> str:
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _path_digest(path: str) -> str:
+    """Content hash of a file or a directory tree (names and bytes)."""
+    h = hashlib.sha256()
+    root = Path(path)
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    for file in files:
+        h.update(str(file.relative_to(root) if file != root else file.name).encode())
+        h.update(file.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def launch_hash(config: ClusterConfig, node_type: str) -> str:
+    auth = config.auth.model_dump()
+    key = config.auth.ssh_private_key
+    if key and os.path.exists(os.path.expanduser(key)):
+        auth["ssh_private_key_digest"] = _path_digest(os.path.expanduser(key))
+    return _digest(
+        {"node_config": config.available_node_types[node_type].node_config, "auth": auth}
+    )
+
+
+def runtime_hash(config: ClusterConfig, node_type: str, *, head: bool) -> str:
+    return _digest(
+        {
+            "file_mounts": {
+                remote: _path_digest(local) for remote, local in config.file_mounts.items()
+            },
+            "cluster_synced_files": config.cluster_synced_files,
+            "initialization_commands": config.initialization_commands,
+            "setup_commands": config.setup_commands_for(node_type, head=head),
+            "rayctl": rayctl.__version__,
+            "ray": importlib.metadata.version("ray"),
+            "python": config.rayctl.runtime.python,
+        }
+    )
+
+
+def start_hash(config: ClusterConfig, node_type: str, *, head: bool) -> str:
+    node = config.available_node_types[node_type]
+    commands = config.head_start_ray_commands if head else config.worker_start_ray_commands
+    return _digest({"commands": commands, "resources": node.resources, "labels": node.labels})

@@ -1,0 +1,134 @@
+"""Pydantic models of Ray's cluster YAML, plus rayctl's own `rayctl:` section.
+
+Every model forbids unknown keys, so a misspelt key is an error with a suggestion rather
+than a setting that is silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat
+
+ClusterName = Annotated[
+    str,
+    Field(
+        pattern=r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$",
+        max_length=40,
+        description="Letters, digits, '-', '_' and '.'; it names the cluster's state and tags.",
+    ),
+]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AuthConfig(StrictModel):
+    ssh_user: str | None = None
+    ssh_private_key: str | None = None
+    ssh_public_key: str | None = None
+    ssh_proxy_command: str | None = None
+
+
+class DockerConfig(StrictModel):
+    """Ray's docker section. Accepted so Ray configs parse; docker mode itself is refused."""
+
+    image: str | None = None
+    head_image: str | None = None
+    worker_image: str | None = None
+    container_name: str | None = None
+    pull_before_run: bool = True
+    run_options: list[str] = []
+    head_run_options: list[str] = []
+    worker_run_options: list[str] = []
+    disable_automatic_runtime_detection: bool = False
+    disable_shm_size_detection: bool = False
+    use_podman: bool = False
+
+
+class LocalProviderConfig(StrictModel):
+    """Nodes are processes on this machine, each on its own 127.0.0.x address."""
+
+    type: Literal["local"]
+
+
+ProviderConfig = LocalProviderConfig
+PROVIDER_TYPES: tuple[str, ...] = ("local",)  # keep in step with rayctl.providers._PROVIDERS
+
+
+class NodeTypeConfig(StrictModel):
+    node_config: dict[str, Any] = {}
+    resources: dict[str, NonNegativeFloat] = {}
+    min_workers: NonNegativeInt = 0
+    max_workers: NonNegativeInt | None = None
+    idle_timeout_s: NonNegativeFloat | None = None
+    labels: dict[str, str] = {}
+    worker_setup_commands: list[str] | None = None
+    docker: DockerConfig | None = None
+
+
+class RuntimeSettings(StrictModel):
+    python: str | None = Field(
+        None,
+        description="Interpreter on the nodes that has (or gets) rayctl and Ray. "
+        "Default: for local nodes, the Python running rayctl.",
+    )
+    wheelhouse: str | None = Field(
+        None, description="Directory of wheels for hosts without internet access."
+    )
+
+
+class RayctlSettings(StrictModel):
+    runtime: RuntimeSettings = RuntimeSettings()
+
+
+class ClusterConfig(StrictModel):
+    cluster_name: ClusterName = "default"
+    max_workers: NonNegativeInt = 2
+    upscaling_speed: PositiveFloat = 1.0
+    idle_timeout_minutes: NonNegativeFloat = 5
+    provider: ProviderConfig
+    auth: AuthConfig = AuthConfig()
+    available_node_types: dict[str, NodeTypeConfig]
+    head_node_type: str
+    file_mounts: dict[str, str] = {}
+    cluster_synced_files: list[str] = []
+    file_mounts_sync_continuously: bool = False
+    rsync_exclude: list[str] = []
+    rsync_filter: list[str] = []
+    initialization_commands: list[str] = []
+    setup_commands: list[str] = []
+    head_setup_commands: list[str] = []
+    worker_setup_commands: list[str] = []
+    head_start_ray_commands: list[str] = []
+    worker_start_ray_commands: list[str] = []
+    docker: DockerConfig = DockerConfig()
+    metadata: dict[str, Any] = {}
+    rayctl: RayctlSettings = RayctlSettings()
+
+    @property
+    def head_type(self) -> NodeTypeConfig:
+        return self.available_node_types[self.head_node_type]
+
+    def worker_types(self) -> dict[str, NodeTypeConfig]:
+        """Node types workers may be launched as (the head's type too, if it allows workers)."""
+        return {
+            name: t
+            for name, t in self.available_node_types.items()
+            if name != self.head_node_type or (t.max_workers or 0) > 0
+        }
+
+    def type_max_workers(self, name: str) -> int:
+        t = self.available_node_types[name]
+        if t.max_workers is not None:
+            return t.max_workers
+        return 0 if name == self.head_node_type else self.max_workers
+
+    def setup_commands_for(self, node_type: str, *, head: bool) -> list[str]:
+        """Ray's rule: setup_commands, then head_ or worker_setup_commands; a node type's
+        worker_setup_commands replace the global list."""
+        if head:
+            return [*self.setup_commands, *self.head_setup_commands]
+        own = self.available_node_types[node_type].worker_setup_commands
+        return [*self.setup_commands, *(own if own is not None else self.worker_setup_commands)]

@@ -1,0 +1,62 @@
+"""Errors rayctl raises. Library code raises these; only the CLI maps them to exit codes."""
+
+from __future__ import annotations
+
+
+class RayctlError(Exception):
+    """Base of every error rayctl reports to a user: the message says what to do."""
+
+    exit_code = 1
+
+
+class ConfigError(RayctlError):
+    """The cluster config (or a demand file) is invalid. Nothing was created."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class ProviderError(RayctlError):
+    """The place nodes come from refused or failed an operation."""
+
+    exit_code = 3
+    retryable = False
+
+
+class CapacityError(ProviderError):
+    """No capacity for this node type here right now: try elsewhere, back off."""
+
+    retryable = True
+
+
+class QuotaError(ProviderError):
+    """An account limit stops the launch; retrying will not help until it is raised."""
+
+
+class AuthError(ProviderError):
+    """Credentials are missing or lack a permission; fatal until the user fixes them."""
+
+
+class TransientError(ProviderError):
+    """A temporary failure (throttling, timeouts): retry with backoff."""
+
+    retryable = True
+
+
+class ClusterNotFound(RayctlError):
+    """The command needs a running cluster and there is none by that name."""
+
+    exit_code = 4
+
+
+class BootstrapError(RayctlError):
+    """A node failed one of its bootstrap stages."""
+
+    def __init__(self, node_id: str, stage: str, detail: str) -> None:
+        self.node_id = node_id
+        self.stage = stage
+        self.detail = detail
+        super().__init__(f"node {node_id} failed while {stage}:\n{detail}")

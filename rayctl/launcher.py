@@ -1,0 +1,171 @@
+"""`up` and `down`: bring a cluster to what its config says, or remove every trace of it.
+
+Both rebuild their view from the provider's tags on every call, so they are idempotent and a
+failed `up` is always undone by `down`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rayctl.config.loader import LoadedConfig
+from rayctl.errors import BootstrapError, ClusterNotFound, ProviderError
+from rayctl.providers import Node, NodeKind, NodeProvider, Tag, make_provider
+from rayctl.runtime.bootstrap import Bootstrapper, NodeSpec, Outcome, StageCallback
+
+BOOTSTRAP_THREADS = 16
+
+
+@dataclass
+class UpReport:
+    head: Node
+    outcomes: dict[str, Outcome] = field(default_factory=dict)  # node id -> what was done
+    created: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)  # ids of nodes terminated for a new launch
+    failed: list[BootstrapError] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(
+            self.created
+            or self.replaced
+            or self.failed
+            or any(o is not Outcome.UNCHANGED for o in self.outcomes.values())
+        )
+
+
+def log_dir(home: Path, cluster_name: str) -> Path:
+    return home / "logs" / cluster_name
+
+
+def find_head(provider: NodeProvider) -> Node:
+    heads = provider.list_nodes(**{Tag.KIND: NodeKind.HEAD.value})
+    if not heads:
+        raise ClusterNotFound(
+            f"cluster '{provider.cluster_name}' has no head node; start it with `rayctl up`"
+        )
+    return heads[0]
+
+
+def up(
+    loaded: LoadedConfig,
+    *,
+    home: Path,
+    on_stage: StageCallback,
+    confirm: Callable[[str], bool],
+    wait: bool = True,
+) -> UpReport:
+    """Create or update the head and each type's min_workers, bootstrapping in parallel."""
+    config = loaded.config
+    provider = make_provider(loaded.config, home=home)
+    provider.bootstrap()
+    request_id = secrets.token_hex(4)
+    bootstrapper = Bootstrapper(
+        config, provider, on_stage=on_stage, log_dir=log_dir(home, config.cluster_name)
+    )
+    replaced: list[str] = []
+
+    head_spec = NodeSpec.of(config, config.head_node_type, NodeKind.HEAD)
+    heads = provider.list_nodes(**{Tag.KIND: NodeKind.HEAD.value})
+    stale = [
+        h
+        for h in heads
+        if h.tags.get(Tag.LAUNCH_HASH) != head_spec.launch_hash
+        or h.node_type != config.head_node_type
+    ]
+    if stale:
+        if not confirm(
+            "The head node's type or node_config changed: replace the head "
+            "(and restart every worker)?"
+        ):
+            raise ProviderError("left the cluster as it is")
+        # Workers belong to the old head's Ray cluster; they go with it.
+        everything = [n.id for n in provider.list_nodes()]
+        provider.terminate_nodes(everything)
+        replaced += everything
+        heads = []
+    created: list[str] = []
+    if heads:
+        head = heads[0]
+    else:
+        (head,) = provider.create_nodes(config.head_node_type, 1, head_spec.launch_tags(request_id))
+        created.append(head.id)
+    report = UpReport(head=head, created=created, replaced=replaced)
+    try:
+        report.outcomes[head.id] = bootstrapper.bootstrap(head, head)
+    except BootstrapError as exc:
+        report.failed.append(exc)
+        return report
+
+    workers: list[Node] = []
+    for type_name, node_type in config.worker_types().items():
+        spec = NodeSpec.of(config, type_name, NodeKind.WORKER)
+        existing = provider.list_nodes(
+            **{Tag.KIND: NodeKind.WORKER.value, Tag.NODE_TYPE: type_name}
+        )
+        outdated = [n.id for n in existing if n.tags.get(Tag.LAUNCH_HASH) != spec.launch_hash]
+        if outdated:
+            provider.terminate_nodes(outdated)
+            report.replaced += outdated
+        kept = [n for n in existing if n.id not in outdated]
+        shortfall = node_type.min_workers - len(kept)
+        new = (
+            provider.create_nodes(type_name, shortfall, spec.launch_tags(request_id))
+            if shortfall > 0
+            else []
+        )
+        report.created += [n.id for n in new]
+        workers += kept + new
+    # Workers of types no longer in the config are not the config's: remove them.
+    orphans = [
+        n.id
+        for n in provider.list_nodes(**{Tag.KIND: NodeKind.WORKER.value})
+        if n.node_type not in config.worker_types()
+    ]
+    if orphans:
+        provider.terminate_nodes(orphans)
+        report.replaced += orphans
+
+    if workers:
+        with ThreadPoolExecutor(
+            max_workers=min(BOOTSTRAP_THREADS, len(workers)), thread_name_prefix="bootstrap"
+        ) as pool:
+            futures = {
+                w.id: pool.submit(bootstrapper.bootstrap, w, head, wait=wait) for w in workers
+            }
+            for node_id, future in futures.items():
+                try:
+                    report.outcomes[node_id] = future.result()
+                except BootstrapError as exc:
+                    report.failed.append(exc)
+    return report
+
+
+@dataclass(frozen=True)
+class DownReport:
+    removed: list[Node]
+    kept_head: bool
+
+
+def down(loaded: LoadedConfig, *, home: Path, workers_only: bool = False) -> DownReport:
+    """Terminate the cluster's nodes (all at once) and confirm none is left before
+    forgetting the cluster."""
+    provider = make_provider(loaded.config, home=home)
+    nodes = provider.list_nodes()
+    targets = [n for n in nodes if not workers_only or n.kind is NodeKind.WORKER]
+    if targets:
+        provider.terminate_nodes([n.id for n in targets])
+    target_ids = {n.id for n in targets}
+    leaked = [n.id for n in provider.list_nodes() if n.id in target_ids]
+    if leaked:
+        raise ProviderError(
+            f"these nodes are still there after termination: {', '.join(leaked)}; "
+            "run `rayctl down` again"
+        )
+    if not workers_only:
+        provider.cleanup()
+    return DownReport(removed=targets, kept_head=workers_only)

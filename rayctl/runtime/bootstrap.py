@@ -1,0 +1,253 @@
+"""Bring one node from created to running Ray, one reported stage at a time.
+
+waiting-for-ssh -> syncing-files -> setting-up -> starting-ray -> ready (or failed). Each
+stage is recorded in the node's STATUS tag; stages whose hash tag already matches are skipped,
+so re-running bootstrap on an unchanged node costs a liveness probe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import json
+import os
+import shlex
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from rayctl.config.hashes import launch_hash, runtime_hash, start_hash
+from rayctl.config.schema import ClusterConfig
+from rayctl.errors import BootstrapError
+from rayctl.providers.base import Node, NodeKind, NodeProvider, NodeStatus, Tag
+from rayctl.runtime import ray_process
+from rayctl.runtime.ray_adapter import RayUnreachable, list_ray_nodes
+from rayctl.runtime.runner import CommandResult, CommandRunner
+from rayctl.templates import render
+
+NODE_START_TIMEOUT_S = float(os.environ.get("RAYCTL_NODE_START_TIMEOUT_S", "120"))
+ERROR_TAG = "rayctl-error"
+
+
+class Outcome(enum.StrEnum):
+    """What bootstrap did to a node."""
+
+    STARTED = "started"  # Ray was not running and now is
+    RESTARTED = "restarted"  # start commands or resources changed
+    SET_UP = "set up again"  # mounts or setup commands changed; Ray left running
+    UNCHANGED = "unchanged"
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """What a node of one type and kind should be; its hashes go into the node's tags."""
+
+    node_type: str
+    kind: NodeKind
+    launch_hash: str
+    runtime_hash: str
+    start_hash: str
+
+    @classmethod
+    def of(cls, config: ClusterConfig, node_type: str, kind: NodeKind) -> NodeSpec:
+        head = kind is NodeKind.HEAD
+        return cls(
+            node_type=node_type,
+            kind=kind,
+            launch_hash=launch_hash(config, node_type),
+            runtime_hash=runtime_hash(config, node_type, head=head),
+            start_hash=start_hash(config, node_type, head=head),
+        )
+
+    def launch_tags(self, request_id: str) -> dict[str, str]:
+        return {
+            Tag.KIND: self.kind.value,
+            Tag.LAUNCH_HASH: self.launch_hash,
+            Tag.STATUS: NodeStatus.UNINITIALIZED.value,
+            Tag.LAUNCH_REQUEST: request_id,
+        }
+
+
+StageCallback = Callable[[Node, NodeStatus, str], None]
+
+
+def runtime_python(config: ClusterConfig) -> str:
+    """The interpreter on the nodes that has rayctl and Ray."""
+    return config.rayctl.runtime.python or sys.executable
+
+
+def ray_resource_args(config: ClusterConfig, node_type: str) -> list[str]:
+    """`ray start` flags for a node type's resources and labels."""
+    node = config.available_node_types[node_type]
+    resources = dict(node.resources)
+    args = []
+    for name, flag in (
+        ("CPU", "--num-cpus"),
+        ("GPU", "--num-gpus"),
+        ("memory", "--memory"),
+        ("object_store_memory", "--object-store-memory"),
+    ):
+        if name in resources:
+            args.append(f"{flag}={int(resources.pop(name))}")
+    if resources:
+        args.append(f"--resources={json.dumps(resources, sort_keys=True)}")
+    if node.labels:
+        args.append("--labels=" + ",".join(f"{k}={v}" for k, v in sorted(node.labels.items())))
+    return args
+
+
+class Bootstrapper:
+    def __init__(
+        self,
+        config: ClusterConfig,
+        provider: NodeProvider,
+        *,
+        on_stage: StageCallback,
+        log_dir: Path | None = None,
+    ) -> None:
+        self._config = config
+        self._provider = provider
+        self._on_stage = on_stage
+        self._log_dir = log_dir
+
+    def bootstrap(self, node: Node, head: Node, *, wait: bool = True) -> Outcome:
+        """Run the stages `node` needs. Raises BootstrapError (and tags the node failed)."""
+        spec = NodeSpec.of(self._config, node.node_type, node.kind)
+        runner = self._provider.runner(node)
+        stage = NodeStatus.WAITING_FOR_SSH
+        try:
+            self._enter(node, stage)
+            self._check(runner.run("true", timeout_s=30), node, stage, "the node does not answer")
+            outcome = Outcome.UNCHANGED
+            alive = ray_process.is_alive(runner, node.id)
+            if node.tags.get(Tag.RUNTIME_HASH) != spec.runtime_hash:
+                stage = NodeStatus.SYNCING_FILES
+                self._enter(node, stage)
+                self._sync_files(runner)
+                stage = NodeStatus.SETTING_UP
+                self._enter(node, stage)
+                self._set_up(runner, node)
+                self._provider.set_tags(node.id, {Tag.RUNTIME_HASH: spec.runtime_hash})
+                outcome = Outcome.SET_UP
+            if not alive or node.tags.get(Tag.START_HASH) != spec.start_hash:
+                stage = NodeStatus.STARTING_RAY
+                self._enter(node, stage)
+                if alive:
+                    ray_process.stop(runner, node.id)
+                self._start_ray(runner, node, head, wait=wait)
+                self._provider.set_tags(node.id, {Tag.START_HASH: spec.start_hash})
+                outcome = Outcome.RESTARTED if alive else Outcome.STARTED
+            self._enter(node, NodeStatus.READY)
+            return outcome
+        except BootstrapError as exc:
+            self._provider.set_tags(
+                node.id, {Tag.STATUS: NodeStatus.FAILED.value, ERROR_TAG: exc.detail[-250:]}
+            )
+            self._on_stage(node, NodeStatus.FAILED, exc.detail)
+            raise
+
+    def _enter(self, node: Node, stage: NodeStatus) -> None:
+        self._provider.set_tags(node.id, {Tag.STATUS: stage.value, ERROR_TAG: ""})
+        self._on_stage(node, stage, "")
+
+    @staticmethod
+    def _check(result: CommandResult, node: Node, stage: NodeStatus, what: str) -> None:
+        if not result.ok:
+            raise BootstrapError(
+                node.id, stage.value, f"{what} (exit {result.exit_code}):\n{result.tail}"
+            )
+
+    def _sync_files(self, runner: CommandRunner) -> None:
+        for remote, local in self._config.file_mounts.items():
+            if os.path.isdir(local):
+                runner.sync(local, remote, exclude=self._config.rsync_exclude)
+            else:
+                runner.put(local, remote)
+
+    def _set_up(self, runner: CommandRunner, node: Node) -> None:
+        head = node.kind is NodeKind.HEAD
+        commands = [
+            *self._config.initialization_commands,
+            *self._config.setup_commands_for(node.node_type, head=head),
+        ]
+        with self._output_log(node) as write:
+            for command in commands:
+                write(f"$ {command}")
+                result = runner.run(command, stream=write)
+                if not result.ok:
+                    raise BootstrapError(
+                        node.id,
+                        NodeStatus.SETTING_UP.value,
+                        f"`{command}` exited with {result.exit_code}:\n{result.tail}",
+                    )
+
+    @contextlib.contextmanager
+    def _output_log(self, node: Node) -> Iterator[Callable[[str], None]]:
+        """A line writer to the node's setup log (or to nowhere without a log dir)."""
+        if self._log_dir is None:
+            yield lambda _line: None
+            return
+        self._log_dir.mkdir(parents=True, exist_ok=True)
+        with open(self._log_dir / f"{node.id}.log", "a", buffering=1) as f:
+            yield lambda line: f.write(line + "\n")
+
+    def _start_ray(self, runner: CommandRunner, node: Node, head: Node, *, wait: bool) -> None:
+        is_head = node.kind is NodeKind.HEAD
+        gcs_address = f"{head.internal_ip}:{head.gcs_port}"
+        provider_args = self._provider.ray_start_args(node)
+        args = [*ray_resource_args(self._config, node.node_type), *provider_args]
+        custom = (
+            self._config.head_start_ray_commands
+            if is_head
+            else self._config.worker_start_ray_commands
+        )
+        ray = str(Path(runtime_python(self._config)).parent / "ray")
+        commands = custom or [
+            render(
+                "ray_start.j2", ray=ray, head=is_head, gcs_address=gcs_address, args=args
+            ).strip()
+        ]
+        env = {
+            "RAY_CLOUD_INSTANCE_ID": node.id,
+            "RAY_NODE_TYPE_NAME": node.node_type,
+            "RAYCTL_NODE_ID": node.id,
+            "RAYCTL_CLUSTER": self._provider.cluster_name,
+            "RAY_HEAD_IP": head.internal_ip,
+            "RAYCTL_GCS_ADDRESS": gcs_address,
+            "RAYCTL_RAY_START_ARGS": shlex.join(args),
+            "RAY_USAGE_STATS_ENABLED": "0",
+        }
+        stage = NodeStatus.STARTING_RAY
+        self._check(
+            ray_process.start(runner, node.id, commands, env), node, stage, "Ray did not start"
+        )
+        if wait:
+            self._wait_registered(runner, node, gcs_address)
+
+    def _wait_registered(self, runner: CommandRunner, node: Node, gcs_address: str) -> None:
+        """Until Ray's GCS lists this node alive; fail early if its process exits."""
+        deadline = time.monotonic() + NODE_START_TIMEOUT_S
+        next_probe = 0.0
+        while time.monotonic() < deadline:
+            try:
+                if any(
+                    r.instance_id == node.id and r.status != "DEAD"
+                    for r in list_ray_nodes(gcs_address, timeout_s=5)
+                ):
+                    return
+            except RayUnreachable:
+                pass
+            if time.monotonic() >= next_probe:
+                if not ray_process.is_alive(runner, node.id):
+                    tail = ray_process.output_tail(runner, node.id)
+                    raise BootstrapError(node.id, "starting-ray", f"Ray exited:\n{tail}")
+                next_probe = time.monotonic() + 1.0
+            time.sleep(0.2)
+        tail = ray_process.output_tail(runner, node.id)
+        raise BootstrapError(
+            node.id,
+            "starting-ray",
+            f"Ray did not join {gcs_address} within {NODE_START_TIMEOUT_S:g} s:\n{tail}",
+        )

@@ -1,0 +1,130 @@
+"""Command runners: how rayctl runs commands and moves files on a node."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import shutil
+import signal
+import subprocess
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+TAIL_LINES = 40
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    exit_code: int
+    tail: str  # the last TAIL_LINES lines of combined stdout and stderr
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+class CommandRunner(Protocol):
+    def run(
+        self,
+        command: str,
+        *,
+        env: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
+        stream: Callable[[str], None] | None = None,
+    ) -> CommandResult:
+        """Run `command` with bash on the node; never raises for a non-zero exit."""
+
+    def put(self, local: str, remote: str) -> None:
+        """Copy a local file or directory to `remote` on the node (parents created)."""
+
+    def sync(self, local_dir: str, remote_dir: str, exclude: Sequence[str] = ()) -> None:
+        """Make `remote_dir` hold `local_dir`'s contents, skipping names matching `exclude`."""
+
+    def interactive(self, command: str | None, *, env: Mapping[str, str] | None = None) -> int:
+        """Run `command` (a login shell when None) attached to this terminal; its exit code."""
+
+
+class LocalRunner:
+    """Runs on this machine, inside a node's own home directory: `~` on the node is `home`."""
+
+    def __init__(self, home: Path, env: Mapping[str, str] | None = None) -> None:
+        self.home = home
+        self._env = dict(env or {})
+
+    def _environ(self, extra: Mapping[str, str] | None) -> dict[str, str]:
+        return {**os.environ, "HOME": str(self.home), **self._env, **(extra or {})}
+
+    def expand(self, remote: str) -> Path:
+        if remote == "~" or remote.startswith("~/"):
+            return self.home / remote[2:]
+        return Path(remote)
+
+    def run(
+        self,
+        command: str,
+        *,
+        env: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
+        stream: Callable[[str], None] | None = None,
+    ) -> CommandResult:
+        self.home.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.Popen(
+            ["bash", "-c", command],
+            cwd=self.home,
+            env=self._environ(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            start_new_session=True,  # so a timeout can stop the command's whole group
+        )
+        timed_out = threading.Event()
+
+        def kill() -> None:
+            timed_out.set()
+            os.killpg(proc.pid, signal.SIGKILL)
+
+        timer = threading.Timer(timeout_s, kill) if timeout_s else None
+        if timer:
+            timer.start()
+        tail: deque[str] = deque(maxlen=TAIL_LINES)
+        assert proc.stdout is not None
+        try:
+            for line in proc.stdout:
+                tail.append(line.rstrip("\n"))
+                if stream:
+                    stream(line.rstrip("\n"))
+            code = proc.wait()
+        finally:
+            if timer:
+                timer.cancel()
+        if timed_out.is_set():
+            tail.append(f"(timed out after {timeout_s:g} s)")
+            code = 124
+        return CommandResult(code, "\n".join(tail))
+
+    def put(self, local: str, remote: str) -> None:
+        target = self.expand(remote)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if os.path.isdir(local):
+            shutil.copytree(local, target, dirs_exist_ok=True)
+        else:
+            shutil.copy2(local, target)
+
+    def sync(self, local_dir: str, remote_dir: str, exclude: Sequence[str] = ()) -> None:
+        def ignore(_dir: str, names: list[str]) -> set[str]:
+            return {n for n in names if any(fnmatch.fnmatch(n, pat) for pat in exclude)}
+
+        target = self.expand(remote_dir)
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(local_dir, target, ignore=ignore, dirs_exist_ok=True)
+
+    def interactive(self, command: str | None, *, env: Mapping[str, str] | None = None) -> int:
+        self.home.mkdir(parents=True, exist_ok=True)
+        argv = ["bash", "-l"] if command is None else ["bash", "-c", command]
+        return subprocess.call(argv, cwd=self.home, env=self._environ(env))
