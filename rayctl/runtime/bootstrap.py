@@ -14,6 +14,7 @@ import os
 import shlex
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from rayctl.errors import BootstrapError
 from rayctl.providers.base import Node, NodeKind, NodeProvider, NodeStatus, Tag
 from rayctl.runtime import ray_process
 from rayctl.runtime.ray_adapter import RayUnreachable, list_ray_nodes
-from rayctl.runtime.runner import CommandResult, CommandRunner
+from rayctl.runtime.runner import TAIL_LINES, CommandResult, CommandRunner
 from rayctl.templates import render
 
 NODE_START_TIMEOUT_S = float(os.environ.get("RAYCTL_NODE_START_TIMEOUT_S", "120"))
@@ -172,15 +173,22 @@ class Bootstrapper:
             *self._config.initialization_commands,
             *self._config.setup_commands_for(node.node_type, head=head),
         ]
-        with self._output_log(node) as write:
+        recent: deque[str] = deque(maxlen=TAIL_LINES)  # across commands: causes come earlier
+        with self._output_log(node) as log:
+
+            def write(line: str) -> None:
+                recent.append(line)
+                log(line)
+
             for command in commands:
                 write(f"$ {command}")
                 result = runner.run(command, stream=write)
                 if not result.ok:
+                    output = "\n".join(recent)
                     raise BootstrapError(
                         node.id,
                         NodeStatus.SETTING_UP.value,
-                        f"`{command}` exited with {result.exit_code}:\n{result.tail}",
+                        f"`{command}` exited with {result.exit_code}:\n{output}",
                     )
 
     @contextlib.contextmanager

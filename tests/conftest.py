@@ -1,0 +1,135 @@
+"""Shared fixtures: an isolated rayctl home, the CLI run in-process, and real local clusters
+that are always torn down, with a check by PID that none of their processes survive."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rayctl.cli.app import run
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def text(self) -> str:
+        return self.out + self.err
+
+
+@pytest.fixture
+def rayctl_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "rayctl-home"
+    monkeypatch.setenv("RAYCTL_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]):
+    """Run rayctl in-process; returns exit code and captured stdout/stderr."""
+
+    def invoke(*args: str) -> CliResult:
+        capsys.readouterr()
+        code = run([str(a) for a in args])
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return invoke
+
+
+def cluster_pids(cluster_name: str) -> list[int]:
+    """PIDs of processes started for `cluster_name` (they carry RAYCTL_CLUSTER in their env)."""
+    marker = f"RAYCTL_CLUSTER={cluster_name}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker in (entry / "environ").read_bytes().split(b"\0"):
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def kill_leftovers(cluster_name: str) -> list[int]:
+    """SIGKILL what a failed test left of its own cluster (by PID); returns those PIDs."""
+    pids = cluster_pids(cluster_name)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return pids
+
+
+def write_config(path: Path, name: str, **overrides: object) -> Path:
+    config: dict[str, object] = {
+        "cluster_name": name,
+        "max_workers": 4,
+        "idle_timeout_minutes": 1,
+        "provider": {"type": "local"},
+        "available_node_types": {
+            "ray.head.default": {"resources": {"CPU": 1}},
+            "ray.worker.cpu": {"resources": {"CPU": 1}, "min_workers": 1, "max_workers": 4},
+        },
+        "head_node_type": "ray.head.default",
+    }
+    config.update(overrides)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+@dataclass
+class LocalCluster:
+    name: str
+    config: Path
+
+    def status(self, cli) -> dict:
+        result = cli("status", self.config, "--json")
+        assert result.code == 0, result.text
+        return json.loads(result.out)
+
+
+def unique_name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture
+def make_cluster(tmp_path: Path, rayctl_home: Path, cli) -> Iterator:
+    """Factory of local cluster configs; every cluster made is downed after the test, and
+    the test fails if any of its processes outlive `down`."""
+    made: list[LocalCluster] = []
+
+    def make(prefix: str = "t", **overrides: object) -> LocalCluster:
+        name = unique_name(prefix)
+        config = write_config(tmp_path / f"{name}.yaml", name, **overrides)
+        cluster = LocalCluster(name, config)
+        made.append(cluster)
+        return cluster
+
+    yield make
+    survivors = {}
+    for cluster in made:
+        cli("down", cluster.config, "--yes")
+        deadline = time.monotonic() + 10
+        while cluster_pids(cluster.name) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = kill_leftovers(cluster.name)
+        if left:
+            survivors[cluster.name] = left
+    assert not survivors, f"processes outlived `rayctl down`: {survivors}"

@@ -1,0 +1,172 @@
+"""End to end on the embedded local provider, with real Ray processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from rayctl.providers.loopback import LEASE_DIR
+from rayctl.runtime.ray_adapter import list_ray_nodes
+from tests.conftest import REPO, cluster_pids
+
+pytestmark = pytest.mark.integration
+
+EXAMPLE = REPO / "examples" / "spread_tasks.py"
+
+
+def ray_pid(rayctl_home: Path, cluster: str, node_id: str) -> int:
+    node_home = rayctl_home / "clusters" / cluster / "nodes" / node_id
+    return int((node_home / ".rayctl" / "nodes" / node_id / "ray.pid").read_text())
+
+
+def wait_for(predicate, timeout_s: float = 30, what: str = "condition"):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def test_up_submit_status_down(make_cluster, cli, rayctl_home, tmp_path):
+    cluster = make_cluster("main")
+    up = cli("up", cluster.config, "--yes")
+    assert up.code == 0, up.text
+    status = cluster.status(cli)
+    kinds = sorted(n["kind"] for n in status["nodes"])
+    assert kinds == ["head", "worker"]
+    assert all(n["status"] == "ready" and n["state"] == "running" for n in status["nodes"])
+    # Ray's own record of each node carries the provider's node id as its instance id.
+    ray_ids = {r.instance_id for r in list_ray_nodes(status["gcs_address"]) if r.status != "DEAD"}
+    assert ray_ids == {n["id"] for n in status["nodes"]}
+    ips = {n["ip"] for n in status["nodes"]}
+    assert len(ips) == 2 and all(ip.startswith("127.0.") and ip != "127.0.0.1" for ip in ips)
+
+    job = cli("submit", cluster.config, EXAMPLE, "--", "4", "1")
+    assert job.code == 0, job.text
+    assert "4 tasks ran on 2 nodes" in job.out
+
+    failing = tmp_path / "fails.py"
+    failing.write_text("import ray\nray.init()\nprint('before')\n1 / 0\n")
+    bad = cli("submit", cluster.config, failing)
+    assert bad.code == 1
+    assert "before" in bad.out and "Traceback" in bad.out and "ZeroDivisionError" in bad.out
+
+    again = cli("up", cluster.config, "--yes")
+    assert again.code == 0, again.text
+    assert "nothing changed" in again.out
+    assert {n["id"] for n in cluster.status(cli)["nodes"]} == {n["id"] for n in status["nodes"]}
+
+    code = cli("exec", cluster.config, 'echo "addr=$RAY_ADDRESS"; exit 3')
+    assert code.code == 3
+    assert f"addr={status['gcs_address']}" in code.out
+    assert cli("get-head-ip", cluster.config).out.strip() == status["head_ip"]
+
+    detached = cli("submit", cluster.config, EXAMPLE, "--detach", "--", "2", "0.5")
+    assert detached.code == 0, detached.text
+    job_id = detached.out.strip()
+    followed = cli("logs", cluster.config, job_id, "--follow")
+    assert followed.code == 0, followed.text
+    assert "2 tasks ran on" in followed.out
+    assert cli("logs", cluster.config, "job-does-not-exist").code == 4
+
+    pids = cluster_pids(cluster.name)
+    assert len(pids) > 4  # head and worker with their raylets, GCS, dashboard, ...
+    down = cli("down", cluster.config, "--yes")
+    assert down.code == 0, down.text
+    assert "nothing is left" in down.out
+    assert cluster_pids(cluster.name) == []
+    assert not (rayctl_home / "clusters" / cluster.name).exists()
+    leased = {p.name for p in LEASE_DIR.iterdir()} if LEASE_DIR.exists() else set()
+    assert not ips & leased
+    second = cli("down", cluster.config, "--yes")
+    assert second.code == 0 and "nothing to do" in second.out
+
+
+def test_two_clusters_side_by_side(make_cluster, cli):
+    first = make_cluster("a")
+    second = make_cluster(
+        "b",
+        available_node_types={
+            "ray.head.default": {"resources": {"CPU": 1}},
+            "special": {"resources": {"CPU": 2, "widget": 3}, "min_workers": 1},
+        },
+    )
+    assert cli("up", first.config, "--yes").code == 0
+    result = cli("up", second.config, "--yes")
+    assert result.code == 0, result.text
+    a, b = first.status(cli), second.status(cli)
+    assert a["gcs_address"] != b["gcs_address"]
+    assert not {n["ip"] for n in a["nodes"]} & {n["ip"] for n in b["nodes"]}
+    worker = next(n for n in b["nodes"] if n["kind"] == "worker")
+    assert worker["resources"]["widget"] == 3.0 and worker["resources"]["CPU"] == 2.0
+
+    first_pids = set(cluster_pids(first.name))
+    assert cli("down", second.config, "--yes").code == 0
+    assert cluster_pids(second.name) == []
+    assert set(cluster_pids(first.name)) >= first_pids  # untouched
+    assert all(n["ray"] != "DEAD" for n in first.status(cli)["nodes"])
+
+
+def test_killed_worker_shows_in_status_and_up_heals_it(make_cluster, cli, rayctl_home):
+    cluster = make_cluster("kill")
+    assert cli("up", cluster.config, "--yes").code == 0
+    worker = next(n for n in cluster.status(cli)["nodes"] if n["kind"] == "worker")
+    pid = ray_pid(rayctl_home, cluster.name, worker["id"])
+    os.killpg(pid, signal.SIGKILL)  # the whole node, as if its machine died
+
+    def worker_row():
+        return next(n for n in cluster.status(cli)["nodes"] if n["id"] == worker["id"])
+
+    assert worker_row()["state"] == "stopped"
+    wait_for(lambda: worker_row()["ray"] == "DEAD", 60, "Ray to mark the worker dead")
+
+    healed = cli("up", cluster.config, "--yes")
+    assert healed.code == 0, healed.text
+    assert "1 started" in healed.out
+    row = worker_row()
+    assert row["state"] == "running" and row["ray"] in ("IDLE", "RUNNING")
+
+
+def test_down_after_only_the_ray_leader_was_killed(make_cluster, cli, rayctl_home):
+    cluster = make_cluster("leader")
+    assert cli("up", cluster.config, "--yes").code == 0
+    worker = next(n for n in cluster.status(cli)["nodes"] if n["kind"] == "worker")
+    os.kill(ray_pid(rayctl_home, cluster.name, worker["id"]), signal.SIGKILL)
+    # raylet and friends of that node are still alive, without their leader.
+    assert cli("down", cluster.config, "--yes").code == 0
+    assert cluster_pids(cluster.name) == []
+
+
+def test_changed_setup_commands_rerun_setup_only(make_cluster, cli, rayctl_home):
+    cluster = make_cluster("setup", setup_commands=["echo one >> ~/setup.log"])
+    assert cli("up", cluster.config, "--yes").code == 0
+    nodes = cluster.status(cli)["nodes"]
+    pids = {n["id"]: ray_pid(rayctl_home, cluster.name, n["id"]) for n in nodes}
+
+    text = cluster.config.read_text().replace("echo one", "echo two")
+    cluster.config.write_text(text)
+    result = cli("up", cluster.config, "--yes")
+    assert result.code == 0, result.text
+    assert "2 set up again" in result.out
+    for node_id, pid in pids.items():
+        assert ray_pid(rayctl_home, cluster.name, node_id) == pid  # Ray was not restarted
+        log = rayctl_home / "clusters" / cluster.name / "nodes" / node_id / "setup.log"
+        assert log.read_text() == "one\ntwo\n"
+
+
+def test_failed_setup_command_marks_the_node_failed(make_cluster, cli):
+    cluster = make_cluster("fail", worker_setup_commands=["echo about to fail", "exit 7"])
+    result = cli("up", cluster.config, "--yes")
+    assert result.code == 1
+    assert "failed while setting-up" in result.err and "about to fail" in result.err
+    assert "`exit 7` exited with 7" in result.err
+    rows = {n["kind"]: n for n in cluster.status(cli)["nodes"]}
+    assert rows["head"]["status"] == "ready"
+    assert rows["worker"]["status"] == "failed"
+    assert "about to fail" in rows["worker"]["error"]

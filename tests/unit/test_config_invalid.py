@@ -1,0 +1,469 @@
+"""Invalid cluster configs: `validate` and `up` both refuse them with exit code 2, name the
+file and the line a human would look at, say what is wrong, never show a traceback, and
+create nothing under RAYCTL_HOME."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import rayctl.launcher
+from rayctl.cli.app import run
+
+
+class KnownProblem(AssertionError):
+    """The config was refused badly: wrong line, missing wording, or accepted outright.
+    Cases marked xfail expect exactly this failure and no other."""
+
+
+def case(case_id: str, text: str, line: int, fragment: str, *, bug: str | None = None):
+    marks = [pytest.mark.xfail(reason=bug, strict=True, raises=KnownProblem)] if bug else []
+    return pytest.param(case_id, text, line, fragment, id=case_id, marks=marks)
+
+
+LOCAL = "provider:\n  type: local\n"
+
+CONTEXT_DROPPED = (
+    "YAML error reported at PyYAML's problem_mark (where parsing gave up: the next line or "
+    "past the end of the file); the context_mark (where the unclosed construct starts) and "
+    "its 'while parsing/scanning ...' context are dropped"
+)
+
+# (id, yaml_text, expected_line, expected_fragment)
+CASES = [
+    # --- YAML syntax -------------------------------------------------------------------
+    case(
+        "yaml-unclosed-flow-mapping",
+        "cluster_name: x\nprovider: {type: local\nmax_workers: 2\n",
+        2,
+        "invalid YAML",
+        bug=CONTEXT_DROPPED,
+    ),
+    case(
+        "yaml-unclosed-flow-list-at-eof",
+        LOCAL + "setup_commands: [echo hi, echo there\n",
+        3,
+        "invalid YAML",
+        bug=CONTEXT_DROPPED,
+    ),
+    case(
+        "yaml-unclosed-quote",
+        LOCAL + 'cluster_name: "abc\nmax_workers: 2\n',
+        3,
+        "invalid YAML",
+        bug=CONTEXT_DROPPED,
+    ),
+    case("yaml-bad-indentation", LOCAL + " max_workers: 2\n", 3, "invalid YAML"),
+    case(
+        "yaml-bad-indentation-nested",
+        "cluster_name: x\nprovider:\n    type: local\n  max_workers: 1\n",
+        4,
+        "invalid YAML",
+    ),
+    case("yaml-tab-indentation", "provider:\n\ttype: local\n", 2, r"found character '\t'"),
+    case("yaml-two-documents", LOCAL + "---\nmax_workers: 2\n", 3, "another document"),
+    case(
+        "yaml-merge-key",
+        "base: &b\n  type: local\nprovider:\n  <<: *b\n",
+        4,
+        "merge keys (<<) are not supported",
+        bug="yaml_positions' '<<' check is dead code for real merge keys: SafeLoader tags the "
+        "key tag:yaml.org,2002:merge and construct_object fails first, so the user sees "
+        "'could not determine a constructor for the tag ...'",
+    ),
+    case(
+        "duplicate-top-level-key",
+        "cluster_name: a\n" + LOCAL + "cluster_name: b\n",
+        4,
+        "duplicate key 'cluster_name'",
+    ),
+    case(
+        "duplicate-key-in-node-type",
+        LOCAL + "available_node_types:\n  head:\n    min_workers: 0\n    min_workers: 1\n"
+        "head_node_type: head\n",
+        6,
+        "duplicate key 'min_workers'",
+    ),
+    case(
+        "duplicate-node-type-name",
+        LOCAL + "available_node_types:\n  head: {}\n  head: {}\nhead_node_type: head\n",
+        5,
+        "duplicate key 'head'",
+    ),
+    # --- shape of the document ---------------------------------------------------------
+    case("empty-file", "", 1, "the config is empty"),
+    case("only-a-comment", "# nothing here yet\n", 1, "the config is empty"),
+    case("top-level-list", "- provider\n- local\n", 1, "top level must be a mapping"),
+    case("top-level-scalar", "hello\n", 1, "top level must be a mapping"),
+    # --- unknown and misspelt keys -----------------------------------------------------
+    case("unknown-top-level-key", LOCAL + "frobnicate: 1\n", 3, "frobnicate: unknown key"),
+    case("misspelt-max_worker", LOCAL + "max_worker: 3\n", 3, "did you mean 'max_workers'"),
+    case(
+        "misspelt-idle_timeout_minute",
+        LOCAL + "idle_timeout_minute: 3\n",
+        3,
+        "did you mean 'idle_timeout_minutes'",
+    ),
+    case(
+        "misspelt-setup_command",
+        LOCAL + "setup_command:\n  - echo hi\n",
+        3,
+        "did you mean 'setup_commands'",
+    ),
+    case(
+        "misspelt-head_setup_command",
+        LOCAL + "head_setup_command: []\n",
+        3,
+        "did you mean 'head_setup_commands'",
+    ),
+    case(
+        "misspelt-available_node_type",
+        LOCAL + "available_node_type:\n  head: {}\nhead_node_type: head\n",
+        3,
+        "did you mean 'available_node_types'",
+    ),
+    case("misspelt-provider", "provier:\n  type: local\n", 1, "did you mean 'provider'"),
+    case(
+        "misspelt-key-in-provider",
+        LOCAL + "  typ: local\n",
+        3,
+        "provider.typ: unknown key; did you mean 'type'",
+    ),
+    case(
+        "misspelt-key-in-auth",
+        LOCAL + "auth:\n  ssh_usr: ubuntu\n",
+        4,
+        "auth.ssh_usr: unknown key; did you mean 'ssh_user'",
+    ),
+    case(
+        "misspelt-key-in-node-type",
+        LOCAL + "available_node_types:\n  head:\n    resources: {CPU: 1}\n    min_worker: 0\n"
+        "head_node_type: head\n",
+        6,
+        "available_node_types.head.min_worker: unknown key; did you mean 'min_workers'",
+    ),
+    case(
+        "misspelt-resources-in-node-type",
+        LOCAL + "available_node_types:\n  head:\n    resource: {CPU: 1}\nhead_node_type: head\n",
+        5,
+        "did you mean 'resources'",
+    ),
+    case(
+        "misspelt-key-in-rayctl",
+        LOCAL + "rayctl:\n  runtim:\n    python: /usr/bin/python3\n",
+        4,
+        "rayctl.runtim: unknown key; did you mean 'runtime'",
+    ),
+    case(
+        "misspelt-key-in-rayctl-runtime",
+        LOCAL + "rayctl:\n  runtime:\n    pyhton: /usr/bin/python3\n",
+        5,
+        "rayctl.runtime.pyhton: unknown key; did you mean 'python'",
+    ),
+    case(
+        "misspelt-key-in-docker",
+        LOCAL + "docker:\n  imag: rayproject/ray\n",
+        4,
+        "docker.imag: unknown key; did you mean 'image'",
+    ),
+    # --- wrong types -------------------------------------------------------------------
+    case("max_workers-string", LOCAL + "max_workers: many\n", 3, "(got 'many')"),
+    case(
+        "max_workers-bool",
+        LOCAL + "max_workers: true\n",
+        3,
+        "max_workers",
+        bug="pydantic lax mode coerces `true` to 1: the config validates with max_workers 1 "
+        "(Ray's JSON schema rejects a boolean here)",
+    ),
+    case("upscaling_speed-list", LOCAL + "upscaling_speed: [1]\n", 3, "valid number (got [1])"),
+    case(
+        "setup_commands-string",
+        LOCAL + "setup_commands: echo hi\n",
+        3,
+        "setup_commands: input should be a valid list",
+    ),
+    case(
+        "setup_commands-item-not-string",
+        LOCAL + "setup_commands:\n  - echo hi\n  - 3\n",
+        5,
+        "setup_commands[1]: input should be a valid string (got 3)",
+    ),
+    case(
+        "resources-value-not-number",
+        LOCAL + "available_node_types:\n  head:\n    resources: {CPU: x}\nhead_node_type: head\n",
+        5,
+        "available_node_types.head.resources.CPU: input should be a valid number",
+    ),
+    case(
+        "labels-value-mapping",
+        LOCAL + "available_node_types:\n  head:\n    labels:\n      zone:\n        a: b\n"
+        "head_node_type: head\n",
+        6,
+        "available_node_types.head.labels.zone: input should be a valid string",
+    ),
+    case(
+        "min_workers-float",
+        LOCAL + "available_node_types:\n  head: {}\n  w:\n    min_workers: 1.5\n"
+        "head_node_type: head\n",
+        6,
+        "fractional part (got 1.5)",
+    ),
+    case(
+        "cluster_name-with-space",
+        "cluster_name: my cluster\n" + LOCAL,
+        1,
+        "(got 'my cluster')",
+    ),
+    case("cluster_name-with-slash", "cluster_name: a/b\n" + LOCAL, 1, "(got 'a/b')"),
+    case(
+        "cluster_name-too-long",
+        "cluster_name: " + "a" * 41 + "\n" + LOCAL,
+        1,
+        "at most 40 characters",
+    ),
+    case(
+        "available_node_types-list",
+        LOCAL + "available_node_types:\n  - head\n  - worker\nhead_node_type: head\n",
+        3,
+        "available_node_types: input should be a valid dictionary",
+    ),
+    case(
+        "node-type-not-mapping",
+        LOCAL + "available_node_types:\n  head: {}\n  worker: 3\nhead_node_type: head\n",
+        5,
+        "available_node_types.worker: input should be a valid dictionary",
+    ),
+    case(
+        "node-type-empty-value",
+        LOCAL + "available_node_types:\n  head:\nhead_node_type: head\n",
+        4,
+        "available_node_types.head: input should be a valid dictionary",
+    ),
+    # --- out-of-range numbers ----------------------------------------------------------
+    case("max_workers-negative", LOCAL + "max_workers: -1\n", 3, "greater than or equal to 0"),
+    case(
+        "min_workers-negative",
+        LOCAL + "available_node_types:\n  head: {}\n  w:\n    min_workers: -2\n"
+        "head_node_type: head\n",
+        6,
+        "available_node_types.w.min_workers: input should be greater than or equal to 0",
+    ),
+    case(
+        "idle_timeout_minutes-negative",
+        LOCAL + "idle_timeout_minutes: -5\n",
+        3,
+        "idle_timeout_minutes: input should be greater than or equal to 0 (got -5)",
+    ),
+    case(
+        "resources-negative",
+        LOCAL + "available_node_types:\n  head:\n    resources:\n      CPU: -1\n"
+        "head_node_type: head\n",
+        6,
+        "greater than or equal to 0 (got -1)",
+    ),
+    case(
+        "upscaling_speed-zero",
+        LOCAL + "upscaling_speed: 0\n",
+        3,
+        "upscaling_speed: input should be greater than 0",
+    ),
+    # --- rules across keys -------------------------------------------------------------
+    case(
+        "node-type-min-above-max",
+        LOCAL + "max_workers: 10\navailable_node_types:\n  head: {}\n  w:\n    min_workers: 3\n"
+        "    max_workers: 2\nhead_node_type: head\n",
+        7,
+        "min_workers (3) is greater than max_workers (2)",
+    ),
+    case(
+        "sum-of-min_workers-above-max_workers",
+        LOCAL + "max_workers: 2\navailable_node_types:\n  head: {}\n  a:\n    min_workers: 2\n"
+        "  b:\n    min_workers: 1\nhead_node_type: head\n",
+        3,
+        "min_workers add up to 3, more than max_workers (2)",
+    ),
+    case(
+        "head_node_type-not-a-node-type",
+        LOCAL + "available_node_types:\n  head.node: {}\n  worker: {}\nhead_node_type: head.nod\n",
+        6,
+        "'head.nod' is not in available_node_types; did you mean 'head.node'",
+    ),
+    case(
+        "head_node_type-missing-with-own-node-types",
+        LOCAL + "available_node_types:\n  head: {}\n  worker: {}\n",
+        1,
+        "head_node_type",
+    ),
+    # --- provider ----------------------------------------------------------------------
+    case(
+        "provider-type-misspelt",
+        "provider:\n  type: locl\n",
+        2,
+        "unknown provider type 'locl' (expected one of: local); did you mean 'local'",
+    ),
+    case("provider-missing", "cluster_name: x\n", 1, "missing required key 'provider'"),
+    case(
+        "provider-type-missing",
+        "provider: {}\n",
+        1,
+        "provider: missing required key 'type'",
+    ),
+    # --- file mounts and commands ------------------------------------------------------
+    case(
+        "file_mounts-source-missing",
+        LOCAL + "file_mounts:\n  ~/data: ./does-not-exist\n",
+        4,
+        "local path './does-not-exist' does not exist",
+    ),
+    case(
+        "file_mounts-absolute-target-local",
+        LOCAL + "file_mounts:\n  /opt/data: .\n",
+        4,
+        "file_mounts./opt/data: local nodes share this machine: use a '~/...' target",
+    ),
+    case(
+        "ray-stop-in-head_start_ray_commands",
+        LOCAL
+        + "head_start_ray_commands:\n  - ray start --head\n  - ray stop && ray start --head\n",
+        5,
+        "head_start_ray_commands[1]: 'ray stop' would stop every Ray process on this machine",
+    ),
+    case(
+        "ray-stop-in-worker_start_ray_commands",
+        LOCAL
+        + "worker_start_ray_commands:\n  - ray stop\n  - ray start --address=$RAY_HEAD_IP:6379\n",
+        4,
+        "worker_start_ray_commands[0]: 'ray stop'",
+    ),
+    # --- docker ------------------------------------------------------------------------
+    case(
+        "docker-container_name",
+        LOCAL + "docker:\n  image: rayproject/ray\n  container_name: ray_container\n",
+        5,
+        "docker mode is not supported",
+    ),
+    case(
+        "docker-container_name-in-node-type",
+        LOCAL + "available_node_types:\n  head:\n    docker:\n      container_name: c\n"
+        "head_node_type: head\n",
+        5,
+        "available_node_types.head.docker: docker mode is not supported",
+    ),
+]
+
+
+@pytest.fixture
+def rayctl_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "rayctl-home"
+    home.mkdir()
+    monkeypatch.setenv("RAYCTL_HOME", str(home))
+    monkeypatch.delenv("RAYCTL_DEBUG", raising=False)
+
+    def no_launch(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an invalid config reached the launcher")
+
+    # Belt and braces: should a case ever validate, `up` must still not start anything.
+    monkeypatch.setattr(rayctl.launcher, "up", no_launch)
+    return home
+
+
+def check_refusal(stdout: str, stderr: str, code: int, line: int, fragment: str) -> None:
+    assert "Traceback" not in stderr + stdout
+    assert "internal error" not in stderr
+    if code == 0:
+        raise KnownProblem(f"the config was accepted:\n{stdout}")
+    assert code == 2, stderr
+    assert stdout == ""
+    where = f"cluster.yaml:{line}:"
+    mentioning = [text for text in stderr.splitlines() if fragment in text]
+    if not mentioning:
+        raise KnownProblem(f"no line of stderr says {fragment!r}:\n{stderr}")
+    if not any(where in text for text in mentioning):
+        raise KnownProblem(f"{fragment!r} is not reported at {where}\n{stderr}")
+    assert where in stderr and fragment in stderr
+
+
+@pytest.mark.parametrize(("case_id", "yaml_text", "expected_line", "expected_fragment"), CASES)
+def test_invalid_config_is_refused_with_file_and_line(
+    case_id: str,
+    yaml_text: str,
+    expected_line: int,
+    expected_fragment: str,
+    tmp_path: Path,
+    rayctl_home: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = tmp_path / "cluster.yaml"
+    path.write_text(yaml_text, encoding="utf-8")
+
+    code = run(["validate", str(path)])
+    validated = capsys.readouterr()
+    check_refusal(validated.out, validated.err, code, expected_line, expected_fragment)
+
+    code = run(["up", str(path), "--yes"])
+    upped = capsys.readouterr()
+    check_refusal(upped.out, upped.err, code, expected_line, expected_fragment)
+    assert upped.err == validated.err  # `up` refuses with the same report, before any work
+
+    assert list(rayctl_home.iterdir()) == []
+
+
+def test_every_problem_is_reported_in_line_order(
+    tmp_path: Path, rayctl_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "cluster.yaml"
+    path.write_text(LOCAL + "upscaling_speed: 0\nmax_worker: 3\n", encoding="utf-8")
+    assert run(["validate", str(path)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        f"{path}:3:1: upscaling_speed: input should be greater than 0 (got 0)",
+        f"{path}:4:1: max_worker: unknown key; did you mean 'max_workers'?",
+    ]
+
+
+def test_missing_config_file_exits_2(
+    tmp_path: Path, rayctl_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "nope.yaml"
+    assert run(["validate", str(path)]) == 2
+    assert run(["up", str(path), "--yes"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [f"{path}: no such file"] * 2
+    assert list(rayctl_home.iterdir()) == []
+
+
+def _console_script() -> str:
+    beside = Path(sys.executable).parent / "rayctl"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("rayctl")
+    assert found, "the rayctl console script is not installed"
+    return found
+
+
+def test_console_script_reports_file_and_line(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(LOCAL + "max_worker: 3\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "RAYCTL_DEBUG"}
+    env["RAYCTL_HOME"] = str(home)
+    result = subprocess.run(
+        [_console_script(), "validate", "bad.yaml"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == "bad.yaml:3:1: max_worker: unknown key; did you mean 'max_workers'?\n"
+    assert "Traceback" not in result.stderr + result.stdout
+    assert list(home.iterdir()) == []

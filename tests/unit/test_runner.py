@@ -1,0 +1,52 @@
+"""LocalRunner: commands run with bash inside the node's home; files land under it."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rayctl.runtime.runner import TAIL_LINES, LocalRunner
+
+
+def test_run_reports_exit_code_streams_and_keeps_the_tail(tmp_path: Path):
+    runner = LocalRunner(tmp_path / "node", env={"GREETING": "hi"})
+    lines: list[str] = []
+    result = runner.run(
+        'for i in $(seq 1 50); do echo "$GREETING $i"; done; echo oops >&2; exit 4',
+        stream=lines.append,
+    )
+    assert result.exit_code == 4 and not result.ok
+    assert lines[0] == "hi 1" and lines[-1] == "oops" and len(lines) == 51
+    assert result.tail.splitlines() == lines[-TAIL_LINES:]
+
+
+def test_run_uses_the_node_home_and_extra_env(tmp_path: Path):
+    home = tmp_path / "node"
+    result = LocalRunner(home).run('echo "$HOME|$PWD|$EXTRA"', env={"EXTRA": "x"})
+    assert result.ok and result.tail == f"{home}|{home}|x"
+
+
+def test_timeout_kills_the_command_and_its_children(tmp_path: Path):
+    marker = tmp_path / "survived"
+    started = time.monotonic()
+    result = LocalRunner(tmp_path).run(f"(sleep 3; touch {marker}) & sleep 30", timeout_s=0.5)
+    assert result.exit_code == 124 and "timed out" in result.tail
+    assert time.monotonic() - started < 10
+    time.sleep(3.5)
+    assert not marker.exists()  # the background child died with its group
+
+
+def test_put_and_sync_expand_tilde_into_the_node_home(tmp_path: Path):
+    src = tmp_path / "src"
+    (src / "pkg").mkdir(parents=True)
+    (src / "pkg" / "mod.py").write_text("x = 1\n")
+    (src / "skip.pyc").write_text("junk")
+    single = tmp_path / "one.txt"
+    single.write_text("one")
+    home = tmp_path / "node"
+    runner = LocalRunner(home)
+    runner.sync(str(src), "~/code", exclude=["*.pyc"])
+    runner.put(str(single), "~/deep/dir/one.txt")
+    assert (home / "code" / "pkg" / "mod.py").read_text() == "x = 1\n"
+    assert not (home / "code" / "skip.pyc").exists()
+    assert (home / "deep" / "dir" / "one.txt").read_text() == "one"
