@@ -3,6 +3,7 @@ that are always torn down, with a check by PID that none of their processes surv
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -70,26 +71,15 @@ def kill_leftovers(cluster_name: str) -> list[int]:
     """SIGKILL what a failed test left of its own cluster (by PID); returns those PIDs."""
     pids = cluster_pids(cluster_name)
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     return pids
 
 
 def write_config(path: Path, name: str, **overrides: object) -> Path:
-    config: dict[str, object] = {
-        "cluster_name": name,
-        "max_workers": 4,
-        "idle_timeout_minutes": 1,
-        "provider": {"type": "local"},
-        "available_node_types": {
-            "ray.head.default": {"resources": {"CPU": 1}},
-            "ray.worker.cpu": {"resources": {"CPU": 1}, "min_workers": 1, "max_workers": 4},
-        },
-        "head_node_type": "ray.head.default",
-    }
-    config.update(overrides)
+    """The shipped cluster-configs/local.yaml under another name, with keys overridden."""
+    config = yaml.safe_load((REPO / "cluster-configs" / "local.yaml").read_text())
+    config.update(cluster_name=name, **overrides)
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 

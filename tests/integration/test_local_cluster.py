@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -170,3 +172,44 @@ def test_failed_setup_command_marks_the_node_failed(make_cluster, cli):
     assert rows["head"]["status"] == "ready"
     assert rows["worker"]["status"] == "failed"
     assert "about to fail" in rows["worker"]["error"]
+
+
+def test_custom_start_commands_and_no_wait(make_cluster, cli):
+    ray = Path(sys.executable).parent / "ray"
+    cluster = make_cluster(
+        "custom",
+        worker_start_ray_commands=[
+            "echo starting my way",
+            f"exec {ray} start --block --address=$RAYCTL_GCS_ADDRESS --disable-usage-stats "
+            """$RAYCTL_RAY_START_ARGS --resources='{"started_my_way": 1}'""",
+        ],
+    )
+    result = cli("up", cluster.config, "--yes", "--no-wait")
+    assert result.code == 0, result.text
+
+    def worker():
+        rows = [n for n in cluster.status(cli)["nodes"] if n["kind"] == "worker"]
+        return rows[0] if rows and rows[0]["ray"] in ("IDLE", "RUNNING") else None
+
+    row = wait_for(worker, 60, "the worker to join Ray after --no-wait")
+    assert row["resources"]["started_my_way"] == 1.0
+
+
+def test_attach_gives_a_shell_on_the_head(make_cluster, cli):
+    cluster = make_cluster(
+        "attach",
+        available_node_types={
+            "ray.head.default": {"resources": {"CPU": 1}},
+        },
+    )
+    assert cli("up", cluster.config, "--yes").code == 0
+    gcs = cluster.status(cli)["gcs_address"]
+    shell = subprocess.run(
+        [Path(sys.executable).parent / "rayctl", "attach", cluster.config],
+        input='echo "inside $RAY_ADDRESS $HOME"\nexit 5\n',
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shell.returncode == 5, shell.stderr
+    assert f"inside {gcs} " in shell.stdout and "/nodes/head-" in shell.stdout
