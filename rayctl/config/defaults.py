@@ -50,7 +50,9 @@ def fill_defaults(raw: dict[str, Any]) -> dict[str, Any]:
     user_types = raw.get("available_node_types")
     base = dict(defaults)
     if isinstance(user_types, dict):
+        # The default head type names a default node type: both go when the user names types.
         base.pop("available_node_types")
+        base.pop("head_node_type")
     filled = deep_merge(base, raw)
     type_defaults = _NODE_TYPE_DEFAULTS.get(ptype, {})
     types = filled.get("available_node_types")

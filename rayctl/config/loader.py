@@ -52,13 +52,21 @@ def load_config(path: str | os.PathLike[str], *, cluster_name: str | None = None
     raw = dict(doc.data)
     if cluster_name is not None:
         raw["cluster_name"] = cluster_name
-    return LoadedConfig(_validate(raw, doc, shown, file.resolve().parent), file.resolve())
+    base_dir = file.resolve().parent
+    config = _validate(raw, doc, shown, base_dir, name_from_flag=cluster_name is not None)
+    return LoadedConfig(config, file.resolve())
+
+
+# Keys the provider's defaults would fill: not worth reporting while the provider is wrong.
+_FILLED_BY_PROVIDER = {("available_node_types",), ("head_node_type",)}
 
 
 def _validate(
-    raw: dict[str, Any], doc: PositionedYaml, shown: str, base_dir: Path
+    raw: dict[str, Any], doc: PositionedYaml, shown: str, base_dir: Path, *, name_from_flag: bool
 ) -> ClusterConfig:
     def located(path: KeyPath, message: str) -> tuple[int, int, str]:
+        if name_from_flag and path[:1] == ("cluster_name",):
+            return (0, 0, f"--cluster-name: {message}")
         pos = doc.position_of(path)
         where = _format_path(path)
         return (pos.line, pos.column, f"{shown}:{pos.line}:{pos.column}: {where}{message}")
@@ -66,7 +74,15 @@ def _validate(
     try:
         config = ClusterConfig.model_validate(fill_defaults(raw))
     except pydantic.ValidationError as exc:
-        problems = [located(*_describe(err, raw)) for err in exc.errors()]
+        errors = exc.errors()
+        provider = raw.get("provider")
+        if not (isinstance(provider, dict) and provider.get("type") in PROVIDER_TYPES):
+            errors = [
+                e
+                for e in errors
+                if not (e["type"] == "missing" and e["loc"] in _FILLED_BY_PROVIDER)
+            ]
+        problems = [located(*_describe(err, raw)) for err in errors]
         raise ConfigError([text for *_, text in sorted(set(problems))]) from None
     config, semantic = _check(config, base_dir)
     if semantic:
@@ -89,17 +105,33 @@ def _describe(err: Any, raw: dict[str, Any]) -> tuple[KeyPath, str]:
     kind = err["type"]
     if kind == "extra_forbidden":
         key = str(path[-1])
+        if path[:1] == ("provider",) and key in ("head_ip", "worker_ips"):
+            return path, (
+                "unknown key; rayctl's local provider runs every node on this machine, "
+                "on-prem hosts (head_ip, worker_ips) are not supported yet"
+            )
         hint = _suggest(key, _allowed_keys(path[:-1]))
         return path, f"unknown key{hint}"
     if kind == "missing":
-        return path[:-1], f"missing required key '{path[-1]}'"
+        message = f"missing required key '{path[-1]}'"
+        types = raw.get("available_node_types")
+        if path == ("head_node_type",) and isinstance(types, dict) and types:
+            message += f" (one of: {', '.join(map(str, types))})"
+        return path[:-1], message
+    if kind == "string_pattern_mismatch" and path == ("cluster_name",):
+        return path, (
+            "use only letters, digits, '-', '_' and '.', starting with a letter or digit "
+            f"(got {err['input']!r})"
+        )
     if path == ("provider", "type"):
         expected = ", ".join(PROVIDER_TYPES)
         value = err.get("input")
         hint = _suggest(str(value), list(PROVIDER_TYPES)) if isinstance(value, str) else ""
         return path, f"unknown provider type {value!r} (expected one of: {expected}){hint}"
-    message = err["msg"]
+    message = re.sub(r" or instance of \w+", "", err["msg"])  # pydantic's class names
     message = message[0].lower() + message[1:]
+    if kind == "list_type":
+        message += " (write a YAML list: one '- item' per line)"
     if kind not in ("dict_type", "list_type", "model_type") and "input" in err:
         message += f" (got {err['input']!r})"
     return path, message

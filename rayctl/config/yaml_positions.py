@@ -51,11 +51,25 @@ def parse(text: str) -> PositionedYaml:
         data = _construct(loader, root, (), positions)
         return PositionedYaml(data, positions)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        position = Position(mark.line + 1, mark.column + 1) if mark else Position(1, 1)
-        raise YamlSyntaxError(f"invalid YAML: {exc.problem or exc}", position) from None
+        raise YamlSyntaxError(*_describe_syntax_error(exc)) from None
     finally:
         loader.dispose()
+
+
+def _describe_syntax_error(exc: yaml.MarkedYAMLError) -> tuple[str, Position]:
+    """PyYAML's message, at the place a person should look. For an unclosed bracket or
+    quote that is where it opens (the context mark), not where parsing gave up."""
+    context, problem = exc.context or "", exc.problem or str(exc)
+    mark = exc.problem_mark
+    if exc.context_mark and ("flow" in context or "quoted" in context):
+        mark = exc.context_mark
+        problem = f"{problem} (found at line {exc.problem_mark.line + 1})"
+        context = context.replace("while parsing a flow", "this unclosed flow").replace(
+            "while scanning a quoted scalar", "this unclosed quoted string"
+        )
+    message = f"invalid YAML: {context}: {problem}" if context else f"invalid YAML: {problem}"
+    position = Position(mark.line + 1, mark.column + 1) if mark else Position(1, 1)
+    return message, position
 
 
 def _construct(
@@ -64,9 +78,9 @@ def _construct(
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = _scalar(loader, key_node)
-            if key == "<<":
+            if key_node.tag == "tag:yaml.org,2002:merge":
                 raise YamlSyntaxError("YAML merge keys (<<) are not supported", _pos(key_node))
+            key = _scalar(loader, key_node)
             if key in result:
                 raise YamlSyntaxError(f"duplicate key {key!r}", _pos(key_node))
             child = (*path, key)
