@@ -100,6 +100,7 @@ def up(
     except BootstrapError as exc:
         report.failed.append(exc)
         return report
+    report.head = head = find_head(provider)  # with the tags its start gave it (GCS port)
 
     workers: list[Node] = []
     for type_name, node_type in config.worker_types().items():
@@ -134,8 +135,11 @@ def up(
         with ThreadPoolExecutor(
             max_workers=min(BOOTSTRAP_THREADS, len(workers)), thread_name_prefix="bootstrap"
         ) as pool:
+            # Workers that were running belong to the old Ray cluster if the head restarted.
+            restart = report.outcomes[head.id] in (Outcome.STARTED, Outcome.RESTARTED)
             futures = {
-                w.id: pool.submit(bootstrapper.bootstrap, w, head, wait=wait) for w in workers
+                w.id: pool.submit(bootstrapper.bootstrap, w, head, wait=wait, restart=restart)
+                for w in workers
             }
             for node_id, future in futures.items():
                 try:

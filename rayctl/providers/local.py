@@ -37,7 +37,6 @@ class _Record(BaseModel):
     ip: str
     tags: dict[str, str]
     launched_at: float
-    ports: dict[str, int]
 
 
 class LocalProvider:
@@ -116,23 +115,13 @@ class LocalProvider:
                 home = self.node_home(node_id)
                 home.mkdir(parents=True)
                 ip = loopback.lease(home)
-                ports = {"dashboard_agent": _free_port()}
                 node_tags = {**tags, Tag.CLUSTER: self.cluster_name, Tag.NODE_TYPE: node_type}
-                if kind is NodeKind.HEAD:
-                    ports |= {
-                        "gcs": _free_port(),
-                        "client_server": _free_port(),
-                        "dashboard": _free_port(ip, DASHBOARD_PORT),
-                    }
-                    node_tags[Tag.GCS_PORT] = str(ports["gcs"])
-                    node_tags[Tag.DASHBOARD_PORT] = str(ports["dashboard"])
                 record = _Record(
                     id=node_id,
                     node_type=node_type,
                     ip=ip,
                     tags=node_tags,
                     launched_at=time.time(),
-                    ports=ports,
                 )
                 records[node_id] = record
                 created.append(self._node(record))
@@ -173,20 +162,30 @@ class LocalProvider:
         return LocalRunner(self.node_home(node.id))
 
     def ray_start_args(self, node: Node) -> list[str]:
-        record = self._read()[node.id]
-        ports = record.ports
-        args = [
-            f"--node-ip-address={record.ip}",
-            f"--temp-dir={self._ray_temp_dir(node.id)}",
-            f"--dashboard-agent-listen-port={ports['dashboard_agent']}",
-        ]
-        if node.kind is NodeKind.HEAD:
-            args += [
-                f"--port={ports['gcs']}",
-                f"--ray-client-server-port={ports['client_server']}",
-                f"--dashboard-host={record.ip}",
-                f"--dashboard-port={ports['dashboard']}",
+        """Fresh ports on every start: a restarted node's old ports may still be held by the
+        kernel (TIME_WAIT) after its Ray died. The head's new GCS port goes into its tags."""
+        with self._locked() as records:
+            record = records[node.id]
+            agent_port = _free_port()
+            args = [
+                f"--node-ip-address={record.ip}",
+                f"--temp-dir={self._ray_temp_dir(node.id)}",
+                f"--dashboard-agent-listen-port={agent_port}",
             ]
+            if node.kind is NodeKind.HEAD:
+                gcs, client, dashboard = (
+                    _free_port(),
+                    _free_port(),
+                    _free_port(record.ip, DASHBOARD_PORT),
+                )
+                record.tags[Tag.GCS_PORT] = str(gcs)
+                record.tags[Tag.DASHBOARD_PORT] = str(dashboard)
+                args += [
+                    f"--port={gcs}",
+                    f"--ray-client-server-port={client}",
+                    f"--dashboard-host={record.ip}",
+                    f"--dashboard-port={dashboard}",
+                ]
         return args
 
     def cleanup(self) -> None:

@@ -25,7 +25,7 @@ from rayctl.errors import BootstrapError
 from rayctl.providers.base import Node, NodeKind, NodeProvider, NodeStatus, Tag
 from rayctl.runtime import ray_process
 from rayctl.runtime.ray_adapter import RayUnreachable, list_ray_nodes
-from rayctl.runtime.runner import TAIL_LINES, CommandResult, CommandRunner
+from rayctl.runtime.runner import TAIL_LINES, CommandResult, CommandRunner, NodeUnreachable
 from rayctl.templates import render
 
 NODE_START_TIMEOUT_S = float(os.environ.get("RAYCTL_NODE_START_TIMEOUT_S", "120"))
@@ -113,8 +113,11 @@ class Bootstrapper:
         self._on_stage = on_stage
         self._log_dir = log_dir
 
-    def bootstrap(self, node: Node, head: Node, *, wait: bool = True) -> Outcome:
-        """Run the stages `node` needs. Raises BootstrapError (and tags the node failed)."""
+    def bootstrap(
+        self, node: Node, head: Node, *, wait: bool = True, restart: bool = False
+    ) -> Outcome:
+        """Run the stages `node` needs; `restart` restarts Ray even if nothing changed (a
+        worker whose head was restarted). Raises BootstrapError and tags the node failed."""
         spec = NodeSpec.of(self._config, node.node_type, node.kind)
         runner = self._provider.runner(node)
         stage = NodeStatus.WAITING_FOR_SSH
@@ -132,16 +135,21 @@ class Bootstrapper:
                 self._set_up(runner, node)
                 self._provider.set_tags(node.id, {Tag.RUNTIME_HASH: spec.runtime_hash})
                 outcome = Outcome.SET_UP
-            if not alive or node.tags.get(Tag.START_HASH) != spec.start_hash:
+            if restart or not alive or node.tags.get(Tag.START_HASH) != spec.start_hash:
                 stage = NodeStatus.STARTING_RAY
                 self._enter(node, stage)
                 if alive:
-                    ray_process.stop(runner, node.id)
+                    grace = ray_process.ORPHAN_GRACE_S if restart else ray_process.STOP_GRACE_S
+                    ray_process.stop(runner, node.id, grace_s=grace)
                 self._start_ray(runner, node, head, wait=wait)
                 self._provider.set_tags(node.id, {Tag.START_HASH: spec.start_hash})
                 outcome = Outcome.RESTARTED if alive else Outcome.STARTED
             self._enter(node, NodeStatus.READY)
             return outcome
+        except NodeUnreachable as exc:
+            failure = BootstrapError(node.id, stage.value, str(exc))
+            self._on_stage(node, NodeStatus.FAILED, failure.detail)
+            raise failure from None
         except BootstrapError as exc:
             self._provider.set_tags(
                 node.id, {Tag.STATUS: NodeStatus.FAILED.value, ERROR_TAG: exc.detail[-250:]}
@@ -203,8 +211,10 @@ class Bootstrapper:
 
     def _start_ray(self, runner: CommandRunner, node: Node, head: Node, *, wait: bool) -> None:
         is_head = node.kind is NodeKind.HEAD
-        gcs_address = f"{head.internal_ip}:{head.gcs_port}"
         provider_args = self._provider.ray_start_args(node)
+        if is_head:  # the provider may have chosen the GCS port just now
+            head = self._provider.list_nodes(**{Tag.KIND: NodeKind.HEAD.value})[0]
+        gcs_address = f"{head.internal_ip}:{head.gcs_port}"
         args = [*ray_resource_args(self._config, node.node_type), *provider_args]
         custom = (
             self._config.head_start_ray_commands

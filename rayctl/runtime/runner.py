@@ -14,7 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from rayctl.errors import RayctlError
+
 TAIL_LINES = 40
+
+
+class NodeUnreachable(RayctlError):
+    """The runner cannot reach the node at all (gone, down, or refusing us)."""
 
 
 @dataclass(frozen=True)
@@ -36,7 +42,8 @@ class CommandRunner(Protocol):
         timeout_s: float | None = None,
         stream: Callable[[str], None] | None = None,
     ) -> CommandResult:
-        """Run `command` with bash on the node; never raises for a non-zero exit."""
+        """Run `command` with bash on the node. A non-zero exit is a result; only a node that
+        cannot be reached raises (NodeUnreachable)."""
 
     def put(self, local: str, remote: str) -> None:
         """Copy a local file or directory to `remote` on the node (parents created)."""
@@ -55,6 +62,12 @@ class LocalRunner:
         self.home = home
         self._env = dict(env or {})
 
+    def _require_home(self) -> None:
+        # The provider creates a node's home with the node; never re-create a removed one,
+        # or a command racing `down` would start things on a node that no longer exists.
+        if not self.home.is_dir():
+            raise NodeUnreachable(f"node home {self.home} does not exist (node terminated?)")
+
     def _environ(self, extra: Mapping[str, str] | None) -> dict[str, str]:
         return {**os.environ, "HOME": str(self.home), **self._env, **(extra or {})}
 
@@ -71,7 +84,7 @@ class LocalRunner:
         timeout_s: float | None = None,
         stream: Callable[[str], None] | None = None,
     ) -> CommandResult:
-        self.home.mkdir(parents=True, exist_ok=True)
+        self._require_home()
         proc = subprocess.Popen(
             ["bash", "-c", command],
             cwd=self.home,
@@ -109,6 +122,7 @@ class LocalRunner:
         return CommandResult(code, "\n".join(tail))
 
     def put(self, local: str, remote: str) -> None:
+        self._require_home()
         target = self.expand(remote)
         target.parent.mkdir(parents=True, exist_ok=True)
         if os.path.isdir(local):
@@ -120,11 +134,12 @@ class LocalRunner:
         def ignore(_dir: str, names: list[str]) -> set[str]:
             return {n for n in names if any(fnmatch.fnmatch(n, pat) for pat in exclude)}
 
+        self._require_home()
         target = self.expand(remote_dir)
         target.mkdir(parents=True, exist_ok=True)
         shutil.copytree(local_dir, target, ignore=ignore, dirs_exist_ok=True)
 
     def interactive(self, command: str | None, *, env: Mapping[str, str] | None = None) -> int:
-        self.home.mkdir(parents=True, exist_ok=True)
+        self._require_home()
         argv = ["bash", "-l"] if command is None else ["bash", "-c", command]
         return subprocess.call(argv, cwd=self.home, env=self._environ(env))

@@ -213,3 +213,17 @@ def test_attach_gives_a_shell_on_the_head(make_cluster, cli):
     )
     assert shell.returncode == 5, shell.stderr
     assert f"inside {gcs} " in shell.stdout and "/nodes/head-" in shell.stdout
+
+
+def test_up_after_the_head_died_restarts_the_workers_with_it(make_cluster, cli, rayctl_home):
+    cluster = make_cluster("headdeath")
+    assert cli("up", cluster.config, "--yes").code == 0
+    head = next(n for n in cluster.status(cli)["nodes"] if n["kind"] == "head")
+    os.killpg(ray_pid(rayctl_home, cluster.name, head["id"]), signal.SIGKILL)
+
+    healed = cli("up", cluster.config, "--yes")
+    assert healed.code == 0, healed.text
+    assert "1 started, 1 restarted" in healed.out
+    status = cluster.status(cli)
+    alive = {r.instance_id for r in list_ray_nodes(status["gcs_address"]) if r.status != "DEAD"}
+    assert alive == {n["id"] for n in status["nodes"]}  # the worker joined the new head

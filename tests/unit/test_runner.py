@@ -5,11 +5,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from rayctl.runtime.runner import TAIL_LINES, LocalRunner
+import pytest
+
+from rayctl.runtime.runner import TAIL_LINES, LocalRunner, NodeUnreachable
 
 
 def test_run_reports_exit_code_streams_and_keeps_the_tail(tmp_path: Path):
-    runner = LocalRunner(tmp_path / "node", env={"GREETING": "hi"})
+    runner = LocalRunner(tmp_path, env={"GREETING": "hi"})
     lines: list[str] = []
     result = runner.run(
         'for i in $(seq 1 50); do echo "$GREETING $i"; done; echo oops >&2; exit 4',
@@ -21,7 +23,7 @@ def test_run_reports_exit_code_streams_and_keeps_the_tail(tmp_path: Path):
 
 
 def test_run_uses_the_node_home_and_extra_env(tmp_path: Path):
-    home = tmp_path / "node"
+    home = tmp_path
     result = LocalRunner(home).run('echo "$HOME|$PWD|$EXTRA"', env={"EXTRA": "x"})
     assert result.ok and result.tail == f"{home}|{home}|x"
 
@@ -44,9 +46,23 @@ def test_put_and_sync_expand_tilde_into_the_node_home(tmp_path: Path):
     single = tmp_path / "one.txt"
     single.write_text("one")
     home = tmp_path / "node"
+    home.mkdir()
     runner = LocalRunner(home)
     runner.sync(str(src), "~/code", exclude=["*.pyc"])
     runner.put(str(single), "~/deep/dir/one.txt")
     assert (home / "code" / "pkg" / "mod.py").read_text() == "x = 1\n"
     assert not (home / "code" / "skip.pyc").exists()
     assert (home / "deep" / "dir" / "one.txt").read_text() == "one"
+
+
+def test_a_node_whose_home_is_gone_is_unreachable_and_not_recreated(tmp_path: Path):
+    runner = LocalRunner(tmp_path / "terminated")
+    for action in (
+        lambda: runner.run("true"),
+        lambda: runner.put(__file__, "~/x.py"),
+        lambda: runner.sync(str(tmp_path), "~/d"),
+        lambda: runner.interactive("true"),
+    ):
+        with pytest.raises(NodeUnreachable, match="does not exist"):
+            action()
+    assert not (tmp_path / "terminated").exists()
