@@ -7,12 +7,14 @@ side by side:
             then `rayctl down CONFIG --yes`;
   bare Ray  the head's `ray start --head --block`, then, once its GCS answers, the 3
             workers' `ray start --block` in parallel (each in a session of its own), until
-            Ray counts 4 alive nodes; then SIGTERM to each and wait until every process
-            group is gone.
+            Ray counts 4 alive nodes; then SIGTERM to each, wait for it to exit, and
+            SIGTERM (then SIGKILL) whatever is left of its process group, as `rayctl down`
+            does: Ray sometimes leaves its agents behind.
 
 Rounds alternate which side goes first. It prints the medians, the ratios, rayctl's overhead
-against bare Ray (target: under 30%) and when `rayctl up` reached each bootstrap stage.
-It only ever signals process groups it created, and cleans up on failure and Ctrl-C.
+against bare Ray (target: under 30%) and each side's timeline: when `rayctl up` reached each
+bootstrap stage, when bare Ray's GCS answered and counted 1, 2, ... nodes. Progress goes to
+stderr. It only ever signals process groups it created, and cleans up on failure and Ctrl-C.
 
 Run from the repository root:
 
@@ -37,12 +39,14 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 from ray.autoscaler.v2.sdk import get_cluster_status
 
 from rayctl.providers import loopback
+from rayctl.runtime.ray_process import STOP_GRACE_S
 
 BIN = Path(sys.executable).parent
 WORKERS = 3
@@ -53,6 +57,7 @@ RAY_WORKER_PORTS = range(10002, 20000)  # Ray's default range for worker process
 STAGE_LINE = re.compile(r"^\[\s*[\d.]+s\] \S+ \((\w+), [^)]*\): ([\w-]+)$")
 
 Measures = dict[str, float]
+TOTALS = ("start", "stop", "groups killed")  # the measures that are not timeline points
 
 
 def log(message: str) -> None:
@@ -124,10 +129,10 @@ def up_stages(lines: list[tuple[float, str]]) -> Measures:
     stages: Measures = {}
     for at, line in lines:
         if line.startswith("Bringing up cluster"):
-            stages["up: CLI started"] = at
+            stages["CLI started"] = at
         elif match := STAGE_LINE.match(line):
             kind, stage = match.groups()
-            stages[f"up: {'head' if kind == 'head' else 'last worker'} {stage}"] = at
+            stages[f"{'head' if kind == 'head' else 'last worker'} {stage}"] = at
     return stages
 
 
@@ -251,25 +256,43 @@ class BareCluster:
             node.check_running()
         return alive_nodes(self.gcs_address)
 
-    def stop(self) -> None:
-        """SIGTERM each node's `ray start`, until every process group is gone."""
-        for node in self.nodes:
-            if node.group_alive():
-                assert node.proc is not None
-                with suppress(ProcessLookupError):  # a leader that exited early
-                    os.kill(node.proc.pid, signal.SIGTERM)
-        wait_for("bare Ray to stop", lambda: not any(n.group_alive() for n in self.nodes), 60)
+    def left(self, timeout_s: float = 0) -> list[BareNode]:
+        """The nodes whose process group is still there after up to `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while (left := [n for n in self.nodes if n.group_alive()]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return left
+
+    def stop(self) -> int:
+        """What `rayctl down` does, by hand: SIGTERM each node's `ray start` and wait for it
+        to exit; Ray sometimes leaves agents behind, so then SIGTERM (and after 3 s SIGKILL)
+        each group still there. Returns how many groups needed that."""
+        leaders = [n.proc for n in self.left() if n.proc is not None]
+        for proc in leaders:
+            with suppress(ProcessLookupError):  # a leader that exited early
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for proc in leaders:
+            with suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        left = self.left()
+        escalated = len(left)
+        for sig, wait_s in ((signal.SIGTERM, 3), (signal.SIGKILL, 5)):
+            for node in left:
+                node.signal_group(sig)
+            left = self.left(wait_s)
+        if left:
+            raise RuntimeError(f"bare Ray nodes still there after SIGKILL: {left}")
+        return escalated
 
     def destroy(self) -> None:
         """Kill what is left of the groups this cluster started, free its addresses."""
         for node in self.nodes:
             node.signal_group(signal.SIGKILL)
-        try:
-            wait_for("killed nodes to go", lambda: not any(n.group_alive() for n in self.nodes), 10)
-        finally:
-            for node in self.nodes:
-                loopback.release(node.ip, node.home)
-            shutil.rmtree(self.root, ignore_errors=True)
+        self.left(10)
+        for node in self.nodes:
+            loopback.release(node.ip, node.home)
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 @contextmanager
@@ -285,17 +308,26 @@ def bare_cluster() -> Iterator[BareCluster]:
 def bench_bare() -> Measures:
     with bare_cluster() as cluster:
         head, *workers = [cluster.add_node() for _ in range(1 + WORKERS)]
+        timeline: Measures = {}  # when the GCS first answered, then first counted n nodes
+
+        def alive(n: int) -> bool:
+            count = cluster.alive()
+            if count is not None:
+                label = "GCS answers" if count == 0 else f"{count} node(s) alive"
+                timeline.setdefault(label, time.monotonic() - started)
+            return count is not None and count >= n
+
         started = time.monotonic()
         head.launch()
-        wait_for("the head's GCS", lambda: cluster.alive() is not None)
-        gcs_s = time.monotonic() - started
+        wait_for("the head's GCS", lambda: alive(0))
         for worker in workers:
             worker.launch()
-        wait_for("all nodes to be alive", lambda: cluster.alive() == 1 + WORKERS)
+        wait_for("all nodes to be alive", lambda: alive(1 + WORKERS))
         start_s = time.monotonic() - started
         stopping = time.monotonic()
-        cluster.stop()
-        return {"start": start_s, "stop": time.monotonic() - stopping, "head GCS answers": gcs_s}
+        escalated = cluster.stop()
+        stop_s = time.monotonic() - stopping
+        return {"start": start_s, "stop": stop_s, "groups killed": escalated, **timeline}
 
 
 # -- report ------------------------------------------------------------------------------
@@ -362,16 +394,19 @@ def print_table(summary: dict[str, Any]) -> None:
         f"{m} {'met' if c['target_met'] else 'NOT met'}" for m, c in compared.items()
     )
     print(f"\ntarget: overhead under {TARGET_OVERHEAD_PCT:g}%: {verdicts}")
-    print("\nrayctl up, seconds since the command started (median):")
-    for key, value in median["rayctl"].items():
-        if key.startswith("up: "):
-            print(f"  {key[4:]:34}{value:6.2f}")
-    print(f"  {'returned':34}{median['rayctl']['start']:6.2f}")
-    bare = median["bare"]
-    print(
-        f"bare Ray: the head's GCS answered at {bare['head GCS answers']:.2f} s, "
-        f"{1 + WORKERS} nodes alive at {bare['start']:.2f} s"
-    )
+    killed = [run["groups killed"] for run in summary["runs"]["bare"]]
+    if any(killed):
+        print(
+            f"bare stop: in {sum(map(bool, killed))} of {len(killed)} round(s) Ray left "
+            "processes behind after its `ray start` exited; their groups were signalled"
+        )
+    for side, since in (("rayctl", "`rayctl up` started"), ("bare", "the head's `ray start`")):
+        print(f"\n{side} timeline, median seconds since {since}:")
+        timeline = {k: v for k, v in median[side].items() if k not in TOTALS}
+        for key, value in sorted(
+            {**timeline, "done": median[side]["start"]}.items(), key=itemgetter(1)
+        ):
+            print(f"  {key:34}{value:6.2f}")
 
 
 def main() -> None:
@@ -379,9 +414,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds per side (default 3)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     options = parser.parse_args()
+    if options.rounds < 1:
+        parser.error("--rounds must be at least 1")
     # A SIGTERM unwinds like Ctrl-C, through the `finally` blocks that clean up.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    summary = summarize(run_rounds(options.rounds))
+    try:
+        summary = summarize(run_rounds(options.rounds))
+    except KeyboardInterrupt:
+        sys.exit(130)  # after the clean-up in the `finally` blocks
     if options.json:
         print(json.dumps(summary, indent=2))
     else:
