@@ -9,7 +9,7 @@ import traceback
 import click
 import typer
 
-from rayctl.cli import cluster, config_cmds, jobs, shell, status
+from rayctl.cli import cluster, config_cmds, jobs, plan, shell, status
 from rayctl.cli.output import err
 from rayctl.errors import ConfigError, RayctlError
 
@@ -29,6 +29,7 @@ app.command()(shell.attach)
 app.command("exec")(shell.exec_)
 app.command()(status.status)
 app.command("get-head-ip")(status.get_head_ip)
+app.command()(plan.plan)
 app.command()(config_cmds.validate)
 app.command()(config_cmds.schema)
 

@@ -80,8 +80,17 @@ class RuntimeSettings(StrictModel):
     )
 
 
+class NodeTypeSettings(StrictModel):
+    cost: NonNegativeFloat | None = Field(
+        None, description="Relative price of one node; the autoscaler launches the cheapest fit."
+    )
+
+
 class RayctlSettings(StrictModel):
     runtime: RuntimeSettings = RuntimeSettings()
+    node_types: dict[str, NodeTypeSettings] = Field(
+        {}, description="rayctl's settings per node type, by names in available_node_types."
+    )
 
 
 class ClusterConfig(StrictModel):

@@ -1,0 +1,155 @@
+"""Read YAML (or JSON) documents that users write, and report what is wrong with them as
+`FILE:LINE:COL: key.path: message`, with a suggestion for misspelt keys."""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import re
+from pathlib import Path
+from typing import Any
+
+import pydantic
+
+from rayctl.config.schema import PROVIDER_TYPES
+from rayctl.config.yaml_positions import Path as KeyPath
+from rayctl.config.yaml_positions import PositionedYaml, YamlSyntaxError, parse
+from rayctl.errors import ConfigError
+
+
+def read_document(file: Path, shown: str, *, empty: str) -> PositionedYaml:
+    """Parse a file whose top level must be a mapping; raises ConfigError otherwise."""
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{shown}: no such file"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{shown}: cannot read: {exc}"]) from None
+    try:
+        doc = parse(text)
+    except YamlSyntaxError as exc:
+        pos = exc.position
+        raise ConfigError([f"{shown}:{pos.line}:{pos.column}: {exc}"]) from None
+    if doc.data is None:
+        raise ConfigError([f"{shown}:1:1: {empty}"])
+    if not isinstance(doc.data, dict):
+        raise ConfigError([f"{shown}:1:1: the top level must be a mapping of keys to values"])
+    return doc
+
+
+class ProblemReport:
+    """Turns key paths and pydantic errors into located, sorted messages."""
+
+    def __init__(
+        self,
+        doc: PositionedYaml,
+        shown: str,
+        model: type[pydantic.BaseModel],
+        *,
+        flag_keys: dict[str, str] | None = None,
+    ) -> None:
+        self._doc = doc
+        self._shown = shown
+        self._model = model
+        self._flag_keys = flag_keys or {}  # top-level keys set from a command-line flag
+
+    def _located(self, path: KeyPath, message: str) -> tuple[int, int, str]:
+        flag = self._flag_keys.get(str(path[0])) if path else None
+        if flag:
+            return (0, 0, f"{flag}: {message}")
+        pos = self._doc.position_of(path)
+        where = _format_path(path)
+        return (pos.line, pos.column, f"{self._shown}:{pos.line}:{pos.column}: {where}{message}")
+
+    def error(self, problems: list[tuple[KeyPath, str]]) -> ConfigError:
+        located = sorted({self._located(path, message) for path, message in problems})
+        return ConfigError([text for *_, text in located])
+
+    def validation_error(self, errors: list[Any], raw: dict[str, Any]) -> ConfigError:
+        return self.error([_describe(err, raw, self._model) for err in errors])
+
+
+def _format_path(path: KeyPath) -> str:
+    if not path:
+        return ""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return f"{text}: "
+
+
+def _describe(
+    err: Any, raw: dict[str, Any], model: type[pydantic.BaseModel]
+) -> tuple[KeyPath, str]:
+    path: KeyPath = tuple(err["loc"])
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        key = str(path[-1])
+        if path[:1] == ("provider",) and key in ("head_ip", "worker_ips"):
+            return path, (
+                "unknown key; rayctl's local provider runs every node on this machine, "
+                "on-prem hosts (head_ip, worker_ips) are not supported yet"
+            )
+        hint = suggest(key, _allowed_keys(model, path[:-1]))
+        return path, f"unknown key{hint}"
+    if kind == "missing":
+        message = f"missing required key '{path[-1]}'"
+        types = raw.get("available_node_types")
+        if path == ("head_node_type",) and isinstance(types, dict) and types:
+            message += f" (one of: {', '.join(map(str, types))})"
+        return path[:-1], message
+    if kind == "string_pattern_mismatch" and path == ("cluster_name",):
+        return path, (
+            "use only letters, digits, '-', '_' and '.', starting with a letter or digit "
+            f"(got {err['input']!r})"
+        )
+    if path == ("provider", "type"):
+        expected = ", ".join(PROVIDER_TYPES)
+        value = err.get("input")
+        hint = suggest(str(value), list(PROVIDER_TYPES)) if isinstance(value, str) else ""
+        return path, f"unknown provider type {value!r} (expected one of: {expected}){hint}"
+    message = re.sub(r" or instance of \w+", "", err["msg"])  # pydantic's class names
+    message = message[0].lower() + message[1:]
+    if kind == "list_type":
+        message += " (write a YAML list: one '- item' per line)"
+    if kind not in ("dict_type", "list_type", "model_type") and "input" in err:
+        message += f" (got {err['input']!r})"
+    return path, message
+
+
+def suggest(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+@functools.cache
+def _schema(model: type[pydantic.BaseModel]) -> dict[str, Any]:
+    return model.model_json_schema()
+
+
+def _allowed_keys(model: type[pydantic.BaseModel], path: KeyPath) -> list[str]:
+    """Keys the model's schema allows in the mapping at `path`."""
+    root = _schema(model)
+    defs = root.get("$defs", {})
+
+    def resolve(node: dict[str, Any]) -> dict[str, Any]:
+        while True:
+            if "$ref" in node:
+                node = defs[node["$ref"].rsplit("/", 1)[-1]]
+            elif "anyOf" in node:
+                objects = [resolve(o) for o in node["anyOf"] if o.get("type") != "null"]
+                node = objects[0] if objects else {}
+            else:
+                return node
+
+    node = resolve(root)
+    for part in path:
+        if part in node.get("properties", {}):
+            node = resolve(node["properties"][part])
+        elif isinstance(node.get("additionalProperties"), dict):
+            node = resolve(node["additionalProperties"])
+        elif "items" in node:
+            node = resolve(node["items"])
+        else:
+            return []
+    return list(node.get("properties", {}))
