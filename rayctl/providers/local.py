@@ -25,7 +25,7 @@ from pydantic import BaseModel
 from rayctl.config.schema import ClusterConfig
 from rayctl.providers import loopback
 from rayctl.providers.base import Node, NodeKind, NodeState, NodeStatus, Tag
-from rayctl.runtime import ray_process
+from rayctl.runtime import detached
 from rayctl.runtime.runner import LocalRunner
 
 DASHBOARD_PORT = 8265
@@ -74,7 +74,7 @@ class LocalProvider:
         return Path("/tmp") / f"rayctl-{digest}"
 
     def _pid_file(self, node_id: str) -> Path:
-        return self.node_home(node_id) / ".rayctl" / "nodes" / node_id / "ray.pid"
+        return self.node_home(node_id) / ".rayctl" / "procs" / node_id / "pid"
 
     def _state(self, record: _Record) -> NodeState:
         try:
@@ -82,7 +82,7 @@ class LocalProvider:
         except (FileNotFoundError, ValueError):
             started = record.tags.get(Tag.STATUS) in (NodeStatus.READY, NodeStatus.STARTING_RAY)
             return NodeState.STOPPED if started else NodeState.PENDING
-        marker = f"RAYCTL_NODE_ID={record.id}".encode()
+        marker = f"RAYCTL_PROC={record.id}".encode()
         try:
             environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         except OSError:
@@ -147,7 +147,7 @@ class LocalProvider:
 
     def _stop_and_remove(self, record: _Record) -> None:
         home = self.node_home(record.id)
-        result = ray_process.stop(self.runner(self._node(record)), record.id)
+        result = detached.stop(self.runner(self._node(record)), record.id)
         if not result.ok:
             raise RuntimeError(f"could not stop node {record.id}: {result.tail}")
         shutil.rmtree(self._ray_temp_dir(record.id), ignore_errors=True)

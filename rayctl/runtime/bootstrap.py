@@ -23,7 +23,7 @@ from rayctl.config.hashes import launch_hash, runtime_hash, start_hash
 from rayctl.config.schema import ClusterConfig
 from rayctl.errors import BootstrapError
 from rayctl.providers.base import Node, NodeKind, NodeProvider, NodeStatus, Tag
-from rayctl.runtime import ray_process
+from rayctl.runtime import detached
 from rayctl.runtime.ray_adapter import RayUnreachable, list_ray_nodes
 from rayctl.runtime.runner import TAIL_LINES, CommandResult, CommandRunner, NodeUnreachable
 from rayctl.templates import render
@@ -125,7 +125,7 @@ class Bootstrapper:
             self._enter(node, stage)
             self._check(runner.run("true", timeout_s=30), node, stage, "the node does not answer")
             outcome = Outcome.UNCHANGED
-            alive = ray_process.is_alive(runner, node.id)
+            alive = detached.is_alive(runner, node.id)
             if node.tags.get(Tag.RUNTIME_HASH) != spec.runtime_hash:
                 stage = NodeStatus.SYNCING_FILES
                 self._enter(node, stage)
@@ -139,8 +139,8 @@ class Bootstrapper:
                 stage = NodeStatus.STARTING_RAY
                 self._enter(node, stage)
                 if alive:
-                    grace = ray_process.ORPHAN_GRACE_S if restart else ray_process.STOP_GRACE_S
-                    ray_process.stop(runner, node.id, grace_s=grace)
+                    grace = detached.ORPHAN_GRACE_S if restart else detached.STOP_GRACE_S
+                    detached.stop(runner, node.id, grace_s=grace)
                 self._start_ray(runner, node, head, wait=wait)
                 self._provider.set_tags(node.id, {Tag.START_HASH: spec.start_hash})
                 outcome = Outcome.RESTARTED if alive else Outcome.STARTED
@@ -230,7 +230,6 @@ class Bootstrapper:
         env = {
             "RAY_CLOUD_INSTANCE_ID": node.id,
             "RAY_NODE_TYPE_NAME": node.node_type,
-            "RAYCTL_NODE_ID": node.id,
             "RAYCTL_CLUSTER": self._provider.cluster_name,
             "RAY_HEAD_IP": head.internal_ip,
             "RAYCTL_GCS_ADDRESS": gcs_address,
@@ -239,7 +238,7 @@ class Bootstrapper:
         }
         stage = NodeStatus.STARTING_RAY
         self._check(
-            ray_process.start(runner, node.id, commands, env), node, stage, "Ray did not start"
+            detached.start(runner, node.id, commands, env), node, stage, "Ray did not start"
         )
         if wait:
             self._wait_registered(runner, node, gcs_address)
@@ -258,12 +257,12 @@ class Bootstrapper:
             except RayUnreachable:
                 pass
             if time.monotonic() >= next_probe:
-                if not ray_process.is_alive(runner, node.id):
-                    tail = ray_process.output_tail(runner, node.id)
+                if not detached.is_alive(runner, node.id):
+                    tail = detached.output_tail(runner, node.id)
                     raise BootstrapError(node.id, "starting-ray", f"Ray exited:\n{tail}")
                 next_probe = time.monotonic() + 1.0
             time.sleep(0.2)
-        tail = ray_process.output_tail(runner, node.id)
+        tail = detached.output_tail(runner, node.id)
         raise BootstrapError(
             node.id,
             "starting-ray",

@@ -22,7 +22,7 @@ EXAMPLE = REPO / "examples" / "spread_tasks.py"
 
 def ray_pid(rayctl_home: Path, cluster: str, node_id: str) -> int:
     node_home = rayctl_home / "clusters" / cluster / "nodes" / node_id
-    return int((node_home / ".rayctl" / "nodes" / node_id / "ray.pid").read_text())
+    return int((node_home / ".rayctl" / "procs" / node_id / "pid").read_text())
 
 
 def wait_for(predicate, timeout_s: float = 30, what: str = "condition"):

@@ -1,0 +1,45 @@
+"""Detached processes on a node (a node's Ray, the autoscaler's monitor), started, probed and
+stopped through the node's CommandRunner.
+
+Each has a slot `~/.rayctl/procs/<slot>/` on its host: the start script, the PID of its
+session leader, and its output. The same scripts serve local, SSH and cloud nodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from rayctl.runtime.runner import CommandResult, CommandRunner
+from rayctl.templates import render
+
+STOP_GRACE_S = 10.0
+# A worker whose head (GCS) is gone has nothing to drain, and its Ray waits for the GCS on
+# SIGTERM: measured 16 s to restart such a worker with the full grace.
+ORPHAN_GRACE_S = 2.0
+
+
+def slot_dir(slot: str) -> str:
+    return f"$HOME/.rayctl/procs/{slot}"
+
+
+def start(
+    runner: CommandRunner, slot: str, commands: Sequence[str], env: Mapping[str, str]
+) -> CommandResult:
+    """Launch `commands` detached, in a new session whose leader records its PID."""
+    script = render("start_detached.sh.j2", slot=slot, commands=commands, env=env)
+    return runner.run(script, timeout_s=30)
+
+
+def is_alive(runner: CommandRunner, slot: str) -> bool:
+    return runner.run(render("detached_alive.sh.j2", slot=slot), timeout_s=15).ok
+
+
+def stop(runner: CommandRunner, slot: str, *, grace_s: float = STOP_GRACE_S) -> CommandResult:
+    """SIGTERM the process and give it `grace_s` to finish, then SIGTERM what is left of its
+    process group, then SIGKILL. Idempotent."""
+    script = render("stop_detached.sh.j2", slot=slot, grace_s=grace_s)
+    return runner.run(script, timeout_s=grace_s + 15)
+
+
+def output_tail(runner: CommandRunner, slot: str, lines: int = 30) -> str:
+    return runner.run(f'tail -n {lines} "{slot_dir(slot)}/out.log"', timeout_s=15).tail
