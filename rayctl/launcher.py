@@ -7,15 +7,21 @@ failed `up` is always undone by `down`.
 from __future__ import annotations
 
 import secrets
+import shlex
+import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
+from rayctl.autoscaler.monitor import CONFIG_PATH, MONITOR_SLOT
 from rayctl.config.loader import LoadedConfig
 from rayctl.errors import BootstrapError, ClusterNotFound, ProviderError
 from rayctl.providers import Node, NodeKind, NodeProvider, Tag, make_provider
-from rayctl.runtime.bootstrap import Bootstrapper, NodeSpec, Outcome, StageCallback
+from rayctl.runtime import detached
+from rayctl.runtime.bootstrap import Bootstrapper, NodeSpec, Outcome, StageCallback, runtime_python
 
 BOOTSTRAP_THREADS = 16
 
@@ -51,6 +57,31 @@ def find_head(provider: NodeProvider) -> Node:
     return heads[0]
 
 
+def stop_monitor(provider: NodeProvider) -> None:
+    """Stop the autoscaler on the head (if any), so nothing launches behind our back."""
+    for head in provider.list_nodes(**{Tag.KIND: NodeKind.HEAD.value}):
+        detached.stop(provider.runner(head), MONITOR_SLOT, grace_s=5)
+
+
+def start_monitor(loaded: LoadedConfig, provider: NodeProvider, head: Node, home: Path) -> None:
+    """Start the autoscaler on the head with the validated config (file mounts resolved)."""
+    runner = provider.runner(head)
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as snapshot:
+        yaml.safe_dump(loaded.config.model_dump(mode="json"), snapshot, sort_keys=False)
+        snapshot.flush()
+        runner.put(snapshot.name, CONFIG_PATH)
+    python = shlex.quote(runtime_python(loaded.config))
+    result = detached.start(
+        runner,
+        MONITOR_SLOT,
+        [f"exec {python} -m rayctl monitor {CONFIG_PATH}"],
+        # The local provider's state lives in this machine's rayctl home.
+        env={"RAYCTL_HOME": str(home), "RAYCTL_CLUSTER": loaded.name},
+    )
+    if not result.ok:
+        raise ProviderError(f"could not start the autoscaler on the head:\n{result.tail}")
+
+
 def up(
     loaded: LoadedConfig,
     *,
@@ -63,6 +94,7 @@ def up(
     config = loaded.config
     provider = make_provider(loaded.config, home=home)
     provider.bootstrap()
+    stop_monitor(provider)  # restarted below with this config
     request_id = secrets.token_hex(4)
     bootstrapper = Bootstrapper(
         config, provider, on_stage=on_stage, log_dir=log_dir(home, config.cluster_name)
@@ -146,6 +178,7 @@ def up(
                     report.outcomes[node_id] = future.result()
                 except BootstrapError as exc:
                     report.failed.append(exc)
+    start_monitor(loaded, provider, head, home)
     return report
 
 
@@ -159,6 +192,7 @@ def down(loaded: LoadedConfig, *, home: Path, workers_only: bool = False) -> Dow
     """Terminate the cluster's nodes (all at once) and confirm none is left before
     forgetting the cluster."""
     provider = make_provider(loaded.config, home=home)
+    stop_monitor(provider)  # or it would replace the workers we remove
     nodes = provider.list_nodes()
     targets = [n for n in nodes if not workers_only or n.kind is NodeKind.WORKER]
     if targets:

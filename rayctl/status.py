@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from pydantic import BaseModel
 
+from rayctl.autoscaler.monitor import MONITOR_SLOT, STATUS_PATH
 from rayctl.config.loader import LoadedConfig
 from rayctl.providers import NodeKind, Tag, make_provider
+from rayctl.runtime import detached
 from rayctl.runtime.bootstrap import ERROR_TAG
 from rayctl.runtime.ray_adapter import RayNode, RayUnreachable, list_ray_nodes
 
@@ -34,6 +37,8 @@ class ClusterStatus(BaseModel):
     ray_reachable: bool
     ray_error: str | None
     nodes: list[NodeRow]
+    monitor_running: bool
+    autoscaler: dict | None  # the monitor's last status document
 
 
 def cluster_status(loaded: LoadedConfig, *, home: Path) -> ClusterStatus:
@@ -74,6 +79,13 @@ def cluster_status(loaded: LoadedConfig, *, home: Path) -> ClusterStatus:
                 error=n.tags.get(ERROR_TAG) or None,
             )
         )
+    monitor_running, autoscaler = False, None
+    if head is not None:
+        runner = provider.runner(head)
+        monitor_running = detached.is_alive(runner, MONITOR_SLOT)
+        lines: list[str] = []
+        if runner.run(f"cat {STATUS_PATH}", timeout_s=15, stream=lines.append).ok and lines:
+            autoscaler = json.loads("\n".join(lines))
     return ClusterStatus(
         cluster_name=loaded.name,
         head_ip=head.internal_ip if head else None,
@@ -82,4 +94,6 @@ def cluster_status(loaded: LoadedConfig, *, home: Path) -> ClusterStatus:
         ray_reachable=head is not None and ray_error is None,
         ray_error=ray_error,
         nodes=rows,
+        monitor_running=monitor_running,
+        autoscaler=autoscaler,
     )

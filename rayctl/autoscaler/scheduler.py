@@ -131,6 +131,7 @@ def schedule(request: ScheduleRequest) -> ScheduleReply:
 # -- internals ---------------------------------------------------------------------------
 
 Vec = tuple[float, ...]
+_THROTTLED = "held back by upscaling_speed"
 _MANY = 1 << 40  # copies of an empty shape that "fit" anywhere
 
 
@@ -190,7 +191,8 @@ class _Scheduler:
         self.infeasible: list[Infeasible] = []
         self.groups: list[_Group] = []  # real free capacity, planned nodes included
         self.counts: Counter[str] = Counter()  # workers per type, planned ones included
-        self.launches: list[tuple[Launch, bool]] = []  # (launch, capped by upscaling_speed)
+        self.launches: list[Launch] = []
+        self.room: dict[str, int] = {}  # nodes of a type that may still go pending for demand
         self.needed: set[str] = set()  # node ids that demand or constraints use
         self.planned = 0  # ids handed out to planned nodes
 
@@ -212,14 +214,14 @@ class _Scheduler:
     def run(self) -> ScheduleReply:
         live = self._enforce_limits()
         self._build_groups(live)
+        self._init_upscaling_room(live)
         self._launch_min_workers()
         self._place_constraints()
         for pg in self.req.placement_groups:
             self._place_placement_group(pg)
         self._place_demands()
-        launches = self._cap_by_upscaling_speed(live)
         self._terminate_idle(live)
-        return ScheduleReply(launches, self.terminate, self.infeasible)
+        return ScheduleReply(self.launches, self.terminate, self.infeasible)
 
     # -- 1. limits ----------------------------------------------------------------------
 
@@ -241,7 +243,8 @@ class _Scheduler:
 
         def least_needed(nodes: list[NodeView]) -> list[NodeView]:
             # Idle longest first, then pending (no work on them yet), busy ones last.
-            return sorted(nodes, key=lambda n: (not self._is_idle(n), -n.idle_s, n.id))
+            rank = {n.id: 0 if self._is_idle(n) else 1 if n.pending else 2 for n in nodes}
+            return sorted(nodes, key=lambda n: (rank[n.id], -n.idle_s, n.id))
 
         by_type: dict[str, list[NodeView]] = defaultdict(list)
         for node in workers:
@@ -260,7 +263,22 @@ class _Scheduler:
                     f"{name} has {len(nodes)} workers, max_workers {limit}",
                 )
         kept = [n for n in workers if n.id not in drop]
-        for node in least_needed(kept)[: max(0, len(kept) - self.req.max_workers)]:
+        per_type = Counter(n.node_type for n in kept)
+        excess = len(kept) - self.req.max_workers
+        candidates = least_needed(kept)
+        while excess > 0:
+            # Take nodes of types above their min_workers first, so both limits can hold.
+            node = next(
+                (
+                    n
+                    for n in candidates
+                    if per_type[n.node_type] > self.types[n.node_type].min_workers
+                ),
+                candidates[0],
+            )
+            candidates.remove(node)
+            per_type[node.node_type] -= 1
+            excess -= 1
             drop[node.id] = Termination(
                 node.id,
                 TerminationCause.MAX_WORKERS,
@@ -284,16 +302,30 @@ class _Scheduler:
 
     # -- launching ----------------------------------------------------------------------
 
+    def _init_upscaling_room(self, live: list[NodeView]) -> None:
+        """At most max(5, speed x running) nodes of a type pending at once. Launches for
+        min_workers and constraints are not capped, but they are pending too."""
+        running: Counter[str] = Counter()
+        pending: Counter[str] = Counter()
+        for node in live:
+            if not node.is_head:
+                (pending if node.pending else running)[node.node_type] += 1
+        self.room = {
+            name: max(5, math.floor(self.req.upscaling_speed * running[name])) - pending[name]
+            for name in self.types
+        }
+
     def _slots(self, name: str) -> int:
         """How many more workers of `name` the per-type and the global max allow."""
         per_type = self.types[name].max_workers - self.counts[name]
         return max(0, min(per_type, self.req.max_workers - sum(self.counts.values())))
 
-    def _new_nodes(self, name: str, count: int, reason: str, *, capped: bool) -> _Group:
+    def _new_nodes(self, name: str, count: int, reason: str) -> _Group:
         ids = [f"planned-{self.planned + i}" for i in range(count)]
         self.planned += count
         self.counts[name] += count
-        self.launches.append((Launch(name, count, reason), capped))
+        self.room[name] -= count
+        self.launches.append(Launch(name, count, reason))
         group = _Group(name, True, self.type_vec[name], self.type_vec[name], ids)
         self.groups.append(group)
         return group
@@ -302,11 +334,14 @@ class _Scheduler:
         for name, spec in sorted(self.types.items()):
             short = min(spec.min_workers - self.counts[name], self._slots(name))
             if short > 0:
-                self._new_nodes(name, short, f"min_workers {spec.min_workers}", capped=False)
+                self._new_nodes(name, short, f"min_workers {spec.min_workers}")
+
+    def _fitting_types(self, shape: Vec) -> list[str]:
+        return sorted(name for name, v in self.type_vec.items() if _copies(v, shape) > 0)
 
     def _candidate_types(self, shape: Vec) -> list[str]:
         """Types that can hold `shape` at all; GPU types only if no other type can."""
-        fits = sorted(name for name, v in self.type_vec.items() if _copies(v, shape) > 0)
+        fits = self._fitting_types(shape)
         if "GPU" in self.names and shape[self.names.index("GPU")] <= _EPS:
             gpu = self.names.index("GPU")
             return [name for name in fits if self.type_vec[name][gpu] <= _EPS] or fits
@@ -314,26 +349,41 @@ class _Scheduler:
 
     def _launch_for(
         self, bins: list[_Group], shape: Vec, count: int, reason: str, *, capped: bool
-    ) -> int:
-        """Launch the nodes that hold `count` copies of `shape` for the least capacity (then
-        the fewest nodes), and place the copies in `bins`; returns the copies left over for
-        want of room under max_workers."""
+    ) -> tuple[int, bool]:
+        """Launch nodes for `count` copies of `shape` and place the copies in `bins`: whole
+        nodes of the type with the least capacity per copy (then the most copies per node),
+        and for the remainder the type that holds it for the least capacity. Returns the
+        copies left without room under max_workers; copies held back by upscaling_speed
+        copies left unplaced, and whether upscaling_speed (not max_workers) held them back:
+        those get nodes on a later tick."""
         while count > 0:
-            options = []
+            options = []  # (capacity per copy, -copies per node, name, nodes allowed)
+            throttled = False
             for name in self._candidate_types(shape):
-                if slots := self._slots(name):
+                allowed = self._slots(name)
+                if capped and allowed:
+                    allowed = min(allowed, max(0, self.room[name]))
+                    throttled |= allowed == 0
+                if allowed:
                     per_node = _copies(self.type_vec[name], shape)
-                    nodes = -(-count // per_node)
-                    options.append((nodes * self.capacity[name], nodes, name, slots))
+                    per_copy = round(self.capacity[name] / per_node, 9)
+                    options.append((per_copy, -per_node, name, allowed))
             if not options:
-                return count
-            _, nodes, name, slots = min(options)
-            group = self._new_nodes(name, min(nodes, slots), reason, capped=capped)
+                return count, throttled
+            _, neg_per_node, name, allowed = min(options)
+            nodes = count // -neg_per_node
+            if nodes == 0:  # less than a node's worth left: the cheapest node that holds it
+                _, _, name, allowed = min(
+                    (round(self.capacity[n] * -(-count // -p), 9), -(-count // -p), n, a)
+                    for _, p, n, a in options
+                )
+                nodes = 1
+            group = self._new_nodes(name, min(nodes, allowed), reason)
             if bins is not self.groups:  # placing into a copy (constraints): mirror the group
                 group = _Group(name, True, group.total, group.total, list(group.ids))
                 bins.append(group)
             count -= self._place(bins, [group], shape, count)
-        return 0
+        return 0, False
 
     # -- placing ------------------------------------------------------------------------
 
@@ -395,8 +445,8 @@ class _Scheduler:
                 Infeasible(dict(demand.bundle), left, self._why_never(demand.bundle))
             )
             return
-        left = self._launch_for(bins, shape, left, reason, capped=capped)
-        if left:
+        left, throttled = self._launch_for(bins, shape, left, reason, capped=capped)
+        if left and not throttled:
             self.infeasible.append(Infeasible(dict(demand.bundle), left, self._why_full()))
 
     def _hardest_first(self, demands: Sequence[Demand]) -> list[Demand]:
@@ -404,7 +454,7 @@ class _Scheduler:
         CPUs then serve CPU work), then larger shapes first (first-fit decreasing)."""
 
         def key(d: Demand) -> tuple:
-            candidates = len(self._candidate_types(self.vec(d.bundle))) or len(self.types) + 1
+            candidates = len(self._fitting_types(self.vec(d.bundle))) or len(self.types) + 1
             return (candidates, -len(d.bundle), -sum(d.bundle.values()), sorted(d.bundle.items()))
 
         return sorted(demands, key=key)
@@ -431,6 +481,8 @@ class _Scheduler:
         if failure is None:
             return
         self._restore(saved)
+        if failure == _THROTTLED:  # placeable, but upscaling_speed defers its nodes
+            return
         for bundle, count in Counter(tuple(sorted(b.items())) for b in pg.bundles).items():
             self.infeasible.append(Infeasible(dict(bundle), count, f"{what}: {failure}"))
 
@@ -458,8 +510,10 @@ class _Scheduler:
             left = count - self._place(
                 self.groups, self._first_fit_order(self.groups), shape, count
             )
-            if left and self._launch_for(self.groups, shape, left, what, capped=True):
-                return self._why_full()
+            if left:
+                unplaced, throttled = self._launch_for(self.groups, shape, left, what, capped=True)
+                if unplaced:
+                    return _THROTTLED if throttled else self._why_full()
         return None
 
     def _place_one(self, shape: Vec, exclude: set[str], reason: str) -> str | None:
@@ -478,8 +532,9 @@ class _Scheduler:
             exclude.add(node)
             return None
         before = self.planned
-        if self._launch_for(self.groups, shape, 1, reason, capped=True):
-            return self._why_full()
+        unplaced, throttled = self._launch_for(self.groups, shape, 1, reason, capped=True)
+        if unplaced:
+            return _THROTTLED if throttled else self._why_full()
         exclude.add(f"planned-{before}")
         return None
 
@@ -491,31 +546,6 @@ class _Scheduler:
         self.groups, self.counts, self.launches, self.needed, self.planned = saved
 
     # -- 6. upscaling speed -------------------------------------------------------------
-
-    def _cap_by_upscaling_speed(self, live: list[NodeView]) -> list[Launch]:
-        """At most max(5, speed x running) nodes of a type pending at once; launches for
-        min_workers and constraints are not capped (but count as pending)."""
-        running: Counter[str] = Counter()
-        pending: Counter[str] = Counter()
-        for node in live:
-            if not node.is_head:
-                (pending if node.pending else running)[node.node_type] += 1
-        for launch, capped in self.launches:
-            if not capped:
-                pending[launch.node_type] += launch.count
-        room = {
-            name: max(5, math.floor(self.req.upscaling_speed * running[name])) - pending[name]
-            for name in self.types
-        }
-        result = []
-        for launch, capped in self.launches:
-            count = launch.count
-            if capped:
-                count = max(0, min(count, room[launch.node_type]))
-                room[launch.node_type] -= count
-            if count:
-                result.append(Launch(launch.node_type, count, launch.reason))
-        return result
 
     # -- 7. idle termination ------------------------------------------------------------
 

@@ -9,7 +9,7 @@ import traceback
 import click
 import typer
 
-from rayctl.cli import cluster, config_cmds, jobs, plan, shell, status
+from rayctl.cli import cluster, config_cmds, jobs, monitor, plan, shell, status
 from rayctl.cli.output import err
 from rayctl.errors import ConfigError, RayctlError
 
@@ -32,6 +32,7 @@ app.command("get-head-ip")(status.get_head_ip)
 app.command()(plan.plan)
 app.command()(config_cmds.validate)
 app.command()(config_cmds.schema)
+app.command(hidden=True)(monitor.monitor)
 
 
 @app.callback()

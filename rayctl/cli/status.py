@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from rayctl.autoscaler.scheduler import format_bundle
 from rayctl.cli.output import CONFIG_ARG, NAME_OPT, err, home, load, out
 from rayctl.launcher import find_head
 from rayctl.providers import make_provider
@@ -58,6 +59,37 @@ def _render(report: ClusterStatus) -> None:
     for row in report.nodes:
         if row.error:
             out.print(f"[red]{row.id}[/]: {row.error}", markup=True)
+    _render_autoscaler(report)
+
+
+def _render_autoscaler(report: ClusterStatus) -> None:
+    doc = report.autoscaler
+    state = "running" if report.monitor_running else "[red]not running[/]"
+    out.print(f"\nAutoscaler: {state}" + (f" ({doc['error']})" if doc and doc.get("error") else ""))
+    if not doc:
+        return
+    pending = [f"{d['count']} x {format_bundle(d['bundle'])}" for d in doc["demands"]]
+    pending += [
+        f"placement group {pg['strategy']} of {len(pg['bundles'])}"
+        for pg in doc["placement_groups"]
+    ]
+    pending += [
+        f"request_resources {c['count']} x {format_bundle(c['bundle'])}" for c in doc["constraints"]
+    ]
+    out.print(f"  pending demand: {', '.join(pending) or 'none'}")
+    for item in doc["infeasible"]:
+        what = f"{item['count']} x {format_bundle(item['bundle'])}"
+        out.print(f"  [yellow]cannot place[/] {what}: {item['reason']}")
+    for name, backoff in doc["backoff"].items():
+        out.print(f"  [yellow]backing off[/] {name} after {backoff['failures']} failed launch(es)")
+    now = doc["updated_at"]
+    for event in doc["events"][-8:]:
+        ago = f"{now - event['at']:5.0f}s ago"
+        out.print(f"  {ago}  {event['action']} {event['what']}: {event['reason']}", markup=False)
+    for event in doc["failures"][-3:]:
+        out.print(
+            f"  [red]{now - event['at']:5.0f}s ago  failed[/] {event['what']}: {event['reason']}"
+        )
 
 
 def _resources(row: NodeRow) -> str:

@@ -144,7 +144,11 @@ class Bootstrapper:
                 self._start_ray(runner, node, head, wait=wait)
                 self._provider.set_tags(node.id, {Tag.START_HASH: spec.start_hash})
                 outcome = Outcome.RESTARTED if alive else Outcome.STARTED
-            self._enter(node, NodeStatus.READY)
+            elif wait and node.status is not NodeStatus.READY:
+                # Resuming a bootstrap that stopped after Ray started (a killed monitor).
+                self._wait_registered(runner, node, f"{head.internal_ip}:{head.gcs_port}")
+            if wait:  # without waiting, the node stays starting-ray until it is seen in Ray
+                self._enter(node, NodeStatus.READY)
             return outcome
         except NodeUnreachable as exc:
             failure = BootstrapError(node.id, stage.value, str(exc))
@@ -235,6 +239,9 @@ class Bootstrapper:
             "RAYCTL_GCS_ADDRESS": gcs_address,
             "RAYCTL_RAY_START_ARGS": shlex.join(args),
             "RAY_USAGE_STATS_ENABLED": "0",
+            # GCS then speaks the v2 autoscaler protocol: request_resources becomes a cluster
+            # constraint that rayctl's monitor reads (Ray's own monitor is off: --no-monitor).
+            "RAY_enable_autoscaler_v2": "1",
         }
         stage = NodeStatus.STARTING_RAY
         self._check(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rayctl.errors import RayctlError
 
@@ -21,16 +21,37 @@ class RayNode:
     idle_s: float
     total: dict[str, float]
     used: dict[str, float]
+    ray_node_id: str = ""  # Ray's own node id (hex), for draining
+
+    @property
+    def alive(self) -> bool:
+        return self.status != "DEAD"
 
 
-def list_ray_nodes(gcs_address: str, *, timeout_s: int = 5) -> list[RayNode]:
-    """Every node GCS knows, alive or dead, from one GetClusterStatus call (no ray.init)."""
+Bundle = dict[str, float]
+
+
+@dataclass(frozen=True)
+class ClusterSnapshot:
+    """Ray's nodes and everything waiting for resources, from one GCS call."""
+
+    nodes: list[RayNode]
+    demands: list[tuple[Bundle, int]] = field(default_factory=list)  # task/actor shapes
+    placement_groups: list[tuple[str, list[Bundle]]] = field(default_factory=list)
+    constraints: list[tuple[Bundle, int]] = field(default_factory=list)  # request_resources
+
+
+def _check_listening(gcs_address: str, timeout_s: float) -> None:
     host, port = gcs_address.rsplit(":", 1)
     # Ray's GCS client waits ~40 s for an address nobody listens on, whatever the timeout.
     try:
         socket.create_connection((host, int(port)), timeout=min(timeout_s, 2)).close()
     except OSError as exc:
         raise RayUnreachable(f"Ray at {gcs_address} did not answer: {exc}") from None
+
+
+def cluster_snapshot(gcs_address: str, *, timeout_s: int = 5) -> ClusterSnapshot:
+    _check_listening(gcs_address, timeout_s)
     from ray.autoscaler.v2.sdk import get_cluster_status
 
     try:
@@ -49,6 +70,48 @@ def list_ray_nodes(gcs_address: str, *, timeout_s: int = 5) -> list[RayNode]:
                 idle_s=(usage.idle_time_ms or 0) / 1000 if usage else 0.0,
                 total={u.resource_name: u.total for u in usage.usage} if usage else {},
                 used={u.resource_name: u.used for u in usage.usage} if usage else {},
+                ray_node_id=info.node_id or "",
             )
         )
-    return nodes
+    demand = status.resource_demands
+    return ClusterSnapshot(
+        nodes=nodes,
+        demands=[
+            (dict(r.bundle), r.count)
+            for d in demand.ray_task_actor_demand
+            for r in d.bundles_by_count
+        ],
+        placement_groups=[
+            (
+                pg.strategy or "PACK",
+                [dict(r.bundle) for r in pg.bundles_by_count for _ in range(r.count)],
+            )
+            for pg in demand.placement_group_demand
+        ],
+        constraints=[
+            (dict(r.bundle), r.count)
+            for c in demand.cluster_constraint_demand
+            for r in c.bundles_by_count
+        ],
+    )
+
+
+def list_ray_nodes(gcs_address: str, *, timeout_s: int = 5) -> list[RayNode]:
+    """Every node GCS knows, alive or dead (no ray.init)."""
+    return cluster_snapshot(gcs_address, timeout_s=timeout_s).nodes
+
+
+def drain_idle_node(gcs_address: str, ray_node_id: str, message: str) -> tuple[bool, str]:
+    """Ask GCS to drain an idle node before it is terminated. GCS refuses (False, why) if the
+    node became busy meanwhile; then it must not be terminated."""
+    _check_listening(gcs_address, 5)
+    from ray._raylet import GcsClient
+    from ray.core.generated.autoscaler_pb2 import DrainNodeReason
+
+    accepted, rejection = GcsClient(gcs_address).drain_node(
+        node_id=ray_node_id,
+        reason=DrainNodeReason.DRAIN_NODE_REASON_IDLE_TERMINATION,
+        reason_message=message,
+        deadline_timestamp_ms=0,
+    )
+    return bool(accepted), str(rejection or "")

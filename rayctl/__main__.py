@@ -1,0 +1,3 @@
+from rayctl.cli.app import main
+
+main()

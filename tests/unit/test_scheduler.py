@@ -1,0 +1,712 @@
+"""The autoscaler's scheduler (rayctl/autoscaler/scheduler.py) against the spec's rules.
+
+Every expected answer is worked out by hand from the rules (the arithmetic is in a comment
+next to it).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from rayctl.autoscaler.scheduler import (
+    Demand,
+    NodeTypeSpec,
+    NodeView,
+    PlacementGroupDemand,
+    PlacementStrategy,
+    ScheduleReply,
+    ScheduleRequest,
+    TerminationCause,
+    schedule,
+)
+
+IDLE = TerminationCause.IDLE
+MAX = TerminationCause.MAX_WORKERS
+REMOVED = TerminationCause.TYPE_REMOVED
+PACK = PlacementStrategy.PACK
+SPREAD = PlacementStrategy.SPREAD
+STRICT_PACK = PlacementStrategy.STRICT_PACK
+STRICT_SPREAD = PlacementStrategy.STRICT_SPREAD
+
+
+# -- builders ----------------------------------------------------------------------------
+
+
+def spec(
+    name: str,
+    resources: dict[str, float],
+    *,
+    min_workers: int = 0,
+    max_workers: int = 100,
+    cost: float | None = None,
+    idle_timeout_s: float | None = None,
+) -> NodeTypeSpec:
+    return NodeTypeSpec(name, resources, min_workers, max_workers, cost, idle_timeout_s)
+
+
+def types(*specs: NodeTypeSpec) -> dict[str, NodeTypeSpec]:
+    return {s.name: s for s in specs}
+
+
+def node(
+    id: str,
+    node_type: str,
+    *,
+    free: dict[str, float] | None = None,
+    idle_s: float = 0.0,
+    pending: bool = False,
+    head: bool = False,
+) -> NodeView:
+    """A node; `free=None` means all of its type's resources are free."""
+    return NodeView(id, node_type, is_head=head, pending=pending, available=free, idle_s=idle_s)
+
+
+def busy(id: str, node_type: str, **kw) -> NodeView:
+    """A running node with nothing free (every resource in use)."""
+    return node(id, node_type, free={}, **kw)
+
+
+def pg(strategy: PlacementStrategy, *bundles: dict[str, float]) -> PlacementGroupDemand:
+    return PlacementGroupDemand(strategy, tuple(bundles))
+
+
+def request(node_types, nodes=(), *, max_workers: int = 100, **kw) -> ScheduleRequest:
+    return ScheduleRequest(node_types, max_workers, list(nodes), **kw)
+
+
+def decide(node_types, nodes=(), *, max_workers: int = 100, **kw) -> ScheduleReply:
+    return schedule(request(node_types, nodes, max_workers=max_workers, **kw))
+
+
+def terminated(reply: ScheduleReply) -> list[tuple[str, TerminationCause]]:
+    return [(t.id, t.cause) for t in reply.terminate]
+
+
+def infeasible(reply: ScheduleReply) -> list[tuple[dict, int, str]]:
+    return [(dict(i.bundle), i.count, i.reason) for i in reply.infeasible]
+
+
+def no_room(cluster_max: int = 100) -> str:
+    return (
+        "no room: the node types that fit are at their max_workers "
+        f"(cluster max_workers {cluster_max})"
+    )
+
+
+CPU4 = spec("cpu", {"CPU": 4})
+HEAD = spec("head", {"CPU": 2}, max_workers=0)
+
+
+# -- 1. limits: max_workers, removed types, the head -------------------------------------
+
+
+def test_lowered_type_max_terminates_idle_nodes_longest_idle_first():
+    t = types(spec("cpu", {"CPU": 4}, max_workers=2))
+    nodes = [busy("a", "cpu"), node("b", "cpu", idle_s=10), node("c", "cpu", idle_s=200)]
+    nodes.append(node("d", "cpu", idle_s=20))
+    reply = decide(t, nodes)
+    # 4 workers - max 2 = 2 to drop; idle ones longest first: c (200), d (20); busy a kept
+    assert terminated(reply) == [("c", MAX), ("d", MAX)]
+    assert reply.terminate[0].detail == "cpu has 4 workers, max_workers 2"
+    assert reply.launch == {}
+    assert reply.infeasible == []
+
+
+def test_lowered_global_max_terminates_idle_workers_across_types_not_the_head():
+    t = types(HEAD, CPU4, spec("gpu", {"CPU": 4, "GPU": 1}))
+    nodes = [
+        node("h", "head", head=True, idle_s=10_000),
+        busy("c1", "cpu"),
+        node("c2", "cpu", idle_s=100),
+        node("g1", "gpu", idle_s=250),
+    ]
+    reply = decide(t, nodes, max_workers=1)
+    # 3 workers (head not counted) - global max 1 = 2 dropped: idle g1 (250), c2 (100)
+    assert terminated(reply) == [("c2", MAX), ("g1", MAX)]
+    assert reply.launch == {}
+
+
+def test_global_max_counts_workers_only():
+    t = types(HEAD, CPU4)
+    nodes = [node("h", "head", head=True), busy("c1", "cpu"), busy("c2", "cpu")]
+    reply = decide(t, nodes, max_workers=2, demands=[Demand({"CPU": 4}, 1)])
+    # head + 2 workers = 2 workers <= 2: nothing dropped; no slot left for the 1 new node
+    assert reply.terminate == []
+    assert reply.launch == {}
+    assert infeasible(reply) == [({"CPU": 4}, 1, no_room(2))]
+
+
+def test_removed_type_workers_terminated_head_kept():
+    t = types(CPU4)
+    nodes = [
+        node("h", "old-head", head=True, idle_s=10_000),
+        busy("o1", "old-gpu"),
+        node("o2", "old-gpu", idle_s=5),
+        busy("c1", "cpu"),
+    ]
+    reply = decide(t, nodes)
+    # o1, o2 have a type no longer in the config (busy or not); the head never goes
+    assert terminated(reply) == [("o1", REMOVED), ("o2", REMOVED)]
+    assert reply.terminate[0].detail == "node type old-gpu removed"
+    assert reply.launch == {}
+
+
+def test_head_is_never_terminated():
+    # head's type removed, idle for ages, cluster max_workers 0
+    nodes = [node("h", "gone", head=True, idle_s=1e9), node("w", "cpu", idle_s=1e9)]
+    reply = decide(types(CPU4), nodes, max_workers=0, idle_timeout_s=1)
+    # w: 1 worker > global max 0 -> max_workers; head untouched
+    assert terminated(reply) == [("w", MAX)]
+
+
+def test_dropped_nodes_capacity_is_not_used_and_the_max_is_not_exceeded():
+    t = types(spec("cpu", {"CPU": 4}, max_workers=1))
+    nodes = [node("c1", "cpu"), busy("c2", "cpu")]
+    reply = decide(t, nodes, demands=[Demand({"CPU": 4}, 1)])
+    # 2 > max 1: idle c1 dropped; busy c2 has no room and no slot is left for a new node
+    assert terminated(reply) == [("c1", MAX)]
+    assert reply.launch == {}
+    assert infeasible(reply) == [({"CPU": 4}, 1, no_room())]
+
+
+def test_lowered_global_max_keeps_min_workers_when_it_can():
+    t = types(spec("a", {"CPU": 4}, min_workers=1), spec("b", {"CPU": 4}))
+    nodes = [node("a1", "a", idle_s=100), node("b1", "b", idle_s=50)]
+    reply = decide(t, nodes, max_workers=1)
+    # 2 workers > 1: drop one; a has min_workers 1, b has 0 -> drop b1, a1 stays
+    assert terminated(reply) == [("b1", MAX)]
+    assert reply.launch == {}
+
+
+def test_lowered_type_max_terminates_pending_before_busy():
+    t = types(spec("cpu", {"CPU": 4}, max_workers=1))
+    nodes = [busy("a", "cpu"), node("b", "cpu", pending=True)]
+    reply = decide(t, nodes)
+    # 2 > max 1: the pending node has nothing in use, the busy one runs work -> drop b
+    assert terminated(reply) == [("b", MAX)]
+
+
+# -- 2. min_workers ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("nodes", "cluster_max", "expected"),
+    [
+        ([], 100, {"cpu": 3}),  # 3 - 0
+        ([busy("r", "cpu"), node("p", "cpu", pending=True)], 100, {"cpu": 1}),  # 3 - 2
+        ([busy("r1", "cpu"), busy("r2", "cpu"), busy("r3", "cpu")], 100, {}),  # 3 - 3
+        ([], 2, {"cpu": 2}),  # min(3, global max 2)
+    ],
+    ids=["from-zero", "pending-count", "met", "global-max"],
+)
+def test_min_workers_launched(nodes, cluster_max, expected):
+    t = types(spec("cpu", {"CPU": 4}, min_workers=3))
+    reply = decide(t, nodes, max_workers=cluster_max)
+    assert reply.launch == expected
+    assert reply.terminate == []
+
+
+def test_idle_nodes_not_terminated_below_min_workers():
+    t = types(spec("cpu", {"CPU": 4}, min_workers=2))
+    nodes = [node("a", "cpu", idle_s=1000), node("b", "cpu", idle_s=1000)]
+    # 2 workers == min 2: none may go, none to launch
+    reply = decide(t, nodes)
+    assert reply.terminate == []
+    assert reply.launch == {}
+
+
+# -- 3. tasks and actors: free capacity first --------------------------------------------
+
+GPU8 = spec("gpu", {"CPU": 8, "GPU": 1})
+
+
+@pytest.mark.parametrize(
+    ("node_types", "nodes", "demands", "expected"),
+    [
+        # running node with 4 free CPUs holds 4 x 1 CPU
+        (types(CPU4), [node("w", "cpu")], [Demand({"CPU": 1}, 4)], {}),
+        # 1 free CPU holds 1 of 3; 2 left fit on one new 4-CPU node
+        (types(CPU4), [node("w", "cpu", free={"CPU": 1})], [Demand({"CPU": 1}, 3)], {"cpu": 1}),
+        # a pending node's 4 CPUs hold 4 x 1 CPU
+        (types(CPU4), [node("p", "cpu", pending=True)], [Demand({"CPU": 1}, 4)], {}),
+        # the head's 2 free CPUs hold 2 x 1 CPU
+        (types(HEAD, CPU4), [node("h", "head", head=True)], [Demand({"CPU": 1}, 2)], {}),
+        # 2 min_workers planned this decision hold 2 x 4 CPUs: only the 2 min nodes
+        (types(spec("cpu", {"CPU": 4}, min_workers=2)), [], [Demand({"CPU": 4}, 2)], {"cpu": 2}),
+        # an existing GPU node's 8 free CPUs hold 2 x 4 CPUs (whatever its type)
+        (
+            types(CPU4, GPU8),
+            [node("g", "gpu", free={"CPU": 8})],
+            [Demand({"CPU": 4}, 2)],
+            {},
+        ),
+        # 2 free CPUs: 2 of 6 x 1 CPU; 4 left = one new node
+        (
+            types(CPU4),
+            [busy("b", "cpu"), node("w", "cpu", free={"CPU": 2})],
+            [Demand({"CPU": 1}, 6)],
+            {"cpu": 1},
+        ),
+    ],
+    ids=["running", "partly-free", "pending", "head", "planned", "gpu-node", "mixed"],
+)
+def test_demand_uses_free_capacity_first(node_types, nodes, demands, expected):
+    reply = decide(node_types, nodes, demands=demands)
+    assert reply.launch == expected
+    assert reply.infeasible == []
+    assert reply.terminate == []
+
+
+def test_shapes_share_nodes_planned_in_the_same_decision():
+    # 2 x 3 CPU need 2 nodes (4 CPUs each, 1 left on each); 2 x 1 CPU fit in those leftovers
+    reply = decide(types(CPU4), demands=[Demand({"CPU": 1}, 2), Demand({"CPU": 3}, 2)])
+    assert reply.launch == {"cpu": 2}
+
+
+SMALL_BIG = types(spec("small", {"CPU": 2}), spec("big", {"CPU": 8}))
+
+
+@pytest.mark.parametrize(
+    ("demand", "expected"),
+    [
+        # small: 2 nodes x 2/8 = 0.5; big: 1 node x 1.0 -> small x 2
+        (Demand({"CPU": 1}, 3), {"small": 2}),
+        # only big holds 3 CPUs: ceil(5 / 2 per node) = 3 nodes
+        (Demand({"CPU": 3}, 5), {"big": 3}),
+        # tie: small 4 x 0.25 = 1.0, big 1 x 1.0 -> fewest nodes: big x 1
+        (Demand({"CPU": 2}, 4), {"big": 1}),
+    ],
+    ids=["least-capacity", "only-fit", "tie-fewest-nodes"],
+)
+def test_new_nodes_least_capacity_then_fewest_nodes(demand, expected):
+    assert decide(SMALL_BIG, demands=[demand]).launch == expected
+
+
+@pytest.mark.parametrize(
+    ("costs", "expected"),
+    [
+        # b has no cost -> measure by resources: a 4/8 = 0.5 < b 8/8 = 1.0
+        ((100.0, None), {"a": 1}),
+        # every type has a cost -> a 100 > b 1
+        ((100.0, 1.0), {"b": 1}),
+    ],
+    ids=["partial-costs-ignored", "all-costs-used"],
+)
+def test_cost_used_only_when_every_type_has_one(costs, expected):
+    t = types(spec("a", {"CPU": 4}, cost=costs[0]), spec("b", {"CPU": 8}, cost=costs[1]))
+    assert decide(t, demands=[Demand({"CPU": 4}, 1)]).launch == expected
+
+
+def test_least_capacity_may_mix_types():
+    t = types(spec("small", {"CPU": 2}, cost=1.2), spec("big", {"CPU": 8}, cost=4.0))
+    reply = decide(t, demands=[Demand({"CPU": 1}, 10)])
+    # small x5 = 6.0, big x2 = 8.0, big + small = 5.2 (10 CPUs) -> the cheapest
+    assert reply.launch == {"big": 1, "small": 1}
+
+
+def test_equal_cost_tie_broken_by_fewest_nodes_with_decimal_costs():
+    t = types(spec("small", {"CPU": 1}, cost=0.3), spec("big", {"CPU": 3}, cost=0.9))
+    reply = decide(t, demands=[Demand({"CPU": 1}, 3)])
+    # small x3 = 0.9 == big x1 = 0.9 -> fewest nodes: big x1
+    assert reply.launch == {"big": 1}
+
+
+# -- GPU types ---------------------------------------------------------------------------
+
+
+def test_cpu_work_never_launches_a_gpu_type_when_a_cpu_type_fits():
+    t = types(spec("cpu", {"CPU": 4}, cost=10.0), spec("gpu", {"CPU": 4, "GPU": 1}, cost=1.0))
+    # gpu is 10x cheaper but has a GPU; cpu fits {CPU: 2} -> cpu
+    assert decide(t, demands=[Demand({"CPU": 2}, 1)]).launch == {"cpu": 1}
+
+
+def test_cpu_work_launches_a_gpu_type_when_only_it_fits():
+    # 8 CPUs: cpu (4) cannot hold it, gpu (8) can
+    assert decide(types(CPU4, GPU8), demands=[Demand({"CPU": 8}, 1)]).launch == {"gpu": 1}
+
+
+def test_cpu_work_uses_spare_cpus_of_gpu_nodes_launched_for_gpu_work():
+    demands = [Demand({"CPU": 4}, 1), Demand({"CPU": 1, "GPU": 1}, 1)]
+    reply = decide(types(CPU4, GPU8), demands=demands)
+    # GPU task -> 1 gpu node (8 CPUs, 7 left); the 4-CPU task fits in the 7 spare CPUs
+    assert reply.launch == {"gpu": 1}
+
+
+def test_gpu_only_shape_placed_before_cpu_work_for_least_capacity():
+    demands = [Demand({"GPU": 1}, 1), Demand({"CPU": 4}, 1)]
+    reply = decide(types(CPU4, GPU8), demands=demands)
+    # the gpu node is needed anyway (8 CPUs free); {CPU: 4} fits there: gpu x1 only
+    assert reply.launch == {"gpu": 1}
+
+
+# -- infeasible shapes -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("bundle", "count", "reason"),
+    [
+        ({"TPU": 1}, 7, "no node type has enough TPU"),
+        ({"CPU": 64}, 2, "no node type has enough CPU"),
+        ({"CPU": 1, "TPU": 2}, 1, "no node type has enough TPU"),
+        # CPU 8 exists (cpu) and GPU 1 exists (gpu), never on the same type
+        ({"CPU": 8, "GPU": 1}, 3, "no single node type has all of these resources"),
+    ],
+    ids=["missing", "too-much", "one-missing", "not-together"],
+)
+def test_shape_no_type_can_hold_is_infeasible_and_launches_nothing(bundle, count, reason):
+    t = types(spec("cpu", {"CPU": 8}), spec("gpu", {"CPU": 4, "GPU": 1}))
+    reply = decide(t, demands=[Demand(bundle, count)])
+    assert reply.launch == {}
+    assert infeasible(reply) == [(bundle, count, reason)]
+
+
+def test_infeasible_shape_does_not_block_feasible_ones():
+    demands = [Demand({"TPU": 1}, 3), Demand({"CPU": 4}, 2)]
+    reply = decide(types(CPU4), demands=demands)
+    # 2 x 4 CPUs -> 2 nodes; TPU reported, nothing launched for it
+    assert reply.launch == {"cpu": 2}
+    assert infeasible(reply) == [({"TPU": 1}, 3, "no node type has enough TPU")]
+
+
+def test_demand_beyond_max_workers_launches_up_to_the_max():
+    t = types(spec("cpu", {"CPU": 4}, max_workers=3))
+    reply = decide(t, [busy("w", "cpu")], demands=[Demand({"CPU": 4}, 10)])
+    # 3 - 1 existing = 2 nodes hold 2; 10 - 2 = 8 left for want of room
+    assert reply.launch == {"cpu": 2}
+    assert infeasible(reply) == [({"CPU": 4}, 8, no_room())]
+
+
+def test_global_max_shared_between_types():
+    t = types(spec("a", {"CPU": 4}), spec("b", {"CPU": 4, "GPU": 1}))
+    demands = [Demand({"CPU": 4}, 10), Demand({"CPU": 4, "GPU": 1}, 2)]
+    reply = decide(t, demands=demands, max_workers=3)
+    # GPU shape first: b x2; 3 - 2 = 1 slot: a x1 holds 1 of 10 -> 9 left
+    assert reply.launch == {"a": 1, "b": 2}
+    assert infeasible(reply) == [({"CPU": 4}, 9, no_room(3))]
+
+
+# -- 4. placement groups -----------------------------------------------------------------
+
+SMALL4_BIG16 = types(spec("small", {"CPU": 4}), spec("big", {"CPU": 16}))
+
+
+def test_strict_pack_needs_one_node_holding_all_bundles():
+    reply = decide(SMALL4_BIG16, placement_groups=[pg(STRICT_PACK, *[{"CPU": 2}] * 3)])
+    # 3 x 2 = 6 CPUs on one node: small (4) cannot, big (16) can
+    assert reply.launch == {"big": 1}
+
+
+def test_pack_is_best_effort_and_may_use_several_nodes():
+    reply = decide(SMALL4_BIG16, placement_groups=[pg(PACK, *[{"CPU": 2}] * 3)])
+    # 2 per small node -> 2 small = 2 x 4/16 = 0.5 < 1 big = 1.0
+    assert reply.launch == {"small": 2}
+
+
+def test_strict_pack_on_an_existing_node():
+    nodes = [node("w", "small", idle_s=1000)]
+    reply = decide(SMALL4_BIG16, nodes, placement_groups=[pg(STRICT_PACK, *[{"CPU": 2}] * 2)])
+    # 2 + 2 = 4 CPUs fit w's 4 free; w holds the group so is not idle-terminated
+    assert reply.launch == {}
+    assert reply.terminate == []
+
+
+def test_strict_pack_too_big_for_any_type_is_infeasible():
+    group = pg(STRICT_PACK, {"CPU": 12}, {"CPU": 8})
+    reply = decide(SMALL4_BIG16, placement_groups=[group])
+    # each bundle fits big, together 20 > 16
+    reason = "placement group STRICT_PACK of 2 bundles: no node type holds all bundles together"
+    assert reply.launch == {}
+    assert infeasible(reply) == [({"CPU": 12}, 1, reason), ({"CPU": 8}, 1, reason)]
+
+
+def test_strict_spread_one_node_per_bundle():
+    reply = decide(SMALL4_BIG16, placement_groups=[pg(STRICT_SPREAD, *[{"CPU": 1}] * 3)])
+    # 3 bundles on 3 distinct nodes; 1 CPU each fits small -> small x3 (not one node)
+    assert reply.launch == {"small": 3}
+
+
+def test_strict_spread_uses_existing_nodes_then_new_ones():
+    nodes = [node("w1", "small", idle_s=1000), node("w2", "small", idle_s=1000)]
+    group = pg(STRICT_SPREAD, *[{"CPU": 1}] * 3)
+    reply = decide(SMALL4_BIG16, nodes, placement_groups=[group])
+    # w1, w2 hold one bundle each (so they are needed, not idle-terminated); 1 new small
+    assert reply.launch == {"small": 1}
+    assert reply.terminate == []
+
+
+def test_strict_spread_beyond_max_launches_nothing():
+    t = types(spec("cpu", {"CPU": 4}, max_workers=2))
+    reply = decide(t, placement_groups=[pg(STRICT_SPREAD, *[{"CPU": 1}] * 3)])
+    # 3 distinct nodes needed, max 2 -> the group is not placed; nothing launched
+    assert reply.launch == {}
+    reason = f"placement group STRICT_SPREAD of 3 bundles: {no_room()}"
+    assert infeasible(reply) == [({"CPU": 1}, 3, reason)]
+
+
+def test_spread_is_best_effort_and_may_share_a_node():
+    group = pg(SPREAD, *[{"CPU": 1}] * 4)
+    reply = decide(types(CPU4), [node("w", "cpu")], placement_groups=[group])
+    # 4 x 1 CPU fit w's 4 free CPUs: no new node
+    assert reply.launch == {}
+    assert reply.infeasible == []
+
+
+def test_placement_group_with_an_impossible_bundle_launches_nothing():
+    group = pg(PACK, {"CPU": 1}, {"TPU": 1}, {"CPU": 1})
+    reply = decide(types(CPU4), placement_groups=[group])
+    reason = "placement group PACK of 3 bundles: no node type has enough TPU"
+    # no node for the CPU bundles either; every bundle reported
+    assert reply.launch == {}
+    assert infeasible(reply) == [({"CPU": 1}, 2, reason), ({"TPU": 1}, 1, reason)]
+
+
+def test_failed_placement_group_leaves_its_capacity_to_other_demand():
+    nodes = [node("w", "cpu", idle_s=1000)]
+    reply = decide(
+        types(CPU4),
+        nodes,
+        max_workers=1,
+        placement_groups=[pg(STRICT_SPREAD, {"CPU": 4}, {"CPU": 4})],
+        demands=[Demand({"CPU": 4}, 1)],
+    )
+    # group: w + 1 new node, but 1 worker = global max 1 -> rolled back; the task gets w
+    assert reply.launch == {}
+    assert reply.terminate == []  # w holds the task
+    reason = f"placement group STRICT_SPREAD of 2 bundles: {no_room(1)}"
+    assert infeasible(reply) == [({"CPU": 4}, 2, reason)]
+
+
+def test_second_placement_group_uses_a_node_planned_for_the_first():
+    groups = [pg(STRICT_PACK, {"CPU": 2}, {"CPU": 2})] * 2
+    # first: 4 CPUs on a new 8-CPU node (4 left); second: 4 CPUs fit those -> 1 node
+    assert decide(types(spec("cpu", {"CPU": 8})), placement_groups=groups).launch == {"cpu": 1}
+
+
+# -- 5. request_resources constraints ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("nodes", "constraint", "expected"),
+    [
+        ([busy("b", "cpu")], Demand({"CPU": 4}, 1), {}),  # b's total 4 holds it, usage ignored
+        ([busy("b", "cpu")], Demand({"CPU": 4}, 3), {"cpu": 2}),  # 3 - 1 existing
+        ([node("p", "cpu", pending=True)], Demand({"CPU": 2}, 2), {}),  # pending p: 2 x 2
+        ([], Demand({"CPU": 4}, 20), {"cpu": 20}),  # not capped at 5 by upscaling_speed
+    ],
+    ids=["busy-total", "more", "pending", "uncapped"],
+)
+def test_constraint_against_total_capacity(nodes, constraint, expected):
+    reply = decide(types(CPU4), nodes, constraints=[constraint])
+    assert reply.launch == expected
+    assert reply.infeasible == []
+
+
+def test_constraint_counts_min_workers_nodes():
+    t = types(spec("cpu", {"CPU": 4}, min_workers=2))
+    # 2 min_workers nodes (8 CPUs) already hold 2 x 4 CPUs
+    assert decide(t, constraints=[Demand({"CPU": 4}, 2)]).launch == {"cpu": 2}
+
+
+def test_constraint_and_demand_on_the_same_free_node():
+    reply = decide(
+        types(CPU4),
+        [node("w", "cpu")],
+        constraints=[Demand({"CPU": 4}, 1)],
+        demands=[Demand({"CPU": 4}, 1)],
+    )
+    # cluster total 4 holds the constraint; w's 4 free CPUs hold the task
+    assert reply.launch == {}
+
+
+def test_constraint_beyond_max_workers_is_reported():
+    t = types(spec("cpu", {"CPU": 4}, max_workers=2))
+    reply = decide(t, constraints=[Demand({"CPU": 4}, 5)])
+    # 2 nodes hold 2 of 5 -> 3 left
+    assert reply.launch == {"cpu": 2}
+    assert infeasible(reply) == [({"CPU": 4}, 3, no_room())]
+
+
+def test_nodes_a_constraint_needs_are_not_idle_terminated():
+    t = types(spec("small", {"CPU": 2}), spec("big", {"CPU": 8}))
+    nodes = [node("s", "small", idle_s=1000), node("b", "big", idle_s=1000)]
+    reply = decide(t, nodes, constraints=[Demand({"CPU": 8}, 1)])
+    # only b can hold {CPU: 8}: b kept; s idle 1000 >= 300, min 0 -> terminated
+    assert terminated(reply) == [("s", IDLE)]
+    assert reply.launch == {}
+
+
+# -- 6. upscaling_speed ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("speed", "running", "pending", "expected"),
+    [
+        (1.0, 0, 0, 5),  # max(5, 0) - 0
+        (1.0, 10, 0, 10),  # max(5, 10) - 0
+        (1.0, 10, 3, 7),  # max(5, 10) - 3 pending
+        (0.5, 30, 0, 15),  # floor(0.5 x 30) = 15
+        (0.5, 4, 0, 5),  # floor(2) -> max(5, 2) = 5
+        (2.5, 3, 0, 7),  # floor(7.5) = 7
+        (1.0, 2, 6, 0),  # max(5, 2) - 6 < 0 -> none
+    ],
+)
+def test_upscaling_speed_caps_pending_nodes(speed, running, pending, expected):
+    t = types(spec("cpu", {"CPU": 1}, max_workers=1000))
+    nodes = [busy(f"r{i}", "cpu") for i in range(running)]
+    nodes += [node(f"p{i}", "cpu", pending=True) for i in range(pending)]
+    # the pending nodes hold `pending` tasks; 100 more tasks need 100 new nodes
+    demands = [Demand({"CPU": 1}, pending + 100)]
+    reply = decide(t, nodes, max_workers=1000, upscaling_speed=speed, demands=demands)
+    assert reply.launch == ({"cpu": expected} if expected else {})
+    assert reply.infeasible == []
+
+
+def test_upscaling_speed_is_per_type():
+    t = types(spec("a", {"CPU": 1}), spec("b", {"X": 1}))
+    nodes = [busy(f"a{i}", "a") for i in range(20)]
+    demands = [Demand({"CPU": 1}, 100), Demand({"X": 1}, 100)]
+    reply = decide(t, nodes, max_workers=1000, demands=demands)
+    # a: max(5, 1 x 20) = 20; b: max(5, 0) = 5
+    assert reply.launch == {"a": 20, "b": 5}
+
+
+def test_min_workers_not_capped_but_count_as_pending():
+    t = types(spec("cpu", {"CPU": 1}, min_workers=8))
+    reply = decide(t, demands=[Demand({"CPU": 1}, 20)])
+    # 8 min nodes uncapped (> 5); they hold 8 tasks, 12 more capped: max(5, 0) - 8 < 0
+    assert reply.launch == {"cpu": 8}
+
+
+def test_constraint_not_capped_but_counts_as_pending():
+    reply = decide(
+        types(spec("cpu", {"CPU": 1})),
+        constraints=[Demand({"CPU": 1}, 8)],
+        demands=[Demand({"CPU": 1}, 20)],
+    )
+    # 8 constraint nodes uncapped, hold 8 tasks; 12 more capped: max(5, 0) - 8 < 0
+    assert reply.launch == {"cpu": 8}
+
+
+# -- 7. idle termination -----------------------------------------------------------------
+
+IDLE_TYPES = types(
+    CPU4,
+    spec("slow", {"CPU": 4}, idle_timeout_s=1000),
+    spec("fast", {"CPU": 4}, idle_timeout_s=10),
+    spec("gpu", {"CPU": 4, "GPU": 1}),
+    HEAD,
+)
+
+
+@pytest.mark.parametrize(
+    ("view", "goes"),
+    [
+        (node("n", "cpu", idle_s=299), False),  # 299 < 300
+        (node("n", "cpu", idle_s=301), True),  # 301 >= 300
+        (node("n", "slow", idle_s=500), False),  # 500 < its own 1000
+        (node("n", "fast", idle_s=11), True),  # 11 >= its own 10
+        (node("n", "cpu", free={"CPU": 3}, idle_s=1000), False),  # 1 CPU in use
+        (node("n", "gpu", free={"CPU": 4}, idle_s=1000), False),  # its GPU is in use
+        (node("n", "cpu", pending=True, idle_s=1000), False),  # not running yet
+        (node("n", "head", head=True, idle_s=1e9), False),  # never the head
+    ],
+    ids=["below", "past", "type-longer", "type-shorter", "busy", "gpu-busy", "pending", "head"],
+)
+def test_idle_timeout(view, goes):
+    reply = decide(IDLE_TYPES, [view], idle_timeout_s=300)
+    assert terminated(reply) == ([("n", IDLE)] if goes else [])
+    assert reply.launch == {}
+
+
+def test_idle_termination_longest_idle_first_down_to_min_workers():
+    t = types(spec("cpu", {"CPU": 4}, min_workers=1))
+    nodes = [node("a", "cpu", idle_s=400), node("b", "cpu", idle_s=1000)]
+    nodes.append(node("c", "cpu", idle_s=350))
+    reply = decide(t, nodes)
+    # all past 300; 3 workers - min 1 = 2 may go: b (1000), a (400); c stays
+    assert terminated(reply) == [("b", IDLE), ("a", IDLE)]
+    assert reply.terminate[0].detail == "idle 1000 s"
+
+
+def test_idle_node_pending_demand_is_placed_on_is_kept():
+    t = types(spec("small", {"CPU": 2}), spec("big", {"CPU": 8}))
+    nodes = [node("s", "small", idle_s=1000), node("b", "big", idle_s=1000)]
+    reply = decide(t, nodes, demands=[Demand({"CPU": 8}, 1)])
+    # only b's 8 free CPUs hold the task: b kept; s goes
+    assert terminated(reply) == [("s", IDLE)]
+    assert reply.launch == {}
+
+
+def test_idle_termination_with_new_launches_for_work_idle_node_cannot_hold():
+    t = types(CPU4, GPU8)
+    nodes = [node("c", "cpu", idle_s=1000)]
+    reply = decide(t, nodes, demands=[Demand({"CPU": 1, "GPU": 1}, 1)])
+    # the GPU task cannot run on c: 1 gpu node; c idle 1000 >= 300 -> terminated
+    assert reply.launch == {"gpu": 1}
+    assert terminated(reply) == [("c", IDLE)]
+
+
+# -- scale and determinism ---------------------------------------------------------------
+
+
+def _thousand_nodes() -> list[NodeView]:
+    # node i has i % 17 of 16 CPUs free (16: fully idle), all idle for 1000 s
+    return [
+        node(f"w{i:04}", "cpu", free=None if i % 17 == 16 else {"CPU": i % 17}, idle_s=1000)
+        for i in range(1000)
+    ]
+
+
+def test_large_demand_against_a_thousand_nodes():
+    t = types(spec("cpu", {"CPU": 16}, max_workers=10_000))
+    reply = decide(
+        t,
+        _thousand_nodes(),
+        max_workers=10_000,
+        upscaling_speed=10,
+        demands=[Demand({"CPU": 1}, 100_000)],
+    )
+    # free: 58 cycles x (0+..+16 = 136) + (0+..+13 = 91) = 7979; 100000 - 7979 = 92021
+    # -> ceil(92021 / 16) = 5752 nodes; cap max(5, 10 x 1000) = 10000; idle nodes all used
+    assert reply.launch == {"cpu": 5752}
+    assert reply.infeasible == []
+    assert reply.terminate == []
+
+
+def test_large_demand_capped_by_max_workers():
+    t = types(spec("cpu", {"CPU": 16}, max_workers=10_000))
+    reply = decide(
+        t,
+        _thousand_nodes(),
+        max_workers=1500,
+        upscaling_speed=10,
+        demands=[Demand({"CPU": 1}, 100_000)],
+    )
+    # 1500 - 1000 = 500 new nodes x 16 = 8000; 92021 - 8000 = 84021 left
+    assert reply.launch == {"cpu": 500}
+    assert infeasible(reply) == [({"CPU": 1}, 84_021, no_room(1500))]
+
+
+def test_same_request_same_reply():
+    t = types(HEAD, spec("cpu", {"CPU": 4}, min_workers=1), GPU8, spec("small", {"CPU": 2}))
+    req = request(
+        t,
+        [
+            node("h", "head", head=True),
+            node("c1", "cpu", idle_s=900),
+            node("c2", "cpu", free={"CPU": 1}),
+            node("s1", "small", idle_s=400),
+            node("g1", "gpu", pending=True),
+        ],
+        max_workers=20,
+        demands=[Demand({"CPU": 1}, 30), Demand({"CPU": 1, "GPU": 1}, 3), Demand({"TPU": 1})],
+        placement_groups=[pg(STRICT_SPREAD, *[{"CPU": 2}] * 3), pg(PACK, {"CPU": 4}, {"GPU": 1})],
+        constraints=[Demand({"CPU": 4}, 4)],
+        upscaling_speed=2.0,
+    )
+    first = schedule(req)
+    assert schedule(req) == first
+    assert schedule(copy.deepcopy(req)) == first
+    assert first.launches  # a non-trivial decision
