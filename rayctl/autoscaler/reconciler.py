@@ -135,11 +135,13 @@ class Reconciler:
         died or whose bootstrap failed. Returns the workers that stay."""
         kept, gone = [], []
         for node in workers:
-            if node.id in self._booting or node.id in alive:
+            if node.state is NodeState.STOPPED and node.id not in self._booting:
+                gone.append((node, "its Ray is gone"))  # even before Ray notices
+            elif node.id in self._booting or node.id in alive:
                 kept.append(node)
             elif node.status is NodeStatus.FAILED:
                 gone.append((node, "bootstrap failed"))
-            elif node.status is NodeStatus.READY or node.state is NodeState.STOPPED:
+            elif node.status is NodeStatus.READY:
                 gone.append((node, "its Ray is gone"))
             else:
                 self._boot(node, head)
