@@ -339,9 +339,10 @@ class _Scheduler:
     def _fitting_types(self, shape: Vec) -> list[str]:
         return sorted(name for name, v in self.type_vec.items() if _copies(v, shape) > 0)
 
-    def _candidate_types(self, shape: Vec) -> list[str]:
-        """Types that can hold `shape` at all; GPU types only if no other type can."""
-        fits = self._fitting_types(shape)
+    def _candidate_types(self, shape: Vec, names: list[str] | None = None) -> list[str]:
+        """Of `names` (default: every type that can hold `shape`), the ones to launch for it:
+        GPU types only if no other type will do."""
+        fits = self._fitting_types(shape) if names is None else names
         if "GPU" in self.names and shape[self.names.index("GPU")] <= _EPS:
             gpu = self.names.index("GPU")
             return [name for name in fits if self.type_vec[name][gpu] <= _EPS] or fits
@@ -359,7 +360,9 @@ class _Scheduler:
         while count > 0:
             options = []  # (capacity per copy, -copies per node, name, nodes allowed)
             throttled = False
-            for name in self._candidate_types(shape):
+            # GPU types for non-GPU work only when every other type that fits is at its max.
+            launchable = [n for n in self._fitting_types(shape) if self._slots(n)]
+            for name in self._candidate_types(shape, launchable):
                 allowed = self._slots(name)
                 if capped and allowed:
                     allowed = min(allowed, max(0, self.room[name]))
