@@ -173,3 +173,38 @@ def test_monitor_killed_mid_scale_up_is_restarted_without_leaks(
         markers = proc_markers(pid)
         if markers.get("RAYCTL_CLUSTER") == cluster.name and "RAYCTL_PROC" in markers:
             assert markers["RAYCTL_PROC"] in ids | {"monitor"}, (pid, markers)
+
+
+def test_a_type_whose_launches_fail_is_backed_off_and_nothing_leaks(make_cluster, cli, tmp_path):
+    cluster = make_cluster(
+        "backoff",
+        available_node_types={
+            "ray.head.default": {"resources": {"CPU": 1}},
+            "broken": {
+                "resources": {"CPU": 1, "gizmo": 1},
+                "min_workers": 0,
+                "max_workers": 2,
+                "worker_setup_commands": ["echo cannot set up; exit 3"],
+            },
+        },
+    )
+    assert cli("up", cluster.config, "--yes").code == 0
+    job = script(
+        tmp_path,
+        "gizmo.py",
+        "@ray.remote(resources={'gizmo': 1})\ndef f(): return 1\n"
+        "ready, _ = ray.wait([f.remote()], timeout=25)\nprint('GIZMO READY', len(ready))\n",
+    )
+    job_id = cli("submit", cluster.config, job, "--detach").out.strip()
+
+    def backed_off():
+        doc = cluster.status(cli)["autoscaler"] or {}
+        return doc if doc.get("backoff", {}).get("broken") else None
+
+    doc = wait_for(backed_off, 60, "the broken type to be backed off")
+    assert doc["backoff"]["broken"]["failures"] >= 1
+    assert any("exit 3" in f["reason"] or "cannot set up" in f["reason"] for f in doc["failures"])
+    assert "backing off broken" in cli("status", cluster.config).out
+    assert "GIZMO READY 0" in cli("logs", cluster.config, job_id, "--follow").out
+    # The failed node was terminated, not left behind; within the backoff nothing relaunches.
+    assert workers(cluster.status(cli)) == []
