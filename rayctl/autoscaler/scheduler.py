@@ -217,7 +217,7 @@ class _Scheduler:
         self._init_upscaling_room(live)
         self._launch_min_workers()
         self._place_constraints()
-        for pg in self.req.placement_groups:
+        for pg in sorted(self.req.placement_groups, key=_strictest_first):
             self._place_placement_group(pg)
         self._place_demands()
         self._terminate_idle(live)
@@ -354,7 +354,6 @@ class _Scheduler:
         """Launch nodes for `count` copies of `shape` and place the copies in `bins`: whole
         nodes of the type with the least capacity per copy (then the most copies per node),
         and for the remainder the type that holds it for the least capacity. Returns the
-        copies left without room under max_workers; copies held back by upscaling_speed
         copies left unplaced, and whether upscaling_speed (not max_workers) held them back:
         those get nodes on a later tick."""
         while count > 0:
@@ -571,6 +570,17 @@ def _largest_first(demands: Sequence[Demand]) -> list[Demand]:
     return sorted(
         demands, key=lambda d: (-len(d.bundle), -sum(d.bundle.values()), sorted(d.bundle.items()))
     )
+
+
+def _strictest_first(pg: PlacementGroupDemand) -> tuple[int, int]:
+    """Strict groups have the fewest ways to fit, so they choose nodes before the others."""
+    order = [
+        PlacementStrategy.STRICT_SPREAD,
+        PlacementStrategy.STRICT_PACK,
+        PlacementStrategy.SPREAD,
+        PlacementStrategy.PACK,
+    ]
+    return (order.index(pg.strategy), -len(pg.bundles))
 
 
 def _compact(groups: list[_Group]) -> list[_Group]:
