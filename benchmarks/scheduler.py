@@ -19,9 +19,8 @@ read back from all three formats and checked to be the same (node types, each no
 and free resources, the bundles of tasks and placement groups).
 
 Before any timing, three tiny inputs show the three decisions side by side: a mixed one,
-and the two smallest inputs found where rayctl launches more capacity than Ray (rayctl picks
-each shape's node type on its own, largest shape first; it places placement groups in the
-order given, where Ray places the strict ones first).
+one where rayctl picked each shape's node type on its own and launched more than Ray, and
+one where it placed placement groups in the order given (now strict groups go first).
 
 For every (nodes, bundles) combination and scheduler it reports the time of one decision (the
 median of up to --runs runs, fewer once a scheduler has spent 20 s on that input), the nodes
