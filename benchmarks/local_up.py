@@ -43,6 +43,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+from common import log, wait_for
 from ray.autoscaler.v2.sdk import get_cluster_status
 
 from rayctl.providers import loopback
@@ -51,25 +52,12 @@ from rayctl.runtime.detached import STOP_GRACE_S
 BIN = Path(sys.executable).parent
 WORKERS = 3
 TARGET_OVERHEAD_PCT = 30.0
-TIMEOUT_S = 180.0
 RAY_WORKER_PORTS = range(10002, 20000)  # Ray's default range for worker processes
 # `[  1.2s] worker-1a2b3c4d (worker, ray.worker.cpu): starting-ray`, one per stage change
 STAGE_LINE = re.compile(r"^\[\s*[\d.]+s\] \S+ \((\w+), [^)]*\): ([\w-]+)$")
 
 Measures = dict[str, float]
 TOTALS = ("start", "stop", "groups killed")  # the measures that are not timeline points
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def wait_for(what: str, done: Callable[[], bool], timeout_s: float = TIMEOUT_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not done():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} took more than {timeout_s:g} s")
-        time.sleep(0.05)
 
 
 def alive_nodes(gcs_address: str) -> int | None:

@@ -85,6 +85,7 @@ from typing import IO, Any, Protocol
 
 import ray
 import ray.autoscaler._private.fake_multi_node as fake_multi_node
+from common import log, wait_for
 from ray._raylet import GcsClient
 from ray.autoscaler._private.fake_multi_node.node_provider import FAKE_HEAD_NODE_ID
 from ray.core.generated.gcs_pb2 import GcsNodeInfo
@@ -112,18 +113,6 @@ COMPARED = (
     ("down", "gone"),
     ("down", "overhead"),
 )
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def wait_for(what: str, done: Callable[[], bool], timeout_s: float = TIMEOUT_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not done():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} took more than {timeout_s:g} s")
-        time.sleep(POLL_S)
 
 
 def free_port(taken: set[int]) -> int:
