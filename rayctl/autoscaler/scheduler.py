@@ -186,7 +186,12 @@ class _Scheduler:
             names.update(n.total or {})
         self.names = sorted(names)
         self.type_vec = {name: self.vec(t.resources) for name, t in self.types.items()}
+        # The most of each resource any type has: resources are compared in these units.
+        self.scale = [
+            max((v[i] for v in self.type_vec.values()), default=0.0) for i in range(len(self.names))
+        ]
         self.capacity = self._capacity_measure()
+        self.later: list[tuple[Vec, int]] = []  # task shapes still to place, for lookahead
         self.terminate: list[Termination] = []
         self.infeasible: list[Infeasible] = []
         self.groups: list[_Group] = []  # real free capacity, planned nodes included
@@ -205,7 +210,7 @@ class _Scheduler:
         else its resources, each normalised by the largest amount any type has."""
         if self.types and all(t.cost is not None for t in self.types.values()):
             return {name: float(t.cost or 0.0) for name, t in self.types.items()}
-        scale = [max(v[i] for v in self.type_vec.values()) for i in range(len(self.names))]
+        scale = self.scale
         return {
             name: sum(x / s for x, s in zip(v, scale, strict=True) if s > 0)
             for name, v in self.type_vec.items()
@@ -374,10 +379,9 @@ class _Scheduler:
                 return count, throttled
             _, neg_per_node, name, allowed = min(options)
             nodes = count // -neg_per_node
-            if nodes == 0:  # less than a node's worth left: the cheapest node that holds it
+            if nodes == 0:  # less than a node's worth left: the cheapest for what it holds
                 _, _, name, allowed = min(
-                    (round(self.capacity[n] * -(-count // -p), 9), -(-count // -p), n, a)
-                    for _, p, n, a in options
+                    self._remainder_cost(n, -p, shape, count, a) for _, p, n, a in options
                 )
                 nodes = 1
             group = self._new_nodes(name, min(nodes, allowed), reason)
@@ -386,6 +390,25 @@ class _Scheduler:
                 bins.append(group)
             count -= self._place(bins, [group], shape, count)
         return 0, False
+
+    def _remainder_cost(
+        self, name: str, per_node: int, shape: Vec, count: int, allowed: int
+    ) -> tuple[float, int, str, int]:
+        """Capacity per unit of demand held by the nodes of `name` that take the last
+        `count` copies of `shape`, counting what later shapes would fill into their spare
+        room (so one node for several small remainders beats one node each)."""
+        nodes = -(-count // per_node)
+        spare = _sub(tuple(x * nodes for x in self.type_vec[name]), shape, count)
+        held = count * self._amount(shape)
+        for later, later_count in self.later:
+            took = min(later_count, _copies(spare, later))
+            spare = _sub(spare, later, took)
+            held += took * self._amount(later)
+        per_unit = self.capacity[name] * nodes / held if held else float("inf")
+        return (round(per_unit, 9), nodes, name, allowed)
+
+    def _amount(self, shape: Vec) -> float:
+        return sum(x / s for x, s in zip(shape, self.scale, strict=True) if s > 0)
 
     # -- placing ------------------------------------------------------------------------
 
@@ -470,9 +493,12 @@ class _Scheduler:
             self._place_or_launch(bins, demand, reason, capped=False)
 
     def _place_demands(self) -> None:
-        for demand in self._hardest_first(self.req.demands):
+        ordered = self._hardest_first(self.req.demands)
+        for i, demand in enumerate(ordered):
+            self.later = [(self.vec(d.bundle), d.count) for d in ordered[i + 1 :]]
             reason = f"{demand.count} pending {format_bundle(demand.bundle)}"
             self._place_or_launch(self.groups, demand, reason, capped=True)
+        self.later = []
 
     # -- placement groups ---------------------------------------------------------------
 
