@@ -132,6 +132,7 @@ def schedule(request: ScheduleRequest) -> ScheduleReply:
 
 Vec = tuple[float, ...]
 _THROTTLED = "held back by upscaling_speed"
+_LOOKAHEAD = 16  # later shapes considered when choosing the node for a shape's remainder
 _MANY = 1 << 40  # copies of an empty shape that "fit" anywhere
 
 
@@ -380,10 +381,9 @@ class _Scheduler:
             _, neg_per_node, name, allowed = min(options)
             nodes = count // -neg_per_node
             if nodes == 0:  # less than a node's worth left: the cheapest for what it holds
-                _, _, name, allowed = min(
+                _, nodes, name, allowed = min(
                     self._remainder_cost(n, -p, shape, count, a) for _, p, n, a in options
                 )
-                nodes = 1
             group = self._new_nodes(name, min(nodes, allowed), reason)
             if bins is not self.groups:  # placing into a copy (constraints): mirror the group
                 group = _Group(name, True, group.total, group.total, list(group.ids))
@@ -494,8 +494,10 @@ class _Scheduler:
 
     def _place_demands(self) -> None:
         ordered = self._hardest_first(self.req.demands)
+        shapes = [(self.vec(d.bundle), d.count) for d in ordered]
         for i, demand in enumerate(ordered):
-            self.later = [(self.vec(d.bundle), d.count) for d in ordered[i + 1 :]]
+            # Enough lookahead to pair up remainders, bounded to keep decisions fast.
+            self.later = shapes[i + 1 : i + 1 + _LOOKAHEAD]
             reason = f"{demand.count} pending {format_bundle(demand.bundle)}"
             self._place_or_launch(self.groups, demand, reason, capped=True)
         self.later = []
