@@ -49,7 +49,7 @@ def cluster_status(loaded: LoadedConfig, *, home: Path) -> ClusterStatus:
     ray_error: str | None = None
     gcs_address = dashboard_url = None
     if head is not None:
-        gcs_address = f"{head.internal_ip}:{head.gcs_port}"
+        gcs_address = head.gcs_address
         if Tag.DASHBOARD_PORT in head.tags:
             dashboard_url = f"http://{head.internal_ip}:{head.tags[Tag.DASHBOARD_PORT]}"
         try:

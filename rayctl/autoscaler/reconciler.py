@@ -115,7 +115,7 @@ class Reconciler:
         if head is None:
             log.warning("no head node: nothing to reconcile")
             return None
-        gcs = f"{head.internal_ip}:{head.gcs_port}"
+        gcs = head.gcs_address
         snap = self._snapshot(gcs)
         alive = {r.instance_id: r for r in snap.nodes if r.alive}
         self._harvest_boots(now)

@@ -37,7 +37,7 @@ def submit(
         args=args or [],
         working_dir=str(working_dir) if working_dir else None,
         python=runtime_python(loaded.config),
-        gcs_address=f"{head.internal_ip}:{head.gcs_port}",
+        gcs_address=head.gcs_address,
     )
     runner = provider.runner(head)
     if detach:

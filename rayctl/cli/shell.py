@@ -20,7 +20,7 @@ def _head(config: Path, cluster_name: str | None) -> tuple[CommandRunner, Node]:
 
 
 def _ray_env(head: Node) -> dict[str, str]:
-    return {"RAY_ADDRESS": f"{head.internal_ip}:{head.gcs_port}"}
+    return {"RAY_ADDRESS": head.gcs_address}
 
 
 def attach(config: Path = CONFIG_ARG, cluster_name: str | None = NAME_OPT) -> None:

@@ -74,6 +74,11 @@ class Node:
     def gcs_port(self) -> int:
         return int(self.tags.get(Tag.GCS_PORT, 6379))
 
+    @property
+    def gcs_address(self) -> str:
+        """On the head: where Ray's GCS listens (what RAY_ADDRESS and workers point at)."""
+        return f"{self.internal_ip}:{self.gcs_port}"
+
 
 class NodeProvider(Protocol):
     """Where nodes come from. Implementations are thread-safe."""

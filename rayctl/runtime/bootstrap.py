@@ -146,7 +146,7 @@ class Bootstrapper:
                 outcome = Outcome.RESTARTED if alive else Outcome.STARTED
             elif wait and node.status is not NodeStatus.READY:
                 # Resuming a bootstrap that stopped after Ray started (a killed monitor).
-                self._wait_registered(runner, node, f"{head.internal_ip}:{head.gcs_port}")
+                self._wait_registered(runner, node, head.gcs_address)
             if wait:  # without waiting, the node stays starting-ray until it is seen in Ray
                 self._enter(node, NodeStatus.READY)
             return outcome
@@ -218,7 +218,7 @@ class Bootstrapper:
         provider_args = self._provider.ray_start_args(node)
         if is_head:  # the provider may have chosen the GCS port just now
             head = self._provider.list_nodes(**{Tag.KIND: NodeKind.HEAD.value})[0]
-        gcs_address = f"{head.internal_ip}:{head.gcs_port}"
+        gcs_address = head.gcs_address
         args = [*ray_resource_args(self._config, node.node_type), *provider_args]
         custom = (
             self._config.head_start_ray_commands
