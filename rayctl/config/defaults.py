@@ -19,6 +19,12 @@ _PROVIDER_DEFAULTS: dict[str, dict[str, Any]] = {
             "ray.worker.default": {"resources": {"CPU": 1}},
         },
     },
+    # As Ray's on-prem provider: one type for the head and the workers. Hosts' resources are
+    # left to Ray to detect unless the config gives them.
+    "ssh": {
+        "head_node_type": "local.cluster.node",
+        "available_node_types": {"local.cluster.node": {}},
+    },
 }
 
 # Merged under each node type. Local nodes get one CPU unless told otherwise: Ray would
@@ -42,6 +48,7 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
 def fill_defaults(raw: dict[str, Any]) -> dict[str, Any]:
     """The user's config with provider defaults filled in. Unknown providers pass through
     unchanged so that validation can name them."""
+    raw = _read_ray_onprem(raw)
     provider = raw.get("provider")
     ptype = provider.get("type") if isinstance(provider, dict) else None
     defaults = _PROVIDER_DEFAULTS.get(ptype) if isinstance(ptype, str) else None
@@ -54,6 +61,11 @@ def fill_defaults(raw: dict[str, Any]) -> dict[str, Any]:
         base.pop("available_node_types")
         base.pop("head_node_type")
     filled = deep_merge(base, raw)
+    pool = provider.get("worker_ips") if ptype == "ssh" else None
+    if isinstance(pool, list):  # by default as many workers as the pool has hosts
+        filled.setdefault("max_workers", len(pool))
+        if not isinstance(user_types, dict):
+            filled["available_node_types"]["local.cluster.node"]["max_workers"] = len(pool)
     type_defaults = _NODE_TYPE_DEFAULTS.get(ptype, {})
     types = filled.get("available_node_types")
     if isinstance(types, dict):
@@ -61,3 +73,12 @@ def fill_defaults(raw: dict[str, Any]) -> dict[str, Any]:
             if isinstance(node_type, dict):
                 types[name] = deep_merge(type_defaults, node_type)
     return filled
+
+
+def _read_ray_onprem(raw: dict[str, Any]) -> dict[str, Any]:
+    """Ray's on-prem form, `type: local` with head_ip and worker_ips, is rayctl's ssh
+    provider; rayctl's own `type: local` (no head_ip) runs nodes on this machine."""
+    provider = raw.get("provider")
+    if isinstance(provider, dict) and provider.get("type") == "local" and "head_ip" in provider:
+        return {**raw, "provider": {**provider, "type": "ssh"}}
+    return raw

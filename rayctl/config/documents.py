@@ -81,16 +81,13 @@ def _format_path(path: KeyPath) -> str:
 def _describe(
     err: Any, raw: dict[str, Any], model: type[pydantic.BaseModel]
 ) -> tuple[KeyPath, str]:
-    path: KeyPath = tuple(err["loc"])
+    tagged: KeyPath = tuple(err["loc"])
+    # pydantic names the provider variant it tried (provider.ssh.head_ip): not a key.
+    provider_variant = tagged[:1] == ("provider",) and len(tagged) > 1
+    path = tagged[:1] + tagged[2:] if provider_variant else tagged
     kind = err["type"]
     if kind == "extra_forbidden":
-        key = str(path[-1])
-        if path[:1] == ("provider",) and key in ("head_ip", "worker_ips"):
-            return path, (
-                "unknown key; rayctl's local provider runs every node on this machine, "
-                "on-prem hosts (head_ip, worker_ips) are not supported yet"
-            )
-        hint = suggest(key, _allowed_keys(model, path[:-1]))
+        hint = suggest(str(path[-1]), _allowed_keys(model, tagged[:-1]))
         return path, f"unknown key{hint}"
     if kind == "missing":
         message = f"missing required key '{path[-1]}'"
@@ -103,6 +100,10 @@ def _describe(
             "use only letters, digits, '-', '_' and '.', starting with a letter or digit "
             f"(got {err['input']!r})"
         )
+    if kind == "union_tag_not_found":
+        return path, "missing required key 'type'"
+    if kind == "union_tag_invalid":
+        path, err = (*path, "type"), {**err, "input": err["ctx"]["tag"]}
     if path == ("provider", "type"):
         expected = ", ".join(PROVIDER_TYPES)
         value = err.get("input")
@@ -144,7 +145,10 @@ def _allowed_keys(model: type[pydantic.BaseModel], path: KeyPath) -> list[str]:
 
     node = resolve(root)
     for part in path:
-        if part in node.get("properties", {}):
+        variants = node.get("discriminator", {}).get("mapping", {})
+        if part in variants:  # a tagged union's member, named by its tag
+            node = resolve({"$ref": variants[part]})
+        elif part in node.get("properties", {}):
             node = resolve(node["properties"][part])
         elif isinstance(node.get("additionalProperties"), dict):
             node = resolve(node["additionalProperties"])

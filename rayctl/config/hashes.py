@@ -2,21 +2,21 @@
 
 - launch hash: what decides the machine itself (node_config, auth). A change replaces the node.
 - runtime hash: what setup produces (file mounts and their contents, setup commands, the
-  runtime's versions). A change re-runs setup on the node.
+  runtime: rayctl's version and source hash, Ray's version). A change re-runs setup on the
+  node, which installs a changed rayctl there.
 - start hash: how Ray is started (start commands, resources, labels). A change restarts Ray.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import os
 from pathlib import Path
 from typing import Any
 
-import rayctl
 from rayctl.config.schema import ClusterConfig
+from rayctl.runtime.install import runtime_identity
 
 
 def _digest(value: Any) -> str:
@@ -54,8 +54,7 @@ def runtime_hash(config: ClusterConfig, node_type: str, *, head: bool) -> str:
             "cluster_synced_files": config.cluster_synced_files,
             "initialization_commands": config.initialization_commands,
             "setup_commands": config.setup_commands_for(node_type, head=head),
-            "rayctl": rayctl.__version__,
-            "ray": importlib.metadata.version("ray"),
+            "runtime": runtime_identity(),
             "python": config.rayctl.runtime.python,
         }
     )

@@ -13,7 +13,7 @@ import pydantic
 
 from rayctl.config.defaults import fill_defaults
 from rayctl.config.documents import ProblemReport, read_document, suggest
-from rayctl.config.schema import PROVIDER_TYPES, ClusterConfig
+from rayctl.config.schema import PROVIDER_TYPES, ClusterConfig, SSHProviderConfig
 from rayctl.config.yaml_positions import Path as KeyPath
 from rayctl.config.yaml_positions import PositionedYaml
 
@@ -148,4 +148,63 @@ def _check(
                         "rayctl stops local nodes by PID, remove it",
                     )
                 )
-    return config.model_copy(update={"file_mounts": mounts}), problems
+    config = config.model_copy(update={"file_mounts": mounts})
+    runtime = config.rayctl.runtime
+    if runtime.wheelhouse:
+        wheelhouse = (base_dir / os.path.expanduser(runtime.wheelhouse)).resolve()
+        if not wheelhouse.is_dir():
+            problems.append(
+                (
+                    ("rayctl", "runtime", "wheelhouse"),
+                    f"'{runtime.wheelhouse}' is not a directory ({wheelhouse})",
+                )
+            )
+        runtime = runtime.model_copy(update={"wheelhouse": str(wheelhouse)})
+        config = config.model_copy(
+            update={"rayctl": config.rayctl.model_copy(update={"runtime": runtime})}
+        )
+    if isinstance(config.provider, SSHProviderConfig):
+        config = _check_ssh(config, config.provider, base_dir, problems)
+    return config, problems
+
+
+def _check_ssh(
+    config: ClusterConfig,
+    provider: SSHProviderConfig,
+    base_dir: Path,
+    problems: list[tuple[KeyPath, str]],
+) -> ClusterConfig:
+    """The ssh provider needs a user and a key; hosts are listed once. Returns the config
+    with the key's path made absolute."""
+    seen: set[str] = set()
+    for index, ip in enumerate(provider.worker_ips):
+        if ip == provider.head_ip:
+            problems.append(
+                (("provider", "worker_ips", index), f"{ip} is the head_ip; list it once")
+            )
+        elif ip in seen:
+            problems.append((("provider", "worker_ips", index), f"{ip} is listed twice"))
+        seen.add(ip)
+    total_min = sum(t.min_workers for t in config.worker_types().values())
+    if total_min > len(provider.worker_ips):
+        problems.append(
+            (
+                ("provider", "worker_ips"),
+                f"the node types' min_workers add up to {total_min}, more than the "
+                f"{len(provider.worker_ips)} host(s) in worker_ips",
+            )
+        )
+    auth = config.auth
+    if not auth.ssh_user:
+        problems.append((("auth", "ssh_user"), "the ssh provider needs auth.ssh_user"))
+    if not auth.ssh_private_key:
+        problems.append(
+            (("auth", "ssh_private_key"), "the ssh provider needs auth.ssh_private_key")
+        )
+        return config
+    key = (base_dir / os.path.expanduser(auth.ssh_private_key)).resolve()
+    if not key.is_file():
+        problems.append(
+            (("auth", "ssh_private_key"), f"key file '{auth.ssh_private_key}' not found ({key})")
+        )
+    return config.model_copy(update={"auth": auth.model_copy(update={"ssh_private_key": str(key)})})

@@ -53,9 +53,33 @@ class LocalProviderConfig(StrictModel):
 
     type: Literal["local"]
 
+    @property
+    def pool_size(self) -> int | None:
+        return None
 
-ProviderConfig = LocalProviderConfig
-PROVIDER_TYPES: tuple[str, ...] = ("local",)  # keep in step with rayctl.providers._PROVIDERS
+
+class SSHProviderConfig(StrictModel):
+    """A fleet of hosts reached over SSH: the head on head_ip, workers taken from worker_ips
+    as demand needs them and given back when idle. Ray's `type: local` with head_ip is read
+    as this."""
+
+    type: Literal["ssh"]
+    head_ip: str = Field(min_length=1, description="Address of the host that runs the head.")
+    worker_ips: list[Annotated[str, Field(min_length=1)]] = Field(
+        [], description="Addresses of the hosts workers may run on."
+    )
+    external_head_ip: str | None = Field(
+        None, description="The head's address as seen from this machine, if not head_ip."
+    )
+
+    @property
+    def pool_size(self) -> int | None:
+        return len(self.worker_ips)
+
+
+ProviderConfig = Annotated[LocalProviderConfig | SSHProviderConfig, Field(discriminator="type")]
+# keep in step with rayctl.providers._PROVIDERS
+PROVIDER_TYPES: tuple[str, ...] = ("local", "ssh")
 
 
 class NodeTypeConfig(StrictModel):
@@ -73,7 +97,8 @@ class RuntimeSettings(StrictModel):
     python: str | None = Field(
         None,
         description="Interpreter on the nodes that has (or gets) rayctl and Ray. "
-        "Default: for local nodes, the Python running rayctl.",
+        "Default: for local nodes, the Python running rayctl; for other nodes, a venv that "
+        "rayctl creates at ~/.rayctl/runtime.",
     )
     wheelhouse: str | None = Field(
         None, description="Directory of wheels for hosts without internet access."
@@ -128,6 +153,12 @@ class ClusterConfig(StrictModel):
             for name, t in self.available_node_types.items()
             if name != self.head_node_type or (t.max_workers or 0) > 0
         }
+
+    @property
+    def worker_limit(self) -> int:
+        """max_workers, but never more workers than the provider's pool of hosts holds."""
+        pool = self.provider.pool_size
+        return self.max_workers if pool is None else min(self.max_workers, pool)
 
     def type_max_workers(self, name: str) -> int:
         t = self.available_node_types[name]

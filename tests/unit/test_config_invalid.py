@@ -27,6 +27,8 @@ def case(case_id: str, text: str, line: int, fragment: str, *, bug: str | None =
 
 
 LOCAL = "provider:\n  type: local\n"
+# Ray's on-prem form: `type: local` with head_ip is the ssh provider.
+ONPREM = "provider:\n  type: local\n  head_ip: 10.0.0.2\n"
 
 CONTEXT_DROPPED = (
     "YAML error reported at PyYAML's problem_mark (where parsing gave up: the next line or "
@@ -297,7 +299,7 @@ CASES = [
         "provider-type-misspelt",
         "provider:\n  type: locl\n",
         2,
-        "unknown provider type 'locl' (expected one of: local); did you mean 'local'",
+        "unknown provider type 'locl' (expected one of: local, ssh); did you mean 'local'",
     ),
     case("provider-missing", "cluster_name: x\n", 1, "missing required key 'provider'"),
     case(
@@ -346,6 +348,51 @@ CASES = [
         "head_node_type: head\n",
         5,
         "available_node_types.head.docker: docker mode is not supported",
+    ),
+    # --- ssh provider (and Ray's on-prem form of it) --------------------------------------
+    case(
+        "ssh-head-ip-missing",
+        "provider:\n  type: ssh\n  worker_ips: [10.0.0.3]\nauth: {ssh_user: u}\n",
+        1,
+        "provider: missing required key 'head_ip'",
+    ),
+    case(
+        "ssh-head-also-worker",
+        ONPREM + "  worker_ips: [10.0.0.3, 10.0.0.2]\n",
+        4,
+        "10.0.0.2 is the head_ip; list it once",
+    ),
+    case(
+        "ssh-worker-twice",
+        ONPREM + "  worker_ips: [10.0.0.3, 10.0.0.3]\n",
+        4,
+        "10.0.0.3 is listed twice",
+    ),
+    case(
+        "ssh-no-user",
+        "provider:\n  type: local\n  head_ip: 10.0.0.2\n",
+        1,
+        "needs auth.ssh_user",
+    ),
+    case(
+        "ssh-key-missing",
+        ONPREM + "  worker_ips: [10.0.0.3]\nauth:\n  ssh_user: u\n  ssh_private_key: nope\n",
+        7,
+        "key file 'nope' not found",
+    ),
+    case(
+        "ssh-min-workers-above-pool",
+        ONPREM
+        + "  worker_ips: [10.0.0.3]\n"
+        + "available_node_types:\n  h: {}\n  w: {min_workers: 2}\nhead_node_type: h\n",
+        4,
+        "min_workers add up to 2, more than the 1 host(s) in worker_ips",
+    ),
+    case(
+        "ssh-coordinator-mode",
+        ONPREM + "  coordinator_address: 10.0.0.9:1234\n",
+        4,
+        "coordinator_address: unknown key",
     ),
 ]
 
@@ -472,7 +519,7 @@ def test_messages_name_the_fix(tmp_path: Path, cli, rayctl_home: Path) -> None:
         return [line.split(": ", 1)[1] for line in result.err.splitlines()]
 
     assert errors("provider:\n  type: locl\n") == [
-        "provider.type: unknown provider type 'locl' (expected one of: local); "
+        "provider.type: unknown provider type 'locl' (expected one of: local, ssh); "
         "did you mean 'local'?"
     ]
     assert errors(LOCAL + "available_node_types:\n  head: {}\n  gpu: {}\n") == [
@@ -481,10 +528,9 @@ def test_messages_name_the_fix(tmp_path: Path, cli, rayctl_home: Path) -> None:
     assert errors(LOCAL + "setup_commands: echo hi\n") == [
         "setup_commands: input should be a valid list (write a YAML list: one '- item' per line)"
     ]
-    assert (
-        "on-prem hosts (head_ip, worker_ips) are not supported yet"
-        in errors(LOCAL + "  head_ip: 10.0.0.1\n")[0]
-    )
+    assert errors(LOCAL + "  head_ip: 10.0.0.1\n  worker_ip: [10.0.0.2]\n") == [
+        "provider.worker_ip: unknown key; did you mean 'worker_ips'?"
+    ]
     path.write_text(LOCAL)
     flag = cli("validate", path), cli("up", path, "-n", "a b", "--yes")
     assert flag[0].code == 0 and flag[1].code == 2

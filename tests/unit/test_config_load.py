@@ -49,8 +49,16 @@ def test_there_are_shipped_configs() -> None:
 
 @pytest.mark.parametrize("path", CLUSTER_CONFIGS, ids=lambda p: p.name)
 def test_shipped_config_validates(
-    path: Path, rayctl_home: Path, capsys: pytest.CaptureFixture[str]
+    path: Path,
+    rayctl_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    home = tmp_path / "home"  # where configs' `~/.ssh/...` keys are looked for
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "id_ed25519").write_text("a key")
+    monkeypatch.setenv("HOME", str(home))
     assert run(["validate", str(path)]) == 0
     captured = capsys.readouterr()
     assert captured.err == ""
@@ -468,3 +476,37 @@ def test_file_mount_target_changes_runtime_hash(tmp_path: Path) -> None:
     before = hashes(load_dict(tmp_path, mount_raw({"~/data.txt": "data.txt"})))
     after = hashes(load_dict(tmp_path, mount_raw({"~/elsewhere.txt": "data.txt"})))
     assert changed(before, after) == {k for k in before if k.startswith("runtime:")}
+
+
+def test_rays_onprem_form_is_the_ssh_provider(tmp_path: Path) -> None:
+    (tmp_path / "key").write_text("not read while loading")
+    config = load_config(
+        write(
+            tmp_path,
+            """\
+            provider: {type: local, head_ip: 10.0.0.2, worker_ips: [10.0.0.3, 10.0.0.4]}
+            auth: {ssh_user: ray, ssh_private_key: key}
+            """,
+        )
+    ).config
+    assert config.provider.type == "ssh"
+    assert config.provider.worker_ips == ["10.0.0.3", "10.0.0.4"]
+    assert config.max_workers == 2  # the pool's size, unless given
+    assert config.auth.ssh_private_key == str(tmp_path / "key")  # relative to the config
+    # As Ray's: one node type, which the workers share with the head (resources: Ray detects)
+    assert list(config.worker_types()) == ["local.cluster.node"] == [config.head_node_type]
+    assert config.type_max_workers("local.cluster.node") == 2
+    assert config.available_node_types["local.cluster.node"].resources == {}
+
+
+def test_ssh_worker_limit_is_the_pool_even_when_max_workers_says_more(tmp_path: Path) -> None:
+    (tmp_path / "key").write_text("")
+    config = load_dict(
+        tmp_path,
+        {
+            "max_workers": 10,
+            "provider": {"type": "ssh", "head_ip": "h", "worker_ips": ["w1", "w2", "w3"]},
+            "auth": {"ssh_user": "u", "ssh_private_key": "key"},
+        },
+    )
+    assert (config.max_workers, config.worker_limit) == (10, 3)
