@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import shutil
 import signal
@@ -15,12 +14,17 @@ from pathlib import Path
 from typing import Protocol
 
 from rayctl.errors import RayctlError
+from rayctl.runtime.sync_rules import SyncRules
 
 TAIL_LINES = 40
 
 
 class NodeUnreachable(RayctlError):
     """The runner cannot reach the node at all (gone, down, or refusing us)."""
+
+
+class TransferError(RayctlError):
+    """A file transfer to a reachable node failed (permissions, disk full, ...)."""
 
 
 @dataclass(frozen=True)
@@ -48,8 +52,16 @@ class CommandRunner(Protocol):
     def put(self, local: str, remote: str) -> None:
         """Copy a local file or directory to `remote` on the node (parents created)."""
 
-    def sync(self, local_dir: str, remote_dir: str, exclude: Sequence[str] = ()) -> None:
-        """Make `remote_dir` hold `local_dir`'s contents, skipping names matching `exclude`."""
+    def sync(
+        self,
+        local_dir: str,
+        remote_dir: str,
+        exclude: Sequence[str] = (),
+        filters: Sequence[str] = (),
+    ) -> None:
+        """Make `remote_dir` hold `local_dir`'s contents, skipping what rsync would skip with
+        `--exclude` for each of `exclude` and `--filter 'dir-merge,- NAME'` for each of
+        `filters` (file names such as ".gitignore"; see sync_rules)."""
 
     def interactive(self, command: str | None, *, env: Mapping[str, str] | None = None) -> int:
         """Run `command` (a login shell when None) attached to this terminal; its exit code."""
@@ -130,14 +142,18 @@ class LocalRunner:
         else:
             shutil.copy2(local, target)
 
-    def sync(self, local_dir: str, remote_dir: str, exclude: Sequence[str] = ()) -> None:
-        def ignore(_dir: str, names: list[str]) -> set[str]:
-            return {n for n in names if any(fnmatch.fnmatch(n, pat) for pat in exclude)}
-
+    def sync(
+        self,
+        local_dir: str,
+        remote_dir: str,
+        exclude: Sequence[str] = (),
+        filters: Sequence[str] = (),
+    ) -> None:
         self._require_home()
         target = self.expand(remote_dir)
         target.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(local_dir, target, ignore=ignore, dirs_exist_ok=True)
+        rules = SyncRules(local_dir, exclude, filters)
+        shutil.copytree(local_dir, target, ignore=rules.ignore, dirs_exist_ok=True)
 
     def interactive(self, command: str | None, *, env: Mapping[str, str] | None = None) -> int:
         self._require_home()

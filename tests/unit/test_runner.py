@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from rayctl.runtime.runner import TAIL_LINES, LocalRunner, NodeUnreachable
+from rayctl.runtime.sync_rules import SyncRules
 
 
 def test_run_reports_exit_code_streams_and_keeps_the_tail(tmp_path: Path):
@@ -66,3 +67,80 @@ def test_a_node_whose_home_is_gone_is_unreachable_and_not_recreated(tmp_path: Pa
         with pytest.raises(NodeUnreachable, match="does not exist"):
             action()
     assert not (tmp_path / "terminated").exists()
+
+
+def test_sync_honours_filter_files_like_rsync_dir_merge(tmp_path: Path):
+    src = tmp_path / "src"
+    files = {
+        ".gitignore": "# build output\n\n*.log\n/dist/\ntmp/\n!keep.log\n",
+        "keep.log": "negation is not supported: still excluded",
+        "main.py": "",
+        "dist/wheel.whl": "",
+        "lib/dist/kept.txt": "/dist/ is anchored to the root's .gitignore",
+        "lib/tmp": "a file: tmp/ matches directories only",
+        "lib/tmp.d/x": "",
+        "lib/.gitignore": "secret.txt\n/only_here.txt\n",
+        "lib/secret.txt": "",
+        "lib/deeper/secret.txt": "lib's patterns hold below lib too",
+        "lib/deeper/only_here.txt": "but its anchored ones only in lib",
+        "lib/only_here.txt": "",
+        "secret.txt": "lib's patterns do not apply above lib",
+        "other/tmp/cache": "",
+        "other/.git/HEAD": "",
+        "other/notes.md": "",
+    }
+    for rel, text in files.items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_text(text)
+    home = tmp_path / "node"
+    home.mkdir()
+    LocalRunner(home).sync(str(src), "~/code", exclude=["**/.git", "*.md"], filters=[".gitignore"])
+    synced = {p.relative_to(home / "code").as_posix() for p in (home / "code").rglob("*")}
+    assert synced == {
+        ".gitignore",
+        "main.py",
+        "lib",
+        "lib/.gitignore",
+        "lib/dist",
+        "lib/dist/kept.txt",
+        "lib/tmp",
+        "lib/tmp.d",
+        "lib/tmp.d/x",
+        "lib/deeper",
+        "lib/deeper/only_here.txt",
+        "secret.txt",
+        "other",
+    }
+
+
+def test_sync_without_filters_ignores_filter_files(tmp_path: Path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / ".gitignore").write_text("*.txt\n")
+    (src / "a.txt").write_text("a")
+    home = tmp_path / "node"
+    home.mkdir()
+    LocalRunner(home).sync(str(src), "~/code")
+    assert (home / "code" / "a.txt").read_text() == "a"
+
+
+@pytest.mark.parametrize(
+    ("pattern", "path", "is_dir", "excluded"),
+    [
+        ("*.pyc", "a/b/c.pyc", False, True),
+        ("*.pyc", "a/b.pyc/c.py", False, False),  # names only: the parent is pruned instead
+        ("b/*.py", "a/b/c.py", False, True),  # a "/" inside: matches the path's tail
+        ("b/*.py", "a/b/d/c.py", False, False),  # "*" stays within one component
+        ("a/**/c.py", "a/b/d/c.py", False, True),
+        ("**/.git", ".git", True, True),
+        ("/top", "top", False, True),
+        ("/top", "x/top", False, False),
+        ("cache/", "x/cache", False, False),
+        ("cache/", "x/cache", True, True),
+        ("[!a]b", "cb", False, True),
+        ("[!a]b", "ab", False, False),
+        ("/", "x", True, False),  # nothing left to match
+    ],
+)
+def test_exclude_patterns_match_like_rsync(pattern, path, is_dir, excluded, tmp_path: Path):
+    assert SyncRules(tmp_path, exclude=[pattern]).excluded(path, is_dir) is excluded
