@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from rayctl.errors import RayctlError
 from rayctl.runtime.runner import CommandRunner
+from rayctl.templates import shell_path
 
 
 class JobNotFound(RayctlError):
@@ -46,7 +47,7 @@ def _upload(runner: CommandRunner, spec: JobSpec, job_id: str) -> str:
     script_name = os.path.basename(spec.script)
     runner.put(spec.script, f"{job_dir}/{script_name}")
     env = f"RAY_ADDRESS={shlex.quote(spec.gcs_address)} RAYCTL_JOB_ID={job_id}"
-    argv = shlex.join([spec.python, "-u", script_name, *spec.args])
+    argv = f"{shell_path(spec.python)} {shlex.join(['-u', script_name, *spec.args])}"
     return f'cd "$HOME/.rayctl/jobs/{job_id}" && {env} {argv}'
 
 
