@@ -7,7 +7,6 @@ failed `up` is always undone by `down`.
 from __future__ import annotations
 
 import secrets
-import shlex
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +21,7 @@ from rayctl.errors import BootstrapError, ClusterNotFound, ProviderError
 from rayctl.providers import Node, NodeKind, NodeProvider, Tag, make_provider
 from rayctl.runtime import detached
 from rayctl.runtime.bootstrap import Bootstrapper, NodeSpec, Outcome, StageCallback, runtime_python
+from rayctl.templates import shell_path
 
 BOOTSTRAP_THREADS = 16
 
@@ -57,26 +57,28 @@ def find_head(provider: NodeProvider) -> Node:
     return heads[0]
 
 
-def stop_monitor(provider: NodeProvider) -> None:
+def stop_monitor(provider: NodeProvider, heads: list[Node] | None = None) -> None:
     """Stop the autoscaler on the head (if any), so nothing launches behind our back."""
-    for head in provider.list_nodes(**{Tag.KIND: NodeKind.HEAD.value}):
+    if heads is None:
+        heads = provider.list_nodes(**{Tag.KIND: NodeKind.HEAD.value})
+    for head in heads:
         detached.stop(provider.runner(head), MONITOR_SLOT, grace_s=5)
 
 
-def start_monitor(loaded: LoadedConfig, provider: NodeProvider, head: Node, home: Path) -> None:
+def start_monitor(loaded: LoadedConfig, provider: NodeProvider, head: Node) -> None:
     """Start the autoscaler on the head with the validated config (file mounts resolved)."""
     runner = provider.runner(head)
+    head_config, env = provider.prepare_head(loaded.config, head)
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as snapshot:
-        yaml.safe_dump(loaded.config.model_dump(mode="json"), snapshot, sort_keys=False)
+        yaml.safe_dump(head_config.model_dump(mode="json"), snapshot, sort_keys=False)
         snapshot.flush()
         runner.put(snapshot.name, CONFIG_PATH)
-    python = shlex.quote(runtime_python(loaded.config))
+    python = shell_path(runtime_python(loaded.config))
     result = detached.start(
         runner,
         MONITOR_SLOT,
         [f"exec {python} -m rayctl monitor {CONFIG_PATH}"],
-        # The local provider's state lives in this machine's rayctl home.
-        env={"RAYCTL_HOME": str(home), "RAYCTL_CLUSTER": loaded.name},
+        env={**env, "RAYCTL_CLUSTER": loaded.name},
     )
     if not result.ok:
         raise ProviderError(f"could not start the autoscaler on the head:\n{result.tail}")
@@ -94,7 +96,9 @@ def up(
     config = loaded.config
     provider = make_provider(loaded.config, home=home)
     provider.bootstrap()
-    stop_monitor(provider)  # restarted below with this config
+    heads = provider.list_nodes(**{Tag.KIND: NodeKind.HEAD.value})
+    # Restarted at the end with this config; meanwhile nothing launches behind our back.
+    stop_monitor(provider, heads)
     request_id = secrets.token_hex(4)
     bootstrapper = Bootstrapper(
         config, provider, on_stage=on_stage, log_dir=log_dir(home, config.cluster_name)
@@ -102,7 +106,6 @@ def up(
     replaced: list[str] = []
 
     head_spec = NodeSpec.of(config, config.head_node_type, NodeKind.HEAD)
-    heads = provider.list_nodes(**{Tag.KIND: NodeKind.HEAD.value})
     stale = [
         h
         for h in heads
@@ -132,14 +135,15 @@ def up(
     except BootstrapError as exc:
         report.failed.append(exc)
         return report
-    report.head = head = find_head(provider)  # with the tags its start gave it (GCS port)
+    if report.outcomes[head.id] is not Outcome.UNCHANGED:
+        head = find_head(provider)  # with the tags its start gave it (GCS port)
+    report.head = head
 
+    listed = provider.list_nodes(**{Tag.KIND: NodeKind.WORKER.value})
     workers: list[Node] = []
     for type_name, node_type in config.worker_types().items():
         spec = NodeSpec.of(config, type_name, NodeKind.WORKER)
-        existing = provider.list_nodes(
-            **{Tag.KIND: NodeKind.WORKER.value, Tag.NODE_TYPE: type_name}
-        )
+        existing = [n for n in listed if n.node_type == type_name]
         outdated = [n.id for n in existing if n.tags.get(Tag.LAUNCH_HASH) != spec.launch_hash]
         if outdated:
             provider.terminate_nodes(outdated)
@@ -154,11 +158,7 @@ def up(
         report.created += [n.id for n in new]
         workers += kept + new
     # Workers of types no longer in the config are not the config's: remove them.
-    orphans = [
-        n.id
-        for n in provider.list_nodes(**{Tag.KIND: NodeKind.WORKER.value})
-        if n.node_type not in config.worker_types()
-    ]
+    orphans = [n.id for n in listed if n.node_type not in config.worker_types()]
     if orphans:
         provider.terminate_nodes(orphans)
         report.replaced += orphans
@@ -178,7 +178,7 @@ def up(
                     report.outcomes[node_id] = future.result()
                 except BootstrapError as exc:
                     report.failed.append(exc)
-    start_monitor(loaded, provider, head, home)
+    start_monitor(loaded, provider, head)
     return report
 
 

@@ -92,7 +92,7 @@ def load_demand_file(path: Path, config: ClusterConfig) -> DemandFile:
 def plan_request(config: ClusterConfig, demand: DemandFile) -> ScheduleRequest:
     return ScheduleRequest(
         node_types=node_type_specs(config),
-        max_workers=config.max_workers,
+        max_workers=config.worker_limit,
         nodes=[
             NodeView(
                 id=n.id,

@@ -11,7 +11,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from rayctl.autoscaler.inputs import node_type_specs
 from rayctl.autoscaler.scheduler import (
@@ -118,6 +118,7 @@ class Reconciler:
         gcs = head.gcs_address
         snap = self._snapshot(gcs)
         alive = {r.instance_id: r for r in snap.nodes if r.alive}
+        self._learn_resources(nodes, alive)
         self._harvest_boots(now)
         workers = self._sync_workers([n for n in nodes if n.kind is NodeKind.WORKER], head, alive)
 
@@ -127,6 +128,15 @@ class Reconciler:
         self._terminate(reply, workers, alive, gcs)
         self._time_out_boots(now)
         return reply
+
+    def _learn_resources(self, nodes: list[Node], alive: dict[str, RayNode]) -> None:
+        """A node type whose resources the config leaves to Ray to detect (on-prem hosts)
+        takes those of its first node seen in Ray: the scheduler cannot plan without them."""
+        for node in nodes:
+            spec = self._types.get(node.node_type)
+            ray = alive.get(node.id)
+            if spec is not None and not spec.resources and ray is not None:
+                self._types[node.node_type] = replace(spec, resources=_schedulable(ray.total))
 
     def _sync_workers(
         self, workers: list[Node], head: Node, alive: dict[str, RayNode]
@@ -177,7 +187,7 @@ class Reconciler:
         config = self._config
         return ScheduleRequest(
             node_types=self._types,
-            max_workers=config.max_workers,
+            max_workers=config.worker_limit,
             nodes=views,
             demands=[Demand(_schedulable(b), c) for b, c in snap.demands],
             placement_groups=[

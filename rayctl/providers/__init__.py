@@ -6,18 +6,32 @@ import importlib
 from pathlib import Path
 
 from rayctl.config.schema import ClusterConfig
+from rayctl.errors import RayctlError
 from rayctl.providers.base import Node, NodeKind, NodeProvider, NodeState, NodeStatus, Tag
 
 # provider type -> "module:class"; modules (and their cloud SDKs) load only when used.
 _PROVIDERS: dict[str, str] = {
     "local": "rayctl.providers.local:LocalProvider",
+    "ssh": "rayctl.providers.ssh:SSHProvider",
 }
 
 
+# provider type -> the extra that installs its SDK
+_EXTRAS: dict[str, str] = {"ssh": "ssh"}
+
+
 def make_provider(config: ClusterConfig, *, home: Path) -> NodeProvider:
-    module_name, class_name = _PROVIDERS[config.provider.type].split(":")
-    provider_class = getattr(importlib.import_module(module_name), class_name)
-    return provider_class(config, home=home)
+    ptype = config.provider.type
+    module_name, class_name = _PROVIDERS[ptype].split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if ptype not in _EXTRAS:
+            raise
+        raise RayctlError(
+            f"the {ptype} provider needs {exc.name}: pip install 'rayctl[{_EXTRAS[ptype]}]'"
+        ) from None
+    return getattr(module, class_name)(config, home=home)
 
 
 __all__ = ["Node", "NodeKind", "NodeProvider", "NodeState", "NodeStatus", "Tag", "make_provider"]

@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from rayctl.config.schema import ClusterConfig
     from rayctl.runtime.runner import CommandRunner
 
 
@@ -105,6 +106,12 @@ class NodeProvider(Protocol):
 
     def ray_start_args(self, node: Node) -> list[str]:
         """Extra `ray start` flags this provider needs for `node` (addresses, ports, dirs)."""
+
+    def prepare_head(
+        self, config: ClusterConfig, head: Node
+    ) -> tuple[ClusterConfig, dict[str, str]]:
+        """Give the head what the autoscaler there needs to reach the provider (keys,
+        credentials). Returns the config as seen from the head and the monitor's environment."""
 
     def cleanup(self) -> None:
         """Remove per-cluster resources once the last node is gone. Idempotent."""

@@ -42,6 +42,7 @@ class _Record(BaseModel):
 class LocalProvider:
     def __init__(self, config: ClusterConfig, *, home: Path) -> None:
         self.cluster_name = config.cluster_name
+        self._home = home
         self.state_dir = home / "clusters" / self.cluster_name
         self._state_file = self.state_dir / "nodes.json"
 
@@ -187,6 +188,12 @@ class LocalProvider:
                     f"--dashboard-port={dashboard}",
                 ]
         return args
+
+    def prepare_head(
+        self, config: ClusterConfig, head: Node
+    ) -> tuple[ClusterConfig, dict[str, str]]:
+        # The head is this machine: its monitor shares this rayctl home (the nodes' state).
+        return config, {"RAYCTL_HOME": str(self._home)}
 
     def cleanup(self) -> None:
         if self.state_dir.exists() and not self._read():

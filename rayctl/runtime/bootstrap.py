@@ -12,7 +12,6 @@ import enum
 import json
 import os
 import shlex
-import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -21,12 +20,19 @@ from pathlib import Path
 
 from rayctl.config.hashes import launch_hash, runtime_hash, start_hash
 from rayctl.config.schema import ClusterConfig
-from rayctl.errors import BootstrapError
+from rayctl.errors import AuthError, BootstrapError, RayctlError
 from rayctl.providers.base import Node, NodeKind, NodeProvider, NodeStatus, Tag
 from rayctl.runtime import detached
+from rayctl.runtime.install import RuntimeInstallError, ensure_runtime, runtime_python
 from rayctl.runtime.ray_adapter import RayUnreachable, list_ray_nodes
-from rayctl.runtime.runner import TAIL_LINES, CommandResult, CommandRunner, NodeUnreachable
-from rayctl.templates import render
+from rayctl.runtime.runner import (
+    TAIL_LINES,
+    CommandResult,
+    CommandRunner,
+    NodeUnreachable,
+    TransferError,
+)
+from rayctl.templates import render, shell_path
 
 NODE_START_TIMEOUT_S = float(os.environ.get("RAYCTL_NODE_START_TIMEOUT_S", "120"))
 ERROR_TAG = "rayctl-error"
@@ -74,9 +80,13 @@ class NodeSpec:
 StageCallback = Callable[[Node, NodeStatus, str], None]
 
 
-def runtime_python(config: ClusterConfig) -> str:
-    """The interpreter on the nodes that has rayctl and Ray."""
-    return config.rayctl.runtime.python or sys.executable
+def runtime_path_export(config: ClusterConfig) -> str | None:
+    """For nodes that are not this machine, a command putting the runtime's bin directory
+    first on PATH, so that setup and start commands written for Ray (`pip install ...`,
+    `ray start ...`) use the runtime's pip and ray."""
+    if config.provider.type == "local":
+        return None
+    return f'export PATH={shell_path(str(Path(runtime_python(config)).parent))}:"$PATH"'
 
 
 def ray_resource_args(config: ClusterConfig, node_type: str) -> list[str]:
@@ -121,8 +131,10 @@ class Bootstrapper:
         spec = NodeSpec.of(self._config, node.node_type, node.kind)
         runner = self._provider.runner(node)
         stage = NodeStatus.WAITING_FOR_SSH
+        # A ready node keeps its tag until something changes: an unchanged one costs no write.
+        was_ready = node.status is NodeStatus.READY
         try:
-            self._enter(node, stage)
+            self._enter(node, stage, tag=not was_ready)
             self._check(runner.run("true", timeout_s=30), node, stage, "the node does not answer")
             outcome = Outcome.UNCHANGED
             alive = detached.is_alive(runner, node.id)
@@ -148,21 +160,29 @@ class Bootstrapper:
                 # Resuming a bootstrap that stopped after Ray started (a killed monitor).
                 self._wait_registered(runner, node, head.gcs_address)
             if wait:  # without waiting, the node stays starting-ray until it is seen in Ray
-                self._enter(node, NodeStatus.READY)
+                unchanged = was_ready and outcome is Outcome.UNCHANGED
+                self._enter(node, NodeStatus.READY, tag=not unchanged)
             return outcome
-        except NodeUnreachable as exc:
+        except (NodeUnreachable, AuthError, TransferError) as exc:
             failure = BootstrapError(node.id, stage.value, str(exc))
-            self._on_stage(node, NodeStatus.FAILED, failure.detail)
+            # Tags kept elsewhere (an SSH pool on the head) can still say so; a local node's
+            # tags went with its home.
+            with contextlib.suppress(RayctlError):
+                self._mark_failed(node, failure)
             raise failure from None
         except BootstrapError as exc:
-            self._provider.set_tags(
-                node.id, {Tag.STATUS: NodeStatus.FAILED.value, ERROR_TAG: exc.detail[-250:]}
-            )
-            self._on_stage(node, NodeStatus.FAILED, exc.detail)
+            self._mark_failed(node, exc)
             raise
 
-    def _enter(self, node: Node, stage: NodeStatus) -> None:
-        self._provider.set_tags(node.id, {Tag.STATUS: stage.value, ERROR_TAG: ""})
+    def _mark_failed(self, node: Node, failure: BootstrapError) -> None:
+        self._on_stage(node, NodeStatus.FAILED, failure.detail)
+        self._provider.set_tags(
+            node.id, {Tag.STATUS: NodeStatus.FAILED.value, ERROR_TAG: failure.detail[-250:]}
+        )
+
+    def _enter(self, node: Node, stage: NodeStatus, *, tag: bool = True) -> None:
+        if tag:
+            self._provider.set_tags(node.id, {Tag.STATUS: stage.value, ERROR_TAG: ""})
         self._on_stage(node, stage, "")
 
     @staticmethod
@@ -175,16 +195,18 @@ class Bootstrapper:
     def _sync_files(self, runner: CommandRunner) -> None:
         for remote, local in self._config.file_mounts.items():
             if os.path.isdir(local):
-                runner.sync(local, remote, exclude=self._config.rsync_exclude)
+                runner.sync(
+                    local,
+                    remote,
+                    exclude=self._config.rsync_exclude,
+                    filters=self._config.rsync_filter,
+                )
             else:
                 runner.put(local, remote)
 
     def _set_up(self, runner: CommandRunner, node: Node) -> None:
         head = node.kind is NodeKind.HEAD
-        commands = [
-            *self._config.initialization_commands,
-            *self._config.setup_commands_for(node.node_type, head=head),
-        ]
+        path_export = runtime_path_export(self._config)
         recent: deque[str] = deque(maxlen=TAIL_LINES)  # across commands: causes come earlier
         with self._output_log(node) as log:
 
@@ -192,16 +214,27 @@ class Bootstrapper:
                 recent.append(line)
                 log(line)
 
-            for command in commands:
-                write(f"$ {command}")
-                result = runner.run(command, stream=write)
-                if not result.ok:
-                    output = "\n".join(recent)
-                    raise BootstrapError(
-                        node.id,
-                        NodeStatus.SETTING_UP.value,
-                        f"`{command}` exited with {result.exit_code}:\n{output}",
-                    )
+            def run_all(commands: list[str]) -> None:
+                for command in commands:
+                    write(f"$ {command}")
+                    full = f"{path_export}; {command}" if path_export else command
+                    result = runner.run(full, stream=write)
+                    if not result.ok:
+                        output = "\n".join(recent)
+                        raise BootstrapError(
+                            node.id,
+                            NodeStatus.SETTING_UP.value,
+                            f"`{command}` exited with {result.exit_code}:\n{output}",
+                        )
+
+            # Initialization commands may install what the runtime needs (python3-venv).
+            run_all(self._config.initialization_commands)
+            if self._config.provider.type != "local":  # local nodes run this machine's rayctl
+                try:
+                    ensure_runtime(runner, self._config, stream=write)
+                except RuntimeInstallError as exc:
+                    raise BootstrapError(node.id, NodeStatus.SETTING_UP.value, str(exc)) from None
+            run_all(self._config.setup_commands_for(node.node_type, head=head))
 
     @contextlib.contextmanager
     def _output_log(self, node: Node) -> Iterator[Callable[[str], None]]:
@@ -231,6 +264,9 @@ class Bootstrapper:
                 "ray_start.j2", ray=ray, head=is_head, gcs_address=gcs_address, args=args
             ).strip()
         ]
+        path_export = runtime_path_export(self._config)
+        if path_export:
+            commands = [path_export, *commands]
         env = {
             "RAY_CLOUD_INSTANCE_ID": node.id,
             "RAY_NODE_TYPE_NAME": node.node_type,

@@ -1,0 +1,85 @@
+"""The ssh provider's host pool: which hosts a cluster holds, as what, with which tags.
+
+It lives on the head, in one JSON file under an flock, so the laptop's `rayctl` and the
+monitor on the head see and change the same state. This file is run there as a script by the
+head's `python3` (it needs nothing but the standard library, so it works before rayctl is
+installed on the head): `python3 -c <this source> OP JSON` prints the result as JSON.
+
+  list                                   -> {host: record}
+  allocate {hosts, count, record}        -> [allocated hosts] (the first `count` free ones)
+  set-tags {host, tags}                  -> null (merged into the host's tags)
+  release {hosts}                        -> null
+  drop                                   -> null (the state itself, once no host is held)
+
+A record is {"node_type", "kind", "tags", "launched_at"}.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import sys
+import time
+from typing import Any
+
+
+def _state_dir(cluster: str) -> str:
+    return os.path.join(os.path.expanduser("~"), ".rayctl", "pool", cluster)
+
+
+@contextlib.contextmanager
+def _locked(cluster: str, *, write: bool):
+    directory = _state_dir(cluster)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    path = os.path.join(directory, "hosts.json")
+    with open(os.path.join(directory, "lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            with open(path) as f:
+                state = json.load(f)
+        except FileNotFoundError:
+            state = {}
+        yield state
+        if write:  # written whole, then renamed: a reader never sees half a file
+            with open(path + ".tmp", "w") as f:
+                json.dump(state, f)
+            os.replace(path + ".tmp", path)
+
+
+def apply(cluster: str, op: str, args: dict[str, Any]) -> Any:
+    if op == "list":
+        with _locked(cluster, write=False) as state:
+            return state
+    if op == "allocate":
+        with _locked(cluster, write=True) as state:
+            free = [h for h in args["hosts"] if h not in state][: args["count"]]
+            for host in free:
+                state[host] = {**args["record"], "launched_at": time.time()}
+            return free
+    if op == "set-tags":
+        with _locked(cluster, write=True) as state:
+            if args["host"] in state:
+                state[args["host"]]["tags"].update(args["tags"])
+            return None
+    if op == "release":
+        with _locked(cluster, write=True) as state:
+            for host in args["hosts"]:
+                state.pop(host, None)
+            return None
+    if op == "drop":
+        directory = _state_dir(cluster)
+        with _locked(cluster, write=False) as state:
+            if not state:
+                for name in ("hosts.json", "lock"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(os.path.join(directory, name))
+        with contextlib.suppress(OSError):
+            os.rmdir(directory)
+        return None
+    raise ValueError(f"unknown pool operation {op!r}")
+
+
+if __name__ == "__main__":
+    print(json.dumps(apply(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]))))

@@ -1,0 +1,207 @@
+"""The ssh provider end to end on real sshd hosts (network namespaces, tests/sshhosts.py):
+up, jobs across hosts, scale up from the pool and back down, exec, down leaving nothing; an
+unreachable host, a wrong key and a failing setup command."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rayctl.runtime.ray_adapter import list_ray_nodes
+from tests.conftest import unique_name
+from tests.sshhosts import HostNetwork, SSHHost
+
+pytestmark = pytest.mark.integration
+
+# Two actors that hold a CPU each: with one 1-CPU worker up, the second needs another host.
+SPREAD_JOB = """\
+import socket, ray
+ray.init()
+
+@ray.remote(num_cpus=1)
+class Where:
+    def host(self):
+        return socket.gethostname()
+
+actors = [Where.remote() for _ in range(2)]
+print("hosts:", sorted(ray.get([a.host.remote() for a in actors])))
+"""
+
+
+@dataclass
+class OnPremCluster:
+    name: str
+    config: Path
+    head: SSHHost
+    workers: list[SSHHost]
+
+    def status(self, cli) -> dict:
+        result = cli("status", self.config, "--json")
+        assert result.code == 0, result.text
+        return json.loads(result.out)
+
+    def workers_in_status(self, cli) -> list[str]:
+        return sorted(n["id"] for n in self.status(cli)["nodes"] if n["kind"] == "worker")
+
+
+@pytest.fixture
+def onprem(host_network: HostNetwork, tmp_path: Path, rayctl_home: Path, cli, monkeypatch):
+    """Factory of clusters on the shared hosts (head on the first); each is downed after the
+    test, and the test fails if any process outlives `down` on any host."""
+    monkeypatch.setenv("RAYCTL_SSH_CONNECT_ATTEMPTS_S", "3")  # unreachable hosts fail fast
+    made: list[OnPremCluster] = []
+
+    def make(
+        *, workers: int = 2, min_workers: int = 1, key: Path | None = None, **overrides: object
+    ) -> OnPremCluster:
+        head, *pool = host_network.hosts
+        name = unique_name("onprem")
+        config = {
+            "cluster_name": name,
+            "max_workers": workers,
+            "idle_timeout_minutes": 0.1,
+            "provider": {
+                "type": "ssh",
+                "head_ip": head.address,
+                "worker_ips": [h.address for h in pool[:workers]],
+            },
+            "auth": {"ssh_user": "root", "ssh_private_key": str(key or host_network.client_key)},
+            "available_node_types": {
+                "head": {"resources": {"CPU": 0}},
+                "worker": {
+                    "resources": {"CPU": 1},
+                    "min_workers": min_workers,
+                    "max_workers": workers,
+                },
+            },
+            "head_node_type": "head",
+            "rayctl": {"runtime": {"python": sys.executable}},  # shared by the hosts
+            **overrides,
+        }
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        cluster = OnPremCluster(name, path, head, pool[:workers])
+        made.append(cluster)
+        return cluster
+
+    yield make
+    survivors = {}
+    for cluster in made:
+        cli("down", cluster.config, "--yes")
+        for host in host_network.hosts:
+            host.start_sshd()  # a test may have stopped it
+            left = _wait_until_quiet(host)
+            if left:
+                survivors[host.name] = left
+                host.kill(left)
+    assert not survivors, f"processes outlived `rayctl down`: {survivors}"
+
+
+def _wait_until_quiet(host: SSHHost, timeout_s: float = 15) -> dict[int, str]:
+    deadline = time.monotonic() + timeout_s
+    while (left := host.processes()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+def _wait_for(what: str, check, timeout_s: float = 90) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+def test_onprem_lifecycle(onprem, cli, tmp_path: Path) -> None:
+    cluster = onprem(workers=2)
+    first, second = cluster.workers
+
+    result = cli("up", cluster.config, "--yes")
+    assert result.code == 0, result.text
+    assert cluster.workers_in_status(cli) == [first.address]  # min_workers, from the pool
+    status = cluster.status(cli)
+    assert status["head_ip"] == cluster.head.address
+    assert status["monitor_running"]
+    # Every Ray node advertises its own host's address.
+    ray_nodes = list_ray_nodes(status["gcs_address"])
+    assert sorted((r.instance_id, r.ip) for r in ray_nodes if r.alive) == sorted(
+        [(cluster.head.address, cluster.head.address), (first.address, first.address)]
+    )
+
+    exec_result = cli("exec", cluster.config, "hostname")
+    assert exec_result.code == 0 and exec_result.out.strip() == cluster.head.name
+
+    # Demand grows the cluster from the pool: the job's second actor needs another host.
+    job = tmp_path / "spread.py"
+    job.write_text(SPREAD_JOB)
+    submitted = cli("submit", cluster.config, job)
+    assert submitted.code == 0, submitted.text
+    assert f"hosts: {sorted([first.name, second.name])}" in submitted.out
+    assert cluster.workers_in_status(cli) == sorted([first.address, second.address])
+
+    # Idle: back to min_workers, and the host given back has no Ray left on it.
+    _wait_for("the idle worker to go", lambda: len(cluster.workers_in_status(cli)) == 1)
+    (gone,) = {first.address, second.address} - set(cluster.workers_in_status(cli))
+    gone_host = next(h for h in cluster.workers if h.address == gone)
+    assert _wait_until_quiet(gone_host) == {}
+
+    # An unchanged `up` is quick and changes nothing.
+    again = cli("up", cluster.config, "--yes")
+    assert again.code == 0, again.text
+
+    down = cli("down", cluster.config, "--yes")
+    assert down.code == 0, down.text
+    for host in (cluster.head, *cluster.workers):
+        assert _wait_until_quiet(host) == {}, f"{host.name} still runs processes"
+    assert not (cluster.head.home / ".rayctl" / "pool" / cluster.name).exists()
+
+
+def test_unreachable_host_fails_alone(onprem, cli) -> None:
+    cluster = onprem(workers=2, min_workers=2)
+    broken = cluster.workers[1]
+    broken.stop_sshd()
+
+    result = cli("up", cluster.config, "--yes")
+    assert result.code != 0
+    assert broken.address in result.err and "cannot reach" in result.err
+    status = cluster.status(cli)
+    rows = {n["id"]: n for n in status["nodes"]}
+    assert rows[cluster.head.address]["status"] == "ready"
+    assert rows[cluster.workers[0].address]["status"] == "ready"
+    # Failed, with why; or already retried by the monitor, which says why it failed again.
+    broken_row = rows.get(broken.address, {})
+    failures = (status["autoscaler"] or {}).get("failures", [])
+    assert (broken_row.get("status") == "failed" and "cannot reach" in broken_row["error"]) or any(
+        f["what"] == broken.address and "cannot reach" in f["reason"] for f in failures
+    ), status
+
+    down = cli("down", cluster.config, "--yes")
+    assert down.code == 0, down.text
+
+
+def test_wrong_key_is_an_authentication_error_and_starts_nothing(
+    onprem, cli, host_network: HostNetwork
+) -> None:
+    cluster = onprem(workers=1, key=host_network.wrong_key)
+    result = cli("up", cluster.config, "--yes")
+    assert result.code == 3, result.text
+    assert "did not accept the key" in result.err and "Traceback" not in result.err
+    assert str(host_network.wrong_key) in result.err
+    for host in host_network.hosts:
+        assert host.processes() == {}
+    assert not (cluster.head.home / ".rayctl" / "pool" / cluster.name).exists()
+
+
+def test_failing_setup_command_marks_the_node_failed(onprem, cli) -> None:
+    cluster = onprem(workers=1, worker_setup_commands=["echo about to fail", "exit 7"])
+    result = cli("up", cluster.config, "--yes")
+    assert result.code == 1
+    assert "failed while setting-up" in result.err and "about to fail" in result.err, result.err
+    rows = {n["id"]: n for n in cluster.status(cli)["nodes"]}
+    assert rows[cluster.workers[0].address]["status"] == "failed"
+    assert "about to fail" in rows[cluster.workers[0].address]["error"]

@@ -1,0 +1,382 @@
+"""Test hosts: real sshd machines made of Linux namespaces (DESIGN §6).
+
+Each host is a network namespace on a bridge of its own subnet (10.213.K.0/24, K picked at
+random per network; the bridge is .1 in this namespace, so tests reach the hosts), with its
+own PID, UTS and mount namespaces. Its PID 1 is a small init that runs sshd and reaps orphans,
+so the host behaves like a machine: `ray stop` on one host sees only that host's processes,
+and stopping the host (SIGKILL to its init) kills everything on it, like pulling the plug.
+
+Inside a host, and only there (private mount namespace):
+  - /etc/passwd gives root the host's own home directory (its `~`, its `.rayctl`);
+  - /tmp/ray is the host's own directory (Ray's default temp dir is per machine);
+  - /usr/local/sbin holds `ray`, this venv's, so `ray` is on the PATH as on a Ray host.
+Everything else is this machine's filesystem, shared: the venv's Python works on every host,
+which is how the runtime is "already installed" there. Hosts cannot reach the internet.
+
+Every network records its owner's PID; a network whose owner died (a killed test run) is
+removed by the next one. Needs root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+STATE_ROOT = Path("/tmp/rayctl-test-hosts")
+SSHD = "/usr/sbin/sshd"
+
+# PID 1 of a host: runs sshd, reaps every orphan (Ray daemonizes), SIGUSR1 stops sshd,
+# SIGUSR2 starts it again. Its exit takes every process of the host with it.
+_INIT = textwrap.dedent(
+    """
+    import os, signal, subprocess, sys, time
+    argv = sys.argv[1:]
+    sshd = None
+    def start(*_):
+        global sshd
+        if sshd is None or sshd.poll() is not None:
+            sshd = subprocess.Popen(argv)
+    def stop(*_):
+        global sshd
+        if sshd is not None and sshd.poll() is None:
+            sshd.kill()
+            sshd.wait()
+    signal.signal(signal.SIGUSR1, stop)
+    signal.signal(signal.SIGUSR2, start)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    start()
+    while True:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            time.sleep(0.2)
+        except InterruptedError:
+            pass
+    """
+)
+
+_SSHD_CONFIG = """\
+ListenAddress {address}
+Port 22
+HostKey {dir}/ssh_host_ed25519_key
+PidFile {dir}/sshd.pid
+AuthorizedKeysFile {dir}/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+PrintMotd no
+UseDNS no
+MaxStartups 200
+MaxSessions 100
+LogLevel ERROR
+Subsystem sftp internal-sftp
+"""
+
+
+def _sh(*argv: str, check: bool = True, netns: str | None = None) -> subprocess.CompletedProcess:
+    if netns:
+        argv = ("ip", "netns", "exec", netns, *argv)
+    return subprocess.run(argv, check=check, capture_output=True, text=True)
+
+
+@dataclass
+class SSHHost:
+    name: str
+    address: str
+    dir: Path  # the host's state on this machine: keys, sshd config, home
+    netns: str
+    _init: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def home(self) -> Path:
+        return self.dir / "home"
+
+    @property
+    def host_key_path(self) -> Path:
+        return self.dir / "ssh_host_ed25519_key"
+
+    @property
+    def init_pid(self) -> int:
+        """The host's PID 1, as this machine sees it."""
+        assert self._init is not None, f"host {self.name} is not running"
+        # unshare --fork: our child is `unshare`, its only child is the namespace's PID 1.
+        children = Path(f"/proc/{self._init.pid}/task/{self._init.pid}/children").read_text()
+        return int(children.split()[0])
+
+    def start(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        (self.dir / "ray-tmp").mkdir(exist_ok=True)
+        sbin = self.dir / "sbin"
+        sbin.mkdir(exist_ok=True)
+        ray = sbin / "ray"
+        if not ray.exists():
+            ray.symlink_to(Path(sys.executable).parent / "ray")
+        passwd = Path("/etc/passwd").read_text().splitlines()
+        (self.dir / "passwd").write_text(
+            "\n".join(
+                f"root:x:0:0:root:{self.home}:/bin/bash" if line.startswith("root:") else line
+                for line in passwd
+            )
+            + "\n"
+        )
+        (self.dir / "sshd_config").write_text(
+            _SSHD_CONFIG.format(address=self.address, dir=self.dir)
+        )
+        (self.dir / "init.py").write_text(_INIT)
+        mounts = (
+            f"hostname {self.name} && "
+            f"mount --bind {self.dir}/passwd /etc/passwd && "
+            f"mount --bind {self.dir}/ray-tmp /tmp/ray && "
+            f"mount --bind {sbin} /usr/local/sbin && "
+            f"exec /usr/bin/python3 {self.dir}/init.py {SSHD} -D -e -f {self.dir}/sshd_config"
+        )
+        log = open(self.dir / "init.log", "ab")  # noqa: SIM115 - the host's process owns it
+        self._init = subprocess.Popen(
+            ["ip", "netns", "exec", self.netns, "unshare", "--uts", "--pid", "--fork",
+             "--mount", "--mount-proc", "--propagation", "private", "sh", "-c", mounts],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        log.close()
+        self.wait_for_sshd()
+
+    def wait_for_sshd(self, timeout_s: float = 10.0) -> None:
+        import socket
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection((self.address, 22), 1) as s:
+                s.settimeout(1)
+                if s.recv(4).startswith(b"SSH-"):
+                    return
+            time.sleep(0.05)
+        log = (self.dir / "init.log").read_text(errors="replace")
+        raise RuntimeError(f"sshd on {self.name} ({self.address}) did not start:\n{log}")
+
+    def stop_sshd(self) -> None:
+        """The host stays up (its processes run on) but nobody can log in."""
+        os.kill(self.init_pid, signal.SIGUSR1)
+        deadline = time.monotonic() + 5
+        while self._sshd_listening() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def start_sshd(self) -> None:
+        os.kill(self.init_pid, signal.SIGUSR2)
+        self.wait_for_sshd()
+
+    def _sshd_listening(self) -> bool:
+        import socket
+
+        try:
+            socket.create_connection((self.address, 22), 0.5).close()
+            return True
+        except OSError:
+            return False
+
+    def processes(self) -> dict[int, str]:
+        """Every process on the host except its init and sshd: PID (as this machine sees it)
+        -> command line. Zombies count (their command line is empty)."""
+        return {
+            pid: cmdline
+            for pid, cmdline in self._all_processes().items()
+            if not cmdline.startswith((SSHD, "sshd:"))  # the listener, login sessions
+        }
+
+    def kill_sessions(self) -> list[int]:
+        """SIGKILL every login session's sshd but not the listener: open connections drop as
+        in a network failure, new ones are accepted. What the sessions ran lives on, orphaned.
+        Returns the PIDs killed."""
+        pids = [pid for pid, cmd in self._all_processes().items() if cmd.startswith("sshd:")]
+        self.kill(pids)
+        return pids
+
+    def running(self, pid: int) -> bool:
+        """Whether a PID as the host sees it (a remote shell's `$$`) runs, zombies not counted:
+        read from the host's own /proc, through its init's root."""
+        with contextlib.suppress(OSError, IndexError):
+            stat = Path(f"/proc/{self.init_pid}/root/proc/{pid}/stat").read_text()
+            return stat.rsplit(")", 1)[1].split()[0] != "Z"
+        return False
+
+    @contextlib.contextmanager
+    def replaced_host_key(self) -> Iterator[None]:
+        """The machine reinstalled: sshd restarts with a new host key, open connections drop.
+        The old key is back afterwards: other tests have pinned it."""
+        pair = [self.host_key_path, Path(f"{self.host_key_path}.pub")]
+        self.stop_sshd()
+        self.kill_sessions()
+        for path in pair:
+            os.replace(path, f"{path}.old")
+        try:
+            _keygen(self.host_key_path)
+            self.start_sshd()
+            yield
+        finally:
+            self.stop_sshd()
+            self.kill_sessions()
+            for path in pair:
+                os.replace(f"{path}.old", path)
+            self.start_sshd()
+
+    def _all_processes(self) -> dict[int, str]:
+        init = self.init_pid
+        ns = os.readlink(f"/proc/{init}/ns/pid")
+        found = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == init:
+                continue
+            try:
+                if os.readlink(entry / "ns/pid") != ns:
+                    continue
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+            except OSError:
+                continue
+            found[int(entry.name)] = cmdline
+        return found
+
+    def kill(self, pids: Iterable[int]) -> None:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def stop(self) -> None:
+        """Power off: SIGKILL to PID 1 kills every process of the host."""
+        if self._init is None:
+            return
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            os.kill(self.init_pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._init.pid, signal.SIGKILL)
+        self._init.wait(timeout=10)
+        self._init = None
+
+
+@dataclass
+class HostNetwork:
+    """A bridge with N hosts. Use as a context manager; everything is removed on exit."""
+
+    size: int
+    hosts: list[SSHHost] = field(default_factory=list)
+    client_key: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        _remove_orphaned_networks()
+        taken = _sh("ip", "-o", "addr").stdout + _sh("ip", "route").stdout
+        self.subnet = next(
+            k for k in random.sample(range(1, 255), 254) if f"10.213.{k}." not in taken
+        )
+        self.bridge = f"rcbr{self.subnet}"
+        self.dir = STATE_ROOT / str(self.subnet)
+
+    @property
+    def gateway(self) -> str:
+        return f"10.213.{self.subnet}.1"
+
+    def __enter__(self) -> HostNetwork:
+        try:
+            self._create()
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    def _create(self) -> None:
+        if self.dir.exists():
+            shutil.rmtree(self.dir)
+        self.dir.mkdir(parents=True)
+        (self.dir / "owner").write_text(str(os.getpid()))
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation dir
+        Path("/tmp/ray").mkdir(exist_ok=True)  # each host mounts its own over it
+        self.client_key = self.dir / "id_ed25519"
+        _keygen(self.client_key)
+        _keygen(self.dir / "wrong_key")
+        _sh("ip", "link", "add", self.bridge, "type", "bridge")
+        _sh("ip", "addr", "add", f"{self.gateway}/24", "dev", self.bridge)
+        _sh("ip", "link", "set", self.bridge, "up")
+        for n in range(2, 2 + self.size):
+            self.hosts.append(self._add_host(n))
+
+    def _add_host(self, n: int) -> SSHHost:
+        netns = veth = f"rc{self.subnet}h{n}"
+        host = SSHHost(
+            name=f"host{n}", address=f"10.213.{self.subnet}.{n}", dir=self.dir / veth, netns=netns
+        )
+        host.dir.mkdir()
+        _keygen(host.host_key_path)
+        shutil.copy(f"{self.client_key}.pub", host.dir / "authorized_keys")
+        _sh("ip", "netns", "add", netns)
+        _sh("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns)
+        _sh("ip", "link", "set", veth, "master", self.bridge)
+        _sh("ip", "link", "set", veth, "up")
+        _sh("ip", "addr", "add", f"{host.address}/24", "dev", "eth0", netns=netns)
+        _sh("ip", "link", "set", "eth0", "up", netns=netns)
+        _sh("ip", "link", "set", "lo", "up", netns=netns)
+        host.start()
+        return host
+
+    @property
+    def wrong_key(self) -> Path:
+        return self.dir / "wrong_key"
+
+    def remove(self) -> None:
+        for host in self.hosts:
+            host.stop()
+        _remove_network(self.dir)
+
+
+def _keygen(path: Path) -> None:
+    _sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", path.name, "-f", str(path))
+
+
+def _remove_network(state_dir: Path) -> None:
+    """Remove a network's namespaces, veths and bridge (host processes must be gone first)."""
+    subnet = state_dir.name
+    for netns in _sh("ip", "netns", "list").stdout.split():
+        if netns.startswith(f"rc{subnet}h"):
+            _sh("ip", "netns", "del", netns, check=False)  # takes its veth pair with it
+    _sh("ip", "link", "del", f"rcbr{subnet}", check=False)
+    shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def _remove_orphaned_networks() -> None:
+    """Networks left by a test run that was killed before it could clean up."""
+    if not STATE_ROOT.is_dir():
+        return
+    for state_dir in STATE_ROOT.iterdir():
+        try:
+            owner = int((state_dir / "owner").read_text())
+            os.kill(owner, 0)
+            continue  # its owner is alive
+        except (OSError, ValueError):
+            pass
+        for init in _inits_of(state_dir):
+            with contextlib.suppress(OSError):
+                os.kill(init, signal.SIGKILL)
+        _remove_network(state_dir)
+
+
+def _inits_of(state_dir: Path) -> Iterator[int]:
+    """PIDs of host inits started for this network (their command line names its dir)."""
+    marker = f"{state_dir}/".encode()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                cmdline = (entry / "cmdline").read_bytes()
+                if cmdline.startswith(b"/usr/bin/python3\0") and marker in cmdline:
+                    yield int(entry.name)
