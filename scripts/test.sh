@@ -2,6 +2,20 @@
 # Set up .venv with rayctl and its test tools, then run the linters and the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The on-prem tests run real sshd hosts in network namespaces: they need sshd, an ssh client,
+# rsync, iproute2 and root (CI is root; elsewhere those tests skip and say why).
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    need=""
+    [ -x /usr/sbin/sshd ] || need="$need openssh-server"
+    command -v ssh >/dev/null || need="$need openssh-client"
+    command -v rsync >/dev/null || need="$need rsync"
+    command -v ip >/dev/null || need="$need iproute2"
+    [ -x /usr/bin/python3 ] || need="$need python3"
+    if [ -n "$need" ]; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null
+    fi
+fi
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e '.[dev]'

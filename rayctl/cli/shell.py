@@ -1,4 +1,5 @@
-"""`rayctl attach` and `rayctl exec`: a shell or a command on the head, with RAY_ADDRESS set."""
+"""`rayctl attach`, `exec`, `rsync-up` and `rsync-down`: a shell, a command (with RAY_ADDRESS
+set) or files on the head."""
 
 from __future__ import annotations
 
@@ -40,3 +41,30 @@ def exec_(
         " ".join(command), env=_ray_env(head), stream=lambda line: out.print(line, markup=False)
     )
     raise typer.Exit(result.exit_code)
+
+
+def rsync_up(
+    config: Path = CONFIG_ARG,
+    source: Path = typer.Argument(..., help="A local file or directory.", exists=True),
+    target: str = typer.Argument(..., help="Where on the head ('~/...' is its home)."),
+    cluster_name: str | None = NAME_OPT,
+) -> None:
+    """Copy a local file or directory to the head (a directory's contents into TARGET)."""
+    runner, _head_node = _head(config, cluster_name)
+    if source.is_dir():
+        runner.sync(str(source), target)
+    else:
+        runner.put(str(source), target)
+    out.print(f"{source} -> head:{target}", markup=False)
+
+
+def rsync_down(
+    config: Path = CONFIG_ARG,
+    source: str = typer.Argument(..., help="A file or directory on the head."),
+    target: Path = typer.Argument(..., help="Where to put it here."),
+    cluster_name: str | None = NAME_OPT,
+) -> None:
+    """Copy a file or directory from the head (a directory's contents into TARGET)."""
+    runner, _head_node = _head(config, cluster_name)
+    runner.get(source, str(target))
+    out.print(f"head:{source} -> {target}", markup=False)

@@ -63,6 +63,10 @@ class CommandRunner(Protocol):
         `--exclude` for each of `exclude` and `--filter 'dir-merge,- NAME'` for each of
         `filters` (file names such as ".gitignore"; see sync_rules)."""
 
+    def get(self, remote: str, local: str) -> None:
+        """Copy a file or directory from the node to `local` (a directory's contents go into
+        `local`, parents created)."""
+
     def interactive(self, command: str | None, *, env: Mapping[str, str] | None = None) -> int:
         """Run `command` (a login shell when None) attached to this terminal; its exit code."""
 
@@ -154,6 +158,17 @@ class LocalRunner:
         target.mkdir(parents=True, exist_ok=True)
         rules = SyncRules(local_dir, exclude, filters)
         shutil.copytree(local_dir, target, ignore=rules.ignore, dirs_exist_ok=True)
+
+    def get(self, remote: str, local: str) -> None:
+        self._require_home()
+        source = self.expand(remote)
+        if not source.exists():
+            raise TransferError(f"{remote} does not exist on the node")
+        Path(local).parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, local, dirs_exist_ok=True)
+        else:
+            shutil.copy2(source, local)
 
     def interactive(self, command: str | None, *, env: Mapping[str, str] | None = None) -> int:
         self._require_home()

@@ -582,6 +582,42 @@ class SSHRunner:
             for rel, path in SyncRules(local_dir, exclude, filters).walk():
                 self._sftp_copy(sftp, path, posixpath.join(target, rel))
 
+    def get(self, remote: str, local: str) -> None:
+        source = _remote_path(remote)
+        quoted = shlex.quote(source)
+        kind = self.run(
+            f"if [ -d {quoted} ]; then echo dir; else test -e {quoted} && echo file; fi"
+        )
+        if not kind.ok:
+            raise TransferError(f"{remote} does not exist on node {self.node_id}")
+        is_dir = kind.tail.strip() == "dir"
+        Path(local).parent.mkdir(parents=True, exist_ok=True)
+        if self._rsync_usable():
+            suffix = "/" if is_dir else ""
+            self._rsync_run([f"{self._rsync_host()}:{source}{suffix}", local + suffix], "from")
+            return
+        with self._sftp() as sftp:
+            if not is_dir:
+                sftp.get(source, local)
+                return
+            for directory, _dirs, files in self._sftp_walk(sftp, source):
+                rel = posixpath.relpath(directory, source)
+                Path(local, rel).mkdir(parents=True, exist_ok=True)
+                for name in files:
+                    sftp.get(posixpath.join(directory, name), str(Path(local, rel, name)))
+
+    @staticmethod
+    def _sftp_walk(
+        sftp: paramiko.SFTPClient, top: str
+    ) -> Iterator[tuple[str, list[str], list[str]]]:
+        dirs, files = [], []
+        for entry in sftp.listdir_attr(top):
+            mode = entry.st_mode or 0
+            (dirs if stat.S_ISDIR(mode) else files).append(entry.filename)
+        yield top, dirs, files
+        for name in dirs:
+            yield from SSHRunner._sftp_walk(sftp, posixpath.join(top, name))
+
     def _rsync_usable(self) -> bool:
         if self.use_rsync is not None:
             return self.use_rsync
@@ -620,17 +656,26 @@ class SSHRunner:
         made = self.run(f"mkdir -p -- {shlex.quote(target)}")
         if not made.ok:
             raise TransferError(f"cannot create {target} on node {self.node_id}:\n{made.tail}")
+        args = [f"--exclude={pattern}" for pattern in exclude]
+        args += [f"--filter=dir-merge,- {name}" for name in filters]
+        args += [local_dir.rstrip("/") + "/", f"{self._rsync_host()}:{target}/"]
+        self._rsync_run(args, "to")
+
+    def _rsync_host(self) -> str:
         host = f"[{self.address}]" if ":" in self.address else self.address
-        argv = ["rsync", "-a", "-e", " ".join(map(_rsync_quote, self.ssh_base_argv()))]
-        argv += [f"--exclude={pattern}" for pattern in exclude]
-        argv += [f"--filter=dir-merge,- {name}" for name in filters]
-        argv += [local_dir.rstrip("/") + "/", f"{self.user}@{host}:{target}/"]
+        return f"{self.user}@{host}"
+
+    def _rsync_run(self, args: list[str], direction: str) -> None:
+        argv = ["rsync", "-a", "-e", " ".join(map(_rsync_quote, self.ssh_base_argv())), *args]
         proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True)
         if proc.returncode == 0:
             return
         detail = (proc.stderr or proc.stdout).strip()[-2000:]
         if proc.returncode in (255, 12, 30, 35):  # ssh failed, stream broken, or timed out
             raise NodeUnreachable(
-                f"rsync to node {self.node_id} ({self.where}) lost the connection:\n{detail}"
+                f"rsync {direction} node {self.node_id} ({self.where}) lost the connection:\n"
+                f"{detail}"
             )
-        raise TransferError(f"rsync to node {self.node_id} failed ({proc.returncode}):\n{detail}")
+        raise TransferError(
+            f"rsync {direction} node {self.node_id} failed ({proc.returncode}):\n{detail}"
+        )

@@ -5,6 +5,10 @@ unreachable host, a wrong key and a failing setup command."""
 from __future__ import annotations
 
 import json
+import os
+import pty
+import select
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -18,6 +22,8 @@ from tests.conftest import unique_name
 from tests.sshhosts import HostNetwork, SSHHost
 
 pytestmark = pytest.mark.integration
+
+RAYCTL = str(Path(sys.executable).parent / "rayctl")
 
 # Two actors that hold a CPU each: with one 1-CPU worker up, the second needs another host.
 SPREAD_JOB = """\
@@ -103,6 +109,31 @@ def onprem(host_network: HostNetwork, tmp_path: Path, rayctl_home: Path, cli, mo
     assert not survivors, f"processes outlived `rayctl down`: {survivors}"
 
 
+def _in_terminal(argv: list[str], typed: str, timeout_s: float = 60) -> tuple[int, str]:
+    """Run `argv` with a pseudo-terminal as its stdin/stdout, type `typed`, return its exit
+    code and what it printed."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    os.write(master, typed.encode())
+    output = b""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: every holder of the terminal closed it
+                break
+            if not chunk:
+                break
+            output += chunk
+        elif proc.poll() is not None:
+            break
+    os.close(master)
+    return proc.wait(timeout=10), output.decode(errors="replace")
+
+
 def _wait_until_quiet(host: SSHHost, timeout_s: float = 15) -> dict[int, str]:
     deadline = time.monotonic() + timeout_s
     while (left := host.processes()) and time.monotonic() < deadline:
@@ -135,6 +166,25 @@ def test_onprem_lifecycle(onprem, cli, tmp_path: Path) -> None:
 
     exec_result = cli("exec", cluster.config, "hostname")
     assert exec_result.code == 0 and exec_result.out.strip() == cluster.head.name
+
+    # attach: a shell on the head, in a terminal of its own.
+    code, screen = _in_terminal(
+        [RAYCTL, "attach", str(cluster.config)], 'echo "tty=$(tty) on=$(hostname)"; exit 4\n'
+    )
+    assert code == 4, screen
+    assert "tty=/dev/pts/" in screen and f"on={cluster.head.name}" in screen
+
+    # rsync-up a directory, read it there, rsync-down it back.
+    up_dir = tmp_path / "up"
+    (up_dir / "sub").mkdir(parents=True)
+    (up_dir / "a.txt").write_text("alpha\n")
+    (up_dir / "sub" / "b.txt").write_text("beta\n")
+    assert cli("rsync-up", cluster.config, up_dir, "~/synced").code == 0
+    assert cli("exec", cluster.config, "cat ~/synced/sub/b.txt").out == "beta\n"
+    down_dir = tmp_path / "down"
+    assert cli("rsync-down", cluster.config, "~/synced", down_dir).code == 0
+    assert (down_dir / "a.txt").read_text() == "alpha\n"
+    assert (down_dir / "sub" / "b.txt").read_text() == "beta\n"
 
     # Demand grows the cluster from the pool: the job's second actor needs another host.
     job = tmp_path / "spread.py"
