@@ -199,7 +199,11 @@ class SSHHost:
         """SIGKILL every login session's sshd but not the listener: open connections drop as
         in a network failure, new ones are accepted. What the sessions ran lives on, orphaned.
         Returns the PIDs killed."""
-        pids = [pid for pid, cmd in self._all_processes().items() if cmd.startswith("sshd:")]
+        pids = [
+            pid
+            for pid, cmd in self._all_processes().items()
+            if cmd.startswith("sshd:") and "[listener]" not in cmd  # sshd retitles itself
+        ]
         self.kill(pids)
         return pids
 

@@ -6,7 +6,9 @@ head's `python3` (it needs nothing but the standard library, so it works before 
 installed on the head): `python3 -c <this source> OP JSON` prints the result as JSON.
 
   list                                   -> {host: record}
-  allocate {hosts, count, record}        -> [allocated hosts] (the first `count` free ones)
+  allocate {hosts, count, record}        -> [allocated hosts] (`count` free ones, those given
+                                            back longest ago first: a host that just failed
+                                            goes to the back of the line)
   set-tags {host, tags}                  -> null (merged into the host's tags)
   release {hosts}                        -> null
   drop                                   -> null (the state itself, once no host is held)
@@ -40,7 +42,7 @@ def _locked(cluster: str, *, write: bool):
             with open(path) as f:
                 state = json.load(f)
         except FileNotFoundError:
-            state = {}
+            state = {"held": {}, "released": {}}
         yield state
         if write:  # written whole, then renamed: a reader never sees half a file
             with open(path + ".tmp", "w") as f:
@@ -51,27 +53,31 @@ def _locked(cluster: str, *, write: bool):
 def apply(cluster: str, op: str, args: dict[str, Any]) -> Any:
     if op == "list":
         with _locked(cluster, write=False) as state:
-            return state
+            return state["held"]
     if op == "allocate":
         with _locked(cluster, write=True) as state:
-            free = [h for h in args["hosts"] if h not in state][: args["count"]]
+            held, released = state["held"], state["released"]
+            free = [h for h in args["hosts"] if h not in held]
+            free.sort(key=lambda h: released.get(h, 0.0))  # stable: list order among equals
+            free = free[: args["count"]]
             for host in free:
-                state[host] = {**args["record"], "launched_at": time.time()}
+                held[host] = {**args["record"], "launched_at": time.time()}
             return free
     if op == "set-tags":
         with _locked(cluster, write=True) as state:
-            if args["host"] in state:
-                state[args["host"]]["tags"].update(args["tags"])
+            if args["host"] in state["held"]:
+                state["held"][args["host"]]["tags"].update(args["tags"])
             return None
     if op == "release":
         with _locked(cluster, write=True) as state:
             for host in args["hosts"]:
-                state.pop(host, None)
+                if state["held"].pop(host, None) is not None:
+                    state["released"][host] = time.time()
             return None
     if op == "drop":
         directory = _state_dir(cluster)
         with _locked(cluster, write=False) as state:
-            if not state:
+            if not state["held"]:
                 for name in ("hosts.json", "lock"):
                     with contextlib.suppress(FileNotFoundError):
                         os.remove(os.path.join(directory, name))

@@ -158,6 +158,13 @@ def test_onprem_lifecycle(onprem, cli, tmp_path: Path) -> None:
     status = cluster.status(cli)
     assert status["head_ip"] == cluster.head.address
     assert status["monitor_running"]
+    # The monitor on the head reaches workers with the cluster's key, readable by root only.
+    head_key = cluster.head.home / ".rayctl" / "clusters" / cluster.name / "ssh_key"
+    assert (
+        head_key.read_bytes()
+        == Path(yaml.safe_load(cluster.config.read_text())["auth"]["ssh_private_key"]).read_bytes()
+    )
+    assert head_key.stat().st_mode & 0o777 == 0o600
     # Every Ray node advertises its own host's address.
     ray_nodes = list_ray_nodes(status["gcs_address"])
     assert sorted((r.instance_id, r.ip) for r in ray_nodes if r.alive) == sorted(
