@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from rayctl.errors import AuthError
-from rayctl.runtime.runner import TAIL_LINES, LocalRunner, NodeUnreachable
+from rayctl.runtime.runner import TAIL_LINES, LocalRunner, NodeUnreachable, TransferError
 from rayctl.runtime.ssh_runner import HostKeyChanged, SSHRunner
 from tests.conftest import REPO
 from tests.sshhosts import HostNetwork, SSHHost
@@ -269,6 +269,23 @@ def test_sync_honours_excludes_and_filter_files(
     os.utime(src / "pkg" / "mod.py", (1, 1))  # differ in mtime too, as rsync compares that
     runner.sync(str(src), target, exclude=EXCLUDE, filters=FILTERS)
     assert (synced / "pkg" / "mod.py").read_text() == "y = 3  # changed\n"
+
+
+@pytest.mark.parametrize("use_rsync", [True, False], ids=["rsync", "sftp"])
+def test_get_copies_a_file_and_a_directory_back(
+    make_runner: MakeRunner, work: Path, tmp_path: Path, use_rsync: bool
+):
+    (work / "back" / "sub").mkdir(parents=True)
+    (work / "back" / "one.txt").write_text("one\n")
+    (work / "back" / "sub" / "two.txt").write_text("two\n")
+    runner = make_runner(use_rsync=use_rsync)
+    runner.get(f"{WORK}/back", str(tmp_path / "here"))
+    assert tree_of(tmp_path / "here") == {"one.txt", "sub", "sub/two.txt"}
+    assert (tmp_path / "here" / "sub" / "two.txt").read_text() == "two\n"
+    runner.get(f"{WORK}/back/one.txt", str(tmp_path / "deep" / "copy.txt"))
+    assert (tmp_path / "deep" / "copy.txt").read_text() == "one\n"
+    with pytest.raises(TransferError, match="does not exist"):
+        runner.get(f"{WORK}/missing", str(tmp_path / "nothing"))
 
 
 def test_rsync_is_chosen_when_both_ends_have_it(make_runner: MakeRunner, host_network: HostNetwork):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rayctl.runtime.runner import TAIL_LINES, LocalRunner, NodeUnreachable
+from rayctl.runtime.runner import TAIL_LINES, LocalRunner, NodeUnreachable, TransferError
 from rayctl.runtime.sync_rules import SyncRules
 
 
@@ -54,6 +54,19 @@ def test_put_and_sync_expand_tilde_into_the_node_home(tmp_path: Path):
     assert (home / "code" / "pkg" / "mod.py").read_text() == "x = 1\n"
     assert not (home / "code" / "skip.pyc").exists()
     assert (home / "deep" / "dir" / "one.txt").read_text() == "one"
+
+
+def test_get_copies_from_the_node_home(tmp_path: Path):
+    home = tmp_path / "node"
+    (home / "out" / "sub").mkdir(parents=True)
+    (home / "out" / "sub" / "r.txt").write_text("result")
+    runner = LocalRunner(home)
+    runner.get("~/out", str(tmp_path / "got"))
+    assert (tmp_path / "got" / "sub" / "r.txt").read_text() == "result"
+    runner.get("~/out/sub/r.txt", str(tmp_path / "a" / "b.txt"))
+    assert (tmp_path / "a" / "b.txt").read_text() == "result"
+    with pytest.raises(TransferError, match="does not exist"):
+        runner.get("~/nope", str(tmp_path / "x"))
 
 
 def test_a_node_whose_home_is_gone_is_unreachable_and_not_recreated(tmp_path: Path):
