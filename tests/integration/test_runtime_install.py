@@ -1,13 +1,15 @@
-"""rayctl and Ray installed for real into a fresh runtime venv on a node, from a wheelhouse.
+"""rayctl and Ray installed for real into a fresh runtime venv on an sshd host that cannot
+reach the internet (a network-namespace host, tests/sshhosts.py), from a wheelhouse.
 
-The node is a LocalRunner home (no SSH needed): ensure_runtime creates ~/.rayctl/runtime with
-`python3 -m venv`, uploads rayctl's own wheel and installs it and Ray with
-`pip install --no-index --find-links ~/.rayctl/wheelhouse`, as on a host without internet.
+ensure_runtime, through the SSH runner, creates ~/.rayctl/runtime with `python3 -m venv`,
+uploads rayctl's own wheel and the wheelhouse, and installs with
+`pip install --no-index --find-links ~/.rayctl/wheelhouse`.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -19,7 +21,8 @@ import rayctl
 from rayctl.config.defaults import fill_defaults
 from rayctl.config.schema import ClusterConfig
 from rayctl.runtime.install import build_wheel, ensure_runtime, runtime_identity
-from rayctl.runtime.runner import LocalRunner
+from rayctl.runtime.ssh_runner import SSHRunner
+from tests.sshhosts import HostNetwork
 
 pytestmark = pytest.mark.integration
 
@@ -40,35 +43,45 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return house
 
 
-def test_fresh_node_gets_rayctl_and_ray_from_the_wheelhouse(
-    tmp_path: Path, wheelhouse: Path, monkeypatch: pytest.MonkeyPatch
+def test_fresh_host_gets_rayctl_and_ray_from_the_wheelhouse(
+    tmp_path: Path, wheelhouse: Path, host_network: HostNetwork
 ):
-    # The node's pip sees only the wheelhouse: no pip config or find-links of this machine.
-    for name in list(os.environ):
-        if name.startswith("PIP_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
-    # python3 on the node is this venv's base interpreter, which the wheelhouse was made for.
+    host = host_network.hosts[-1]
+    home = host.home  # the host's `~`, seen from here at the same path
+    # python3 on the host is this venv's base interpreter, which the wheelhouse was made for;
+    # its pip sees only the wheelhouse (no pip config of this machine).
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "python3").symlink_to(getattr(sys, "_base_executable", sys.executable))
-    home = tmp_path / "node"
-    home.mkdir()
     lines: list[str] = []
-    runner = LocalRunner(home, env={"PATH": f"{bin_dir}:{os.environ['PATH']}"})
-    key = tmp_path / "id_test"
-    key.write_text("not a real key\n")
+    runner = SSHRunner(
+        host.address,
+        node_id=host.address,
+        user="root",
+        key_path=host_network.client_key,
+        known_hosts=tmp_path / "known_hosts",
+        env={"PATH": f"{bin_dir}:/usr/sbin:/usr/bin:/sbin:/bin", "PIP_CONFIG_FILE": os.devnull},
+    )
     config = ClusterConfig.model_validate(
         fill_defaults(
             {
                 "cluster_name": "install-test",
-                "provider": {"type": "ssh", "head_ip": "10.0.0.1"},
-                "auth": {"ssh_user": "root", "ssh_private_key": str(key)},
+                "provider": {"type": "ssh", "head_ip": host.address},
+                "auth": {"ssh_user": "root", "ssh_private_key": str(host_network.client_key)},
                 "rayctl": {"runtime": {"wheelhouse": str(wheelhouse)}},
             }
         )
     )
+    try:
+        _install_then_check(runner, config, home, lines, tmp_path)
+    finally:
+        runner.close()
+        shutil.rmtree(home / ".rayctl", ignore_errors=True)
 
+
+def _install_then_check(
+    runner: SSHRunner, config: ClusterConfig, home: Path, lines: list[str], tmp_path: Path
+) -> None:
     started = time.monotonic()
     assert ensure_runtime(runner, config, stream=lines.append, cache_dir=tmp_path / "cache")
     took = time.monotonic() - started
