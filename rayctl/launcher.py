@@ -20,7 +20,15 @@ from rayctl.config.loader import LoadedConfig
 from rayctl.errors import BootstrapError, ClusterNotFound, ProviderError
 from rayctl.providers import Node, NodeKind, NodeProvider, Tag, make_provider
 from rayctl.runtime import detached
-from rayctl.runtime.bootstrap import Bootstrapper, NodeSpec, Outcome, StageCallback, runtime_python
+from rayctl.runtime.bootstrap import (
+    Bootstrapper,
+    HeadFailed,
+    HeadGate,
+    NodeSpec,
+    Outcome,
+    StageCallback,
+    runtime_python,
+)
 from rayctl.templates import shell_path
 
 BOOTSTRAP_THREADS = 16
@@ -130,14 +138,6 @@ def up(
         (head,) = provider.create_nodes(config.head_node_type, 1, head_spec.launch_tags(request_id))
         created.append(head.id)
     report = UpReport(head=head, created=created, replaced=replaced)
-    try:
-        report.outcomes[head.id] = bootstrapper.bootstrap(head, head)
-    except BootstrapError as exc:
-        report.failed.append(exc)
-        return report
-    if report.outcomes[head.id] is not Outcome.UNCHANGED:
-        head = find_head(provider)  # with the tags its start gave it (GCS port)
-    report.head = head
 
     listed = provider.list_nodes(**{Tag.KIND: NodeKind.WORKER.value})
     workers: list[Node] = []
@@ -163,21 +163,26 @@ def up(
         provider.terminate_nodes(orphans)
         report.replaced += orphans
 
-    if workers:
-        with ThreadPoolExecutor(
-            max_workers=min(BOOTSTRAP_THREADS, len(workers)), thread_name_prefix="bootstrap"
-        ) as pool:
-            # Workers that were running belong to the old Ray cluster if the head restarted.
-            restart = report.outcomes[head.id] in (Outcome.STARTED, Outcome.RESTARTED)
-            futures = {
-                w.id: pool.submit(bootstrapper.bootstrap, w, head, wait=wait, restart=restart)
-                for w in workers
-            }
-            for node_id, future in futures.items():
-                try:
-                    report.outcomes[node_id] = future.result()
-                except BootstrapError as exc:
-                    report.failed.append(exc)
+    # The head and the workers bootstrap at once; workers start Ray when the head's GCS
+    # answers (and restart it if the head restarted: they belonged to its old Ray).
+    gate = HeadGate()
+    with ThreadPoolExecutor(
+        max_workers=min(BOOTSTRAP_THREADS, 1 + len(workers)), thread_name_prefix="bootstrap"
+    ) as pool:
+        futures = {head.id: pool.submit(bootstrapper.bootstrap, head, gate)}
+        futures |= {w.id: pool.submit(bootstrapper.bootstrap, w, gate, wait=wait) for w in workers}
+        for node_id, future in futures.items():
+            try:
+                report.outcomes[node_id] = future.result()
+            except BootstrapError as exc:
+                report.failed.append(exc)
+    if head.id not in report.outcomes:
+        # Workers that only waited for the failed head are not failures of their own.
+        report.failed = [f for f in report.failed if not isinstance(f, HeadFailed)]
+        return report
+    if report.outcomes[head.id] is not Outcome.UNCHANGED:
+        head = find_head(provider)  # with the tags its start gave it (GCS port)
+    report.head = head
     start_monitor(loaded, provider, head)
     return report
 

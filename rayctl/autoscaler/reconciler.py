@@ -27,7 +27,7 @@ from rayctl.autoscaler.scheduler import (
 from rayctl.config.schema import ClusterConfig
 from rayctl.errors import BootstrapError, ProviderError
 from rayctl.providers.base import Node, NodeKind, NodeProvider, NodeState, NodeStatus
-from rayctl.runtime.bootstrap import Bootstrapper, NodeSpec
+from rayctl.runtime.bootstrap import Bootstrapper, HeadGate, NodeSpec
 from rayctl.runtime.ray_adapter import ClusterSnapshot, RayNode
 
 log = logging.getLogger(__name__)
@@ -230,7 +230,7 @@ class Reconciler:
                 self._boot(node, head)
 
     def _boot(self, node: Node, head: Node) -> None:
-        future = self._pool.submit(self._bootstrapper.bootstrap, node, head)
+        future = self._pool.submit(self._bootstrapper.bootstrap, node, HeadGate.of(head))
         self._booting[node.id] = (future, self._clock(), node.node_type)
 
     def _harvest_boots(self, now: float) -> None:

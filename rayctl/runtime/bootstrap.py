@@ -12,6 +12,7 @@ import enum
 import json
 import os
 import shlex
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -24,7 +25,7 @@ from rayctl.errors import AuthError, BootstrapError, RayctlError
 from rayctl.providers.base import Node, NodeKind, NodeProvider, NodeStatus, Tag
 from rayctl.runtime import detached
 from rayctl.runtime.install import RuntimeInstallError, ensure_runtime, runtime_python
-from rayctl.runtime.ray_adapter import RayUnreachable, list_ray_nodes
+from rayctl.runtime.ray_adapter import RayUnreachable, gcs_listening, list_ray_nodes
 from rayctl.runtime.runner import (
     TAIL_LINES,
     CommandResult,
@@ -80,6 +81,46 @@ class NodeSpec:
 StageCallback = Callable[[Node, NodeStatus, str], None]
 
 
+class HeadFailed(BootstrapError):
+    """A worker did not start Ray because its head failed."""
+
+
+class HeadGate:
+    """Lets workers bootstrap alongside their head: everything before starting Ray runs at
+    once, and a worker's Ray starts as soon as the head's GCS answers (Ray then spends
+    seconds before the head itself registers)."""
+
+    def __init__(self) -> None:
+        self._open = threading.Event()
+        self._head: Node | None = None
+        self._restarted = False
+        self._failure = ""
+
+    @classmethod
+    def of(cls, head: Node) -> HeadGate:
+        """A gate for a head that runs as it is (the autoscaler's)."""
+        gate = cls()
+        gate.open(head, restarted=False)
+        return gate
+
+    def open(self, head: Node, *, restarted: bool) -> None:
+        """The head's GCS answers; `restarted`: workers of its old Ray must restart."""
+        self._head, self._restarted = head, restarted
+        self._open.set()
+
+    def fail(self, why: str) -> None:
+        if not self._open.is_set():  # a head that failed after its GCS answered stays open
+            self._failure = why
+            self._open.set()
+
+    def wait(self, node: Node, stage: NodeStatus) -> tuple[Node, bool]:
+        """The head and whether it restarted; raises for `node` if the head failed."""
+        self._open.wait()
+        if self._head is None:
+            raise HeadFailed(node.id, stage.value, f"the head failed: {self._failure}")
+        return self._head, self._restarted
+
+
 def runtime_path_export(config: ClusterConfig) -> str | None:
     """For nodes that are not this machine, a command putting the runtime's bin directory
     first on PATH, so that setup and start commands written for Ray (`pip install ...`,
@@ -123,11 +164,20 @@ class Bootstrapper:
         self._on_stage = on_stage
         self._log_dir = log_dir
 
-    def bootstrap(
-        self, node: Node, head: Node, *, wait: bool = True, restart: bool = False
-    ) -> Outcome:
-        """Run the stages `node` needs; `restart` restarts Ray even if nothing changed (a
-        worker whose head was restarted). Raises BootstrapError and tags the node failed."""
+    def bootstrap(self, node: Node, gate: HeadGate, *, wait: bool = True) -> Outcome:
+        """Run the stages `node` needs. The head opens `gate` once its GCS answers; a worker
+        waits for it before starting Ray, and restarts Ray if the head restarted. Raises
+        BootstrapError and tags the node failed (a failed head fails the gate)."""
+        is_head = node.kind is NodeKind.HEAD
+        try:
+            return self._bootstrap(node, gate, wait=wait or is_head)
+        except BaseException as exc:  # whatever stops the head, its workers must not wait on
+            if is_head:
+                gate.fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            raise
+
+    def _bootstrap(self, node: Node, gate: HeadGate, *, wait: bool) -> Outcome:
+        is_head = node.kind is NodeKind.HEAD
         spec = NodeSpec.of(self._config, node.node_type, node.kind)
         runner = self._provider.runner(node)
         stage = NodeStatus.WAITING_FOR_SSH
@@ -147,13 +197,20 @@ class Bootstrapper:
                 self._set_up(runner, node)
                 self._provider.set_tags(node.id, {Tag.RUNTIME_HASH: spec.runtime_hash})
                 outcome = Outcome.SET_UP
-            if restart or not alive or node.tags.get(Tag.START_HASH) != spec.start_hash:
+            changed = not alive or node.tags.get(Tag.START_HASH) != spec.start_hash
+            if is_head:
+                head, restart = node, False
+                if not changed:
+                    gate.open(node, restarted=False)
+            else:
+                head, restart = gate.wait(node, stage)
+            if restart or changed:
                 stage = NodeStatus.STARTING_RAY
                 self._enter(node, stage)
                 if alive:
                     grace = detached.ORPHAN_GRACE_S if restart else detached.STOP_GRACE_S
                     detached.stop(runner, node.id, grace_s=grace)
-                self._start_ray(runner, node, head, wait=wait)
+                self._start_ray(runner, node, head, gate, wait=wait)
                 self._provider.set_tags(node.id, {Tag.START_HASH: spec.start_hash})
                 outcome = Outcome.RESTARTED if alive else Outcome.STARTED
             elif wait and node.status is not NodeStatus.READY:
@@ -246,7 +303,9 @@ class Bootstrapper:
         with open(self._log_dir / f"{node.id}.log", "a", buffering=1) as f:
             yield lambda line: f.write(line + "\n")
 
-    def _start_ray(self, runner: CommandRunner, node: Node, head: Node, *, wait: bool) -> None:
+    def _start_ray(
+        self, runner: CommandRunner, node: Node, head: Node, gate: HeadGate, *, wait: bool
+    ) -> None:
         is_head = node.kind is NodeKind.HEAD
         provider_args = self._provider.ray_start_args(node)
         if is_head:  # the provider may have chosen the GCS port just now
@@ -284,13 +343,25 @@ class Bootstrapper:
             detached.start(runner, node.id, commands, env), node, stage, "Ray did not start"
         )
         if wait:
-            self._wait_registered(runner, node, gcs_address)
+            on_gcs = (lambda: gate.open(head, restarted=True)) if is_head else None
+            self._wait_registered(runner, node, gcs_address, on_gcs=on_gcs)
 
-    def _wait_registered(self, runner: CommandRunner, node: Node, gcs_address: str) -> None:
-        """Until Ray's GCS lists this node alive; fail early if its process exits."""
+    def _wait_registered(
+        self,
+        runner: CommandRunner,
+        node: Node,
+        gcs_address: str,
+        *,
+        on_gcs: Callable[[], None] | None = None,
+    ) -> None:
+        """Until Ray's GCS lists this node alive; fail early if its process exits. `on_gcs`
+        is called once, as soon as the GCS accepts connections."""
         deadline = time.monotonic() + NODE_START_TIMEOUT_S
         next_probe = 0.0
         while time.monotonic() < deadline:
+            if on_gcs is not None and gcs_listening(gcs_address):
+                on_gcs()
+                on_gcs = None
             try:
                 if any(
                     r.instance_id == node.id and r.status != "DEAD"

@@ -50,6 +50,15 @@ def _check_listening(gcs_address: str, timeout_s: float) -> None:
         raise RayUnreachable(f"Ray at {gcs_address} did not answer: {exc}") from None
 
 
+def gcs_listening(gcs_address: str) -> bool:
+    """Whether Ray's GCS accepts connections (workers can start joining it)."""
+    try:
+        _check_listening(gcs_address, 1)
+    except RayUnreachable:
+        return False
+    return True
+
+
 def cluster_snapshot(gcs_address: str, *, timeout_s: int = 5) -> ClusterSnapshot:
     _check_listening(gcs_address, timeout_s)
     from ray.autoscaler.v2.sdk import get_cluster_status
