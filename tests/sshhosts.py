@@ -8,6 +8,8 @@ and stopping the host (SIGKILL to its init) kills everything on it, like pulling
 
 Inside a host, and only there (private mount namespace):
   - /etc/passwd gives root the host's own home directory (its `~`, its `.rayctl`);
+  - /etc/hosts names the host, as on a real machine (`ray start` without --node-ip-address
+    resolves its own hostname when it has no default route, or takes 127.0.0.1);
   - /tmp/ray is the host's own directory (Ray's default temp dir is per machine);
   - /usr/local/sbin holds `ray`, this venv's, so `ray` is on the PATH as on a Ray host.
 Everything else is this machine's filesystem, shared: the venv's Python works on every host,
@@ -131,6 +133,7 @@ class SSHHost:
             )
             + "\n"
         )
+        (self.dir / "hosts").write_text(f"127.0.0.1 localhost\n{self.address} {self.name}\n")
         (self.dir / "sshd_config").write_text(
             _SSHD_CONFIG.format(address=self.address, dir=self.dir)
         )
@@ -138,6 +141,7 @@ class SSHHost:
         mounts = (
             f"hostname {self.name} && "
             f"mount --bind {self.dir}/passwd /etc/passwd && "
+            f"mount --bind {self.dir}/hosts /etc/hosts && "
             f"mount --bind {self.dir}/ray-tmp /tmp/ray && "
             f"mount --bind {sbin} /usr/local/sbin && "
             f"exec /usr/bin/python3 {self.dir}/init.py {SSHD} -D -e -f {self.dir}/sshd_config"
