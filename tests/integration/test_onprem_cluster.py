@@ -201,6 +201,12 @@ def test_onprem_lifecycle(onprem, cli, tmp_path: Path) -> None:
     assert f"hosts: {sorted([first.name, second.name])}" in submitted.out
     assert cluster.workers_in_status(cli) == sorted([first.address, second.address])
 
+    # A detached job, and its output read back over SSH.
+    detached = cli("submit", cluster.config, job, "--detach")
+    assert detached.code == 0, detached.text
+    followed = cli("logs", cluster.config, detached.out.strip(), "--follow")
+    assert followed.code == 0 and "hosts: [" in followed.out, followed.text
+
     # Idle: back to min_workers, and the host given back has no Ray left on it.
     _wait_for("the idle worker to go", lambda: len(cluster.workers_in_status(cli)) == 1)
     (gone,) = {first.address, second.address} - set(cluster.workers_in_status(cli))
