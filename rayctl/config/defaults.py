@@ -25,6 +25,17 @@ _PROVIDER_DEFAULTS: dict[str, dict[str, Any]] = {
         "head_node_type": "local.cluster.node",
         "available_node_types": {"local.cluster.node": {}},
     },
+    # As Ray's AWS defaults. No ImageId: rayctl looks up Canonical's current Ubuntu LTS for
+    # the instance type's architecture when the cluster is brought up. Resources are left
+    # to Ray to detect; give them to plan before any node is up.
+    "aws": {
+        "head_node_type": "ray.head.default",
+        "available_node_types": {
+            "ray.head.default": {"node_config": {"InstanceType": "m5.large"}},
+            "ray.worker.default": {"node_config": {"InstanceType": "m5.large"}},
+        },
+        "auth": {"ssh_user": "ubuntu"},
+    },
 }
 
 # Merged under each node type. Local nodes get one CPU unless told otherwise: Ray would

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass
@@ -13,7 +14,12 @@ import pydantic
 
 from rayctl.config.defaults import fill_defaults
 from rayctl.config.documents import ProblemReport, read_document, suggest
-from rayctl.config.schema import PROVIDER_TYPES, ClusterConfig, SSHProviderConfig
+from rayctl.config.schema import (
+    PROVIDER_TYPES,
+    AWSProviderConfig,
+    ClusterConfig,
+    SSHProviderConfig,
+)
 from rayctl.config.yaml_positions import Path as KeyPath
 from rayctl.config.yaml_positions import PositionedYaml
 
@@ -165,7 +171,23 @@ def _check(
         )
     if isinstance(config.provider, SSHProviderConfig):
         config = _check_ssh(config, config.provider, base_dir, problems)
+    if isinstance(config.provider, AWSProviderConfig):
+        config = _check_aws(config, config.provider, base_dir, problems)
     return config, problems
+
+
+def _private_key(
+    config: ClusterConfig, base_dir: Path, problems: list[tuple[KeyPath, str]]
+) -> ClusterConfig:
+    """The config with auth.ssh_private_key made absolute; a problem if the file is missing."""
+    auth = config.auth
+    assert auth.ssh_private_key
+    key = (base_dir / os.path.expanduser(auth.ssh_private_key)).resolve()
+    if not key.is_file():
+        problems.append(
+            (("auth", "ssh_private_key"), f"key file '{auth.ssh_private_key}' not found ({key})")
+        )
+    return config.model_copy(update={"auth": auth.model_copy(update={"ssh_private_key": str(key)})})
 
 
 def _check_ssh(
@@ -202,9 +224,118 @@ def _check_ssh(
             (("auth", "ssh_private_key"), "the ssh provider needs auth.ssh_private_key")
         )
         return config
-    key = (base_dir / os.path.expanduser(auth.ssh_private_key)).resolve()
-    if not key.is_file():
+    return _private_key(config, base_dir, problems)
+
+
+# Ray's GCS, dashboard and client server: no authentication, never open to the internet.
+_RAY_PORTS = (6379, 8265, 10001)
+# run_instances arguments rayctl decides itself, or cannot fail over with yet.
+_AWS_OWN_KEYS = {
+    "MinCount": "rayctl sets MinCount and MaxCount from the number of nodes it launches",
+    "MaxCount": "rayctl sets MinCount and MaxCount from the number of nodes it launches",
+    "SubnetId": "use SubnetIds (a list): rayctl tries them in order when a zone has no capacity",
+    "NetworkInterfaces": "NetworkInterfaces is not supported yet; use SubnetIds and "
+    "SecurityGroupIds",
+}
+
+
+def _check_aws(
+    config: ClusterConfig,
+    provider: AWSProviderConfig,
+    base_dir: Path,
+    problems: list[tuple[KeyPath, str]],
+) -> ClusterConfig:
+    """Nothing is looked up in AWS here (validation is offline): the shape of node_config,
+    addresses, zones and keys. Returns the config with the key's path made absolute."""
+    for index, zone in enumerate(provider.zones):
+        if not zone.startswith(provider.region):
+            problems.append(
+                (
+                    ("provider", "availability_zone"),
+                    f"zone '{zone}' (entry {index + 1}) is not in region {provider.region}",
+                )
+            )
+    if provider.ssh_source_cidrs is None and not provider.use_internal_ips:
         problems.append(
-            (("auth", "ssh_private_key"), f"key file '{auth.ssh_private_key}' not found ({key})")
+            (
+                ("provider",),
+                "nodes are reached at their public addresses, so say where SSH may come "
+                "from: ssh_source_cidrs: [203.0.113.7/32] (your address), or [0.0.0.0/0] "
+                "for anywhere; or set use_internal_ips: true to stay inside the VPC",
+            )
         )
-    return config.model_copy(update={"auth": auth.model_copy(update={"ssh_private_key": str(key)})})
+    for index, cidr in enumerate(provider.ssh_source_cidrs or []):
+        try:
+            ipaddress.ip_network(cidr)
+        except ValueError as exc:
+            problems.append((("provider", "ssh_source_cidrs", index), f"not a CIDR block: {exc}"))
+    group = provider.security_group
+    for index, rule in enumerate(group.IpPermissions if group else []):
+        where: KeyPath = ("provider", "security_group", "IpPermissions", index)
+        exposed = _ray_ports_to_internet(rule)
+        if exposed:
+            problems.append(
+                (
+                    where,
+                    f"opens Ray's port(s) {exposed} to the internet; Ray does not "
+                    "authenticate clients: reach them through SSH instead",
+                )
+            )
+    key_names = []
+    for name, node_type in config.available_node_types.items():
+        node_config = node_type.node_config
+        path: KeyPath = ("available_node_types", name, "node_config")
+        if "InstanceType" not in node_config and "LaunchTemplate" not in node_config:
+            problems.append((path, "needs an InstanceType (e.g. m5.large)"))
+        for key, why in _AWS_OWN_KEYS.items():
+            if key in node_config:
+                problems.append(((*path, key), why))
+        for key in ("SubnetIds", "SecurityGroupIds"):
+            value = node_config.get(key)
+            if value is not None and not (
+                isinstance(value, list) and value and all(isinstance(v, str) for v in value)
+            ):
+                problems.append(((*path, key), "must be a non-empty list of ids"))
+        if node_config.get("ImageId") == "latest_dlami":
+            problems.append(
+                (
+                    (*path, "ImageId"),
+                    "'latest_dlami' is Ray's own lookup; leave ImageId out for Ubuntu's "
+                    "current LTS, or give an AMI id",
+                )
+            )
+        if "KeyName" in node_config:
+            key_names.append((*path, "KeyName"))
+    auth = config.auth
+    if not auth.ssh_user:
+        problems.append((("auth", "ssh_user"), "the aws provider needs auth.ssh_user"))
+    if not auth.ssh_private_key:
+        # rayctl creates a key pair for the cluster; a KeyName needs its private key.
+        problems.extend(
+            (where, "a KeyName needs auth.ssh_private_key (that key pair's private key)")
+            for where in key_names
+        )
+        return config
+    return _private_key(config, base_dir, problems)
+
+
+def _ray_ports_to_internet(rule: Any) -> str:
+    """The Ray ports an inbound rule opens to every address, as text ('' if none)."""
+    if not isinstance(rule, dict):
+        return ""
+    anywhere = any(
+        isinstance(r, dict) and r.get("CidrIp") == "0.0.0.0/0" for r in rule.get("IpRanges", [])
+    ) or any(
+        isinstance(r, dict) and r.get("CidrIpv6") == "::/0" for r in rule.get("Ipv6Ranges", [])
+    )
+    if not anywhere:
+        return ""
+    protocol = str(rule.get("IpProtocol", "")).lower()
+    if protocol in ("-1", "all"):
+        return ", ".join(map(str, _RAY_PORTS))
+    if protocol not in ("tcp", "6"):
+        return ""
+    low, high = rule.get("FromPort", 0), rule.get("ToPort", 65535)
+    if not (isinstance(low, int) and isinstance(high, int)):
+        return ""
+    return ", ".join(str(p) for p in _RAY_PORTS if low <= p <= high)

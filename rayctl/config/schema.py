@@ -77,9 +77,62 @@ class SSHProviderConfig(StrictModel):
         return len(self.worker_ips)
 
 
-ProviderConfig = Annotated[LocalProviderConfig | SSHProviderConfig, Field(discriminator="type")]
+class AWSSecurityGroupConfig(StrictModel):
+    """Ray's `provider.security_group`: the cluster's group name and extra inbound rules."""
+
+    GroupName: str | None = Field(
+        None, min_length=1, description="Name of the cluster's group (default rayctl-<cluster>)."
+    )
+    IpPermissions: list[dict[str, Any]] = Field(
+        [],
+        description="Extra inbound rules, in EC2's IpPermissions form. Rules that open Ray's "
+        "ports to the whole internet are refused.",
+    )
+
+
+class AWSProviderConfig(StrictModel):
+    """EC2 instances in one region, launched with boto3's usual credentials (environment,
+    profile, SSO, or the head's instance profile)."""
+
+    type: Literal["aws"]
+    region: str = Field(min_length=1, description="The AWS region, e.g. us-west-2.")
+    availability_zone: str | None = Field(
+        None,
+        description="Comma-separated zones to launch in, in order of preference "
+        "(default: every zone of the region's default VPC).",
+    )
+    cache_stopped_nodes: bool = Field(
+        True,
+        description="Stop idle workers instead of terminating them and restart them when a "
+        "worker of the same type and node_config is needed. `rayctl down` terminates "
+        "stopped workers too.",
+    )
+    use_internal_ips: bool = Field(
+        False, description="Reach nodes at their private addresses (from inside the VPC)."
+    )
+    security_group: AWSSecurityGroupConfig | None = None
+    ssh_source_cidrs: list[Annotated[str, Field(min_length=1)]] | None = Field(
+        None,
+        description="Where SSH (TCP 22) to the nodes may come from. Default: inside the VPC "
+        "only, which needs use_internal_ips: true; with public addresses give it explicitly, "
+        "e.g. [203.0.113.7/32] (your address), or [0.0.0.0/0] for anywhere (key-only logins, "
+        "Ray's default). Ray's ports are open only within the cluster's security group.",
+    )
+
+    @property
+    def pool_size(self) -> int | None:
+        return None
+
+    @property
+    def zones(self) -> list[str]:
+        return [z.strip() for z in (self.availability_zone or "").split(",") if z.strip()]
+
+
+ProviderConfig = Annotated[
+    LocalProviderConfig | SSHProviderConfig | AWSProviderConfig, Field(discriminator="type")
+]
 # keep in step with rayctl.providers._PROVIDERS
-PROVIDER_TYPES: tuple[str, ...] = ("local", "ssh")
+PROVIDER_TYPES: tuple[str, ...] = ("local", "ssh", "aws")
 
 
 class NodeTypeConfig(StrictModel):

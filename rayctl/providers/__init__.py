@@ -13,11 +13,12 @@ from rayctl.providers.base import Node, NodeKind, NodeProvider, NodeState, NodeS
 _PROVIDERS: dict[str, str] = {
     "local": "rayctl.providers.local:LocalProvider",
     "ssh": "rayctl.providers.ssh:SSHProvider",
+    "aws": "rayctl.providers.aws:AWSProvider",
 }
 
 
 # provider type -> the extra that installs its SDK
-_EXTRAS: dict[str, str] = {"ssh": "ssh"}
+_EXTRAS: dict[str, str] = {"ssh": "ssh", "aws": "aws"}
 
 
 def make_provider(config: ClusterConfig, *, home: Path) -> NodeProvider:

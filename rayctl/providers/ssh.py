@@ -20,10 +20,9 @@ from typing import Any
 
 from rayctl.config.schema import ClusterConfig, SSHProviderConfig
 from rayctl.errors import CapacityError, ProviderError
-from rayctl.providers import ssh_pool
+from rayctl.providers import head_access, ssh_pool
 from rayctl.providers.base import Node, NodeKind, NodeState, Tag
 from rayctl.runtime import detached
-from rayctl.runtime.install import REMOTE_WHEELHOUSE
 from rayctl.runtime.runner import NodeUnreachable
 from rayctl.runtime.ssh_runner import SSHRunner
 
@@ -173,24 +172,13 @@ class SSHProvider:
         keys, copied into the head's rayctl home (where its own provider looks, mode 0600);
         file mounts are synced to workers from their copies on the head."""
         runner = self.runner(head)
-        remote = f".rayctl/clusters/{self.cluster_name}"
-        result = runner.run(f"umask 077 && mkdir -p {remote} && chmod 700 {remote}")
-        if not result.ok:
-            raise ProviderError(f"could not prepare the head for the autoscaler:\n{result.tail}")
-        runner.put(str(self._key), f"~/{remote}/ssh_key")
-        runner.put(str(self.known_hosts), f"~/{remote}/known_hosts")
-        runner.run(f"chmod 600 {remote}/ssh_key {remote}/known_hosts")
+        remote = f"{head_access.REMOTE_HOME}/clusters/{self.cluster_name}"
+        head_access.copy_secrets(
+            runner,
+            {str(self._key): f"{remote}/ssh_key", str(self.known_hosts): f"{remote}/known_hosts"},
+        )
         auth = config.auth.model_copy(update={"ssh_private_key": f"~/{remote}/ssh_key"})
-        mounts = {target: target for target in config.file_mounts}
-        update: dict[str, Any] = {"auth": auth, "file_mounts": mounts}
-        runtime = config.rayctl.runtime
-        if runtime.wheelhouse:  # workers install from the head's copy
-            runner.sync(runtime.wheelhouse, REMOTE_WHEELHOUSE)
-            settings = config.rayctl.model_copy(
-                update={"runtime": runtime.model_copy(update={"wheelhouse": REMOTE_WHEELHOUSE})}
-            )
-            update["rayctl"] = settings
-        return config.model_copy(update=update), {}
+        return head_access.head_config(config, runner, auth=auth), {}
 
     def cleanup(self) -> None:
         self._pool("drop")

@@ -29,6 +29,8 @@ def case(case_id: str, text: str, line: int, fragment: str, *, bug: str | None =
 LOCAL = "provider:\n  type: local\n"
 # Ray's on-prem form: `type: local` with head_ip is the ssh provider.
 ONPREM = "provider:\n  type: local\n  head_ip: 10.0.0.2\n"
+AWS = "provider:\n  type: aws\n  region: us-west-2\n  ssh_source_cidrs: [203.0.113.7/32]\n"
+AWS_TYPE = "available_node_types:\n  head:\n    node_config:\n      InstanceType: m5.large\n"
 
 CONTEXT_DROPPED = (
     "YAML error reported at PyYAML's problem_mark (where parsing gave up: the next line or "
@@ -299,7 +301,7 @@ CASES = [
         "provider-type-misspelt",
         "provider:\n  type: locl\n",
         2,
-        "unknown provider type 'locl' (expected one of: local, ssh); did you mean 'local'",
+        "unknown provider type 'locl' (expected one of: local, ssh, aws); did you mean 'local'",
     ),
     case("provider-missing", "cluster_name: x\n", 1, "missing required key 'provider'"),
     case(
@@ -393,6 +395,103 @@ CASES = [
         ONPREM + "  coordinator_address: 10.0.0.9:1234\n",
         4,
         "coordinator_address: unknown key",
+    ),
+    # --- aws provider ------------------------------------------------------------------
+    case(
+        "aws-region-missing",
+        "provider:\n  type: aws\n  ssh_source_cidrs: [203.0.113.7/32]\n",
+        1,
+        "provider: missing required key 'region'",
+    ),
+    case(
+        "aws-public-addresses-without-ssh-sources",
+        "provider:\n  type: aws\n  region: us-west-2\n",
+        1,
+        "provider: nodes are reached at their public addresses, so say where SSH may come from",
+    ),
+    case(
+        "aws-ssh-source-not-a-cidr",
+        AWS.replace("203.0.113.7/32", "10.0.0.1/24"),
+        4,
+        "provider.ssh_source_cidrs[0]: not a CIDR block",
+    ),
+    case(
+        "aws-zone-in-another-region",
+        AWS + "  availability_zone: us-west-2a,us-east-1b\n",
+        5,
+        "zone 'us-east-1b' (entry 2) is not in region us-west-2",
+    ),
+    case(
+        "aws-misspelt-cache_stopped_nodes",
+        AWS + "  cache_stopped_node: false\n",
+        5,
+        "did you mean 'cache_stopped_nodes'",
+    ),
+    case(
+        "aws-ray-ports-open-to-the-internet",
+        AWS
+        + "  security_group:\n    IpPermissions:\n"
+        + "      - {IpProtocol: tcp, FromPort: 8000, ToPort: 9000,\n"
+        + "         IpRanges: [{CidrIp: 0.0.0.0/0}]}\n",
+        7,
+        "opens Ray's port(s) 8265 to the internet",
+    ),
+    case(
+        "aws-all-traffic-open-to-the-internet",
+        AWS
+        + "  security_group:\n    IpPermissions:\n"
+        + "      - {IpProtocol: '-1', Ipv6Ranges: [{CidrIpv6: '::/0'}]}\n",
+        7,
+        "opens Ray's port(s) 6379, 8265, 10001 to the internet",
+    ),
+    case(
+        "aws-instance-type-missing",
+        AWS + "available_node_types:\n  head:\n    node_config: {ImageId: ami-1}\n"
+        "head_node_type: head\n",
+        7,
+        "available_node_types.head.node_config: needs an InstanceType",
+    ),
+    case(
+        "aws-min-count-in-node-config",
+        AWS + AWS_TYPE + "      MinCount: 2\nhead_node_type: head\n",
+        9,
+        "rayctl sets MinCount and MaxCount",
+    ),
+    case(
+        "aws-subnet-id-not-subnet-ids",
+        AWS + AWS_TYPE + "      SubnetId: subnet-1\nhead_node_type: head\n",
+        9,
+        "use SubnetIds (a list)",
+    ),
+    case(
+        "aws-subnet-ids-not-a-list",
+        AWS + AWS_TYPE + "      SubnetIds: subnet-1\nhead_node_type: head\n",
+        9,
+        "SubnetIds: must be a non-empty list of ids",
+    ),
+    case(
+        "aws-latest-dlami",
+        AWS + AWS_TYPE + "      ImageId: latest_dlami\nhead_node_type: head\n",
+        9,
+        "'latest_dlami' is Ray's own lookup",
+    ),
+    case(
+        "aws-key-name-without-private-key",
+        AWS + AWS_TYPE + "      KeyName: my-key\nhead_node_type: head\n",
+        9,
+        "a KeyName needs auth.ssh_private_key",
+    ),
+    case(
+        "aws-private-key-missing",
+        AWS + "auth:\n  ssh_private_key: nope\n",
+        6,
+        "key file 'nope' not found",
+    ),
+    case(
+        "aws-no-ssh-user",
+        AWS + "auth:\n  ssh_user: null\n",
+        6,
+        "the aws provider needs auth.ssh_user",
     ),
 ]
 
@@ -519,7 +618,7 @@ def test_messages_name_the_fix(tmp_path: Path, cli, rayctl_home: Path) -> None:
         return [line.split(": ", 1)[1] for line in result.err.splitlines()]
 
     assert errors("provider:\n  type: locl\n") == [
-        "provider.type: unknown provider type 'locl' (expected one of: local, ssh); "
+        "provider.type: unknown provider type 'locl' (expected one of: local, ssh, aws); "
         "did you mean 'local'?"
     ]
     assert errors(LOCAL + "available_node_types:\n  head: {}\n  gpu: {}\n") == [

@@ -510,3 +510,48 @@ def test_ssh_worker_limit_is_the_pool_even_when_max_workers_says_more(tmp_path: 
         },
     )
     assert (config.max_workers, config.worker_limit) == (10, 3)
+
+
+def test_minimal_aws_config_gets_rays_aws_defaults(tmp_path: Path) -> None:
+    config = load_config(
+        write(
+            tmp_path,
+            """\
+            provider:
+              type: aws
+              region: us-west-2
+              availability_zone: us-west-2a, us-west-2b
+              ssh_source_cidrs: [203.0.113.7/32, "2001:db8::/32"]
+            """,
+        )
+    ).config
+    provider = config.provider
+    assert provider.type == "aws"
+    assert (provider.cache_stopped_nodes, provider.use_internal_ips) == (True, False)
+    assert provider.zones == ["us-west-2a", "us-west-2b"]
+    assert provider.security_group is None
+    assert config.worker_limit == config.max_workers == 2  # no pool: max_workers alone
+    assert config.head_node_type == "ray.head.default"
+    assert list(config.worker_types()) == ["ray.worker.default"]
+    for node_type in config.available_node_types.values():
+        assert node_type.node_config == {"InstanceType": "m5.large"}  # ImageId: looked up
+    assert config.auth.ssh_user == "ubuntu"
+    assert config.auth.ssh_private_key is None  # rayctl creates the cluster's key pair
+
+
+def test_aws_ssh_sources_default_to_the_vpc_with_internal_addresses(tmp_path: Path) -> None:
+    (tmp_path / "key").write_text("")
+    config = load_dict(
+        tmp_path,
+        {
+            "provider": {"type": "aws", "region": "eu-west-1", "use_internal_ips": True},
+            "auth": {"ssh_private_key": "key"},
+            "available_node_types": {
+                "head": {"node_config": {"InstanceType": "m5.large", "KeyName": "mine"}}
+            },
+            "head_node_type": "head",
+        },
+    )
+    assert config.provider.ssh_source_cidrs is None
+    assert config.auth.ssh_private_key == str(tmp_path / "key")  # relative to the config
+    assert config.auth.ssh_user == "ubuntu"  # the default merges under the given auth

@@ -1,0 +1,715 @@
+"""EC2 through boto3: instances launched with the node type's node_config (run_instances
+arguments, as in Ray's AWS configs), found again by their tags, reached over SSH.
+
+Truth is in EC2 tags: the cluster's instances, volumes, security group, key pair and the
+head's IAM role all carry `rayctl-cluster`, so `down` from a machine with nothing but the
+config finds and removes all of them. Credentials and endpoints are boto3's own (profile,
+environment, SSO, AWS_ENDPOINT_URL; the head uses its instance profile).
+
+Nodes are the cluster's pending and running instances. With cache_stopped_nodes (Ray's
+default) a worker that is no longer needed is stopped instead of terminated; stopped
+instances are a cache, not nodes: `list_nodes` leaves them out, `create_nodes` restarts ones
+of the same node type and launch hash before launching new ones, and `cleanup` terminates
+the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import paramiko
+from botocore.config import Config
+
+from rayctl.config.schema import AWSProviderConfig, ClusterConfig
+from rayctl.errors import CapacityError, ProviderError, TransientError
+from rayctl.providers import aws_setup, head_access
+from rayctl.providers.aws_errors import call, paginate
+from rayctl.providers.aws_setup import Subnet, tag_dict, tag_list
+from rayctl.providers.base import Node, NodeKind, NodeState, Tag
+from rayctl.runtime.ssh_runner import SSHRunner
+
+LIVE = ("pending", "running")
+CACHED = ("stopping", "stopped")
+NOT_TERMINATED = (*LIVE, "shutting-down", *CACHED)
+_STATES = {"pending": NodeState.PENDING, "running": NodeState.RUNNING}
+BATCH = 500  # instance ids per API call (filters take at most 1,000 values)
+# How long a new instance may take to get an address, and sshd to answer.
+ADDRESS_TIMEOUT_S = 300.0
+CONNECT_ATTEMPTS_S = float(os.environ.get("RAYCTL_SSH_CONNECT_ATTEMPTS_S", "300"))
+CONFIRM_TIMEOUT_S = 120.0  # for AWS to report a stop or termination it accepted
+CLEANUP_TIMEOUT_S = 900.0  # for instances to be terminated and their groups to be free
+# Pauses before retrying a launch that failed for a passing reason (throttling, a new
+# instance profile EC2 does not know yet).
+LAUNCH_RETRY_DELAYS_S: tuple[float, ...] = (2.0, 4.0, 8.0, 16.0)
+# Zone-wide capacity errors; any other capacity error (a full subnet) tries the same zone's
+# other subnets.
+_SUBNET_ONLY = "InsufficientFreeAddressesInSubnet"
+# Forwarded to the head's monitor so it talks to the same endpoint (never credentials:
+# the head has its instance profile).
+_ENDPOINT_VARS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_EC2", "AWS_ENDPOINT_URL_STS")
+
+
+@dataclass(frozen=True)
+class _Launch:
+    """What launching needs, found once per process (by `bootstrap`, or by lookup on the
+    head, whose monitor never bootstraps)."""
+
+    group_id: str
+    subnets: dict[str, list[Subnet]]  # node type -> where to try, in order
+    images: dict[str, str]  # node type -> ImageId, for types whose node_config has none
+    head_profile: str | None  # the instance profile rayctl gives the head, if any
+
+
+class AWSProvider:
+    def __init__(self, config: ClusterConfig, *, home: Path) -> None:
+        assert isinstance(config.provider, AWSProviderConfig)
+        assert config.auth.ssh_user  # the loader checks
+        self.cluster_name = config.cluster_name
+        self._user: str = config.auth.ssh_user
+        self._config = config
+        self._provider = config.provider
+        self._region = config.provider.region
+        self._home = home
+        self._state_dir = home / "clusters" / config.cluster_name
+        # boto3's standard retry mode already backs off throttled calls.
+        session = boto3.session.Session(region_name=self._region)
+        client_config = Config(retries={"mode": "standard", "max_attempts": 5})
+        self.ec2 = session.client("ec2", config=client_config)
+        self.iam = session.client("iam", config=client_config)
+        self.sts = session.client("sts", config=client_config)
+        self._lock = threading.Lock()
+        self._launch: _Launch | None = None
+        self._runners: dict[tuple[str, str], SSHRunner] = {}
+
+    # -- names and keys -------------------------------------------------------------------
+
+    @property
+    def known_hosts(self) -> Path:
+        """The nodes' host keys, pinned per cluster on first use."""
+        return self._state_dir / "known_hosts"
+
+    @property
+    def group_name(self) -> str:
+        group = self._provider.security_group
+        return (group and group.GroupName) or f"rayctl-{self.cluster_name}"
+
+    @property
+    def head_role(self) -> str:
+        return aws_setup.head_role_name(self.cluster_name, self._region)
+
+    @property
+    def key_path(self) -> Path:
+        """The private key nodes are reached with: the config's, or the one rayctl created."""
+        given = self._config.auth.ssh_private_key
+        if given:
+            return Path(os.path.expanduser(given))
+        return self._home / "keys" / f"{self.key_name}.pem"
+
+    @functools.cached_property
+    def key_name(self) -> str:
+        """The cluster's key pair (node_config KeyName overrides it per type): created by
+        rayctl, or the config's public key imported under a name that follows its content."""
+        base = f"rayctl-{self.cluster_name}-{self._region}"
+        if not self._config.auth.ssh_private_key:
+            return base
+        blob = self._public_key().asbytes()
+        return f"{base}-{hashlib.sha256(blob).hexdigest()[:8]}"
+
+    def _public_key(self) -> paramiko.PKey:
+        try:
+            return paramiko.PKey.from_path(self.key_path)
+        except (OSError, ValueError, TypeError, paramiko.SSHException) as exc:
+            raise ProviderError(f"cannot read the ssh key {self.key_path}: {exc}") from None
+
+    def _cluster_tags(self) -> dict[str, str]:
+        return {Tag.CLUSTER: self.cluster_name, aws_setup.REGION_TAG: self._region}
+
+    # -- describing instances -------------------------------------------------------------
+
+    def _instances(
+        self,
+        states: Sequence[str],
+        ids: Sequence[str] | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """The cluster's instances in `states` (optionally only `ids`, only with `tags`),
+        every page of them. Ids filter rather than select, so unknown ids are not an error."""
+        if ids is not None and not ids:
+            return []
+        base = [
+            {"Name": f"tag:{Tag.CLUSTER}", "Values": [self.cluster_name]},
+            {"Name": "instance-state-name", "Values": list(states)},
+            *({"Name": f"tag:{k}", "Values": [v]} for k, v in (tags or {}).items()),
+        ]
+        batches = [list(ids[i : i + BATCH]) for i in range(0, len(ids), BATCH)] if ids else [[]]
+        found = []
+        for batch in batches:
+            filters = [*base, {"Name": "instance-id", "Values": batch}] if batch else base
+            for page in paginate(self.ec2, "describe_instances", Filters=filters):
+                for reservation in page["Reservations"]:
+                    found += reservation["Instances"]
+        return found
+
+    def _node(self, instance: Mapping[str, Any], tags: Mapping[str, str] | None = None) -> Node:
+        merged = {**(tags or {}), **tag_dict(instance.get("Tags"))}
+        return Node(
+            id=instance["InstanceId"],
+            node_type=merged.get(Tag.NODE_TYPE, ""),
+            kind=NodeKind(merged.get(Tag.KIND, NodeKind.WORKER.value)),
+            state=_STATES.get(instance["State"]["Name"], NodeState.STOPPED),
+            internal_ip=instance.get("PrivateIpAddress", ""),
+            external_ip=instance.get("PublicIpAddress"),
+            tags=merged,
+            launched_at=instance["LaunchTime"].timestamp(),
+        )
+
+    # -- NodeProvider ---------------------------------------------------------------------
+
+    def list_nodes(self, **tag_filters: str) -> list[Node]:
+        nodes = [self._node(i) for i in self._instances(LIVE, tags=tag_filters)]
+        return [n for n in nodes if all(n.tags.get(k) == v for k, v in tag_filters.items())]
+
+    def set_tags(self, node_id: str, tags: Mapping[str, str]) -> None:
+        call(self.ec2, "create_tags", Resources=[node_id], Tags=tag_list(tags))
+
+    def create_nodes(self, node_type: str, count: int, tags: Mapping[str, str]) -> list[Node]:
+        if count <= 0:
+            return []
+        node_tags = {**tags, Tag.CLUSTER: self.cluster_name, Tag.NODE_TYPE: node_type}
+        reused = self._restart_cached(node_type, count, node_tags)
+        if len(reused) == count:
+            return reused
+        try:
+            return reused + self._run(node_type, count - len(reused), node_tags)
+        except ProviderError:
+            if reused:  # the restarted ones are nodes now; the rest is the caller's to retry
+                return reused
+            raise
+
+    def _restart_cached(self, node_type: str, count: int, tags: Mapping[str, str]) -> list[Node]:
+        """Start stopped workers of the same type and launch hash (Ray's cache_stopped_nodes)."""
+        if not self._provider.cache_stopped_nodes or Tag.LAUNCH_HASH not in tags:
+            return []
+        match = {k: tags[k] for k in (Tag.NODE_TYPE, Tag.KIND, Tag.LAUNCH_HASH)}
+        stopped = self._instances(("stopped",), tags=match)
+        ids = sorted(i["InstanceId"] for i in stopped)[:count]
+        if not ids:
+            return []
+        started = call(
+            self.ec2, "start_instances", InstanceIds=ids, allow=("IncorrectInstanceState",)
+        )
+        if started is None:
+            return []  # one of them is no longer stopped (another rayctl took it): launch anew
+        self._tag(ids, tags)
+        return [self._node(i, tags) for i in self._instances(LIVE, ids=ids)]
+
+    def _tag(self, ids: Sequence[str], tags: Mapping[str, str]) -> None:
+        call(self.ec2, "create_tags", Resources=list(ids), Tags=tag_list(tags))
+
+    def _run(self, node_type: str, count: int, tags: Mapping[str, str]) -> list[Node]:
+        """One run_instances call per subnet tried: the whole batch in one zone, or the next
+        subnet (zone) when this one has no capacity for it."""
+        launch = self._launch_context()
+        params = self._run_params(node_type, count, tags, launch)
+        failures: list[str] = []
+        full_zones: set[str] = set()
+        for subnet in launch.subnets[node_type]:
+            if subnet.zone in full_zones:
+                continue
+            try:
+                reply = self._run_instances({**params, "SubnetId": subnet.id})
+            except CapacityError as exc:
+                failures.append(f"{subnet.id} ({subnet.zone}): {exc}")
+                if _SUBNET_ONLY not in str(exc):
+                    full_zones.add(subnet.zone)
+                continue
+            return [self._node(i, tags) for i in reply["Instances"]]
+        instance_type = params.get("InstanceType", "the launch template's type")
+        raise CapacityError(
+            f"no capacity for {count} x {instance_type} ({node_type}) in any subnet tried: "
+            + "; ".join(failures)
+        )
+
+    def _run_instances(self, params: dict[str, Any]) -> Any:
+        """run_instances, retried after a pause when it failed for a passing reason. The
+        client token makes botocore's own retries of one attempt idempotent."""
+        for delay in (*LAUNCH_RETRY_DELAYS_S, None):
+            try:
+                return call(self.ec2, "run_instances", ClientToken=uuid.uuid4().hex, **params)
+            except TransientError:
+                if delay is None:
+                    raise
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _run_params(
+        self, node_type: str, count: int, tags: Mapping[str, str], launch: _Launch
+    ) -> dict[str, Any]:
+        node_config = dict(self._config.available_node_types[node_type].node_config)
+        node_config.pop("SubnetIds", None)  # one of them per attempt
+        kind = NodeKind(tags[Tag.KIND])
+        own = {**tags, "Name": f"rayctl-{self.cluster_name}-{kind.value}"}
+        params: dict[str, Any] = {
+            **node_config,
+            "MinCount": count,  # all or none in one zone (and moto launches MinCount)
+            "MaxCount": count,
+            "TagSpecifications": _tag_specifications(node_config.get("TagSpecifications", []), own),
+        }
+        params.setdefault("KeyName", self.key_name)
+        params.setdefault("SecurityGroupIds", [launch.group_id])
+        if node_type in launch.images:
+            params.setdefault("ImageId", launch.images[node_type])
+        if kind is NodeKind.HEAD and launch.head_profile:
+            params.setdefault("IamInstanceProfile", {"Name": launch.head_profile})
+        return params
+
+    def terminate_nodes(self, ids: Sequence[str]) -> None:
+        """Terminate, or with cache_stopped_nodes stop running on-demand workers. When the
+        head goes, everything given goes for good (`down`, a replaced head). Returns once
+        AWS reports every instance stopping/stopped or shutting-down/terminated, so none is
+        listed any more; `cleanup` waits for the end of termination."""
+        instances = self._instances(NOT_TERMINATED, ids=ids)
+        if not instances:
+            return
+        kinds = {tag_dict(i.get("Tags")).get(Tag.KIND) for i in instances}
+        cache = self._provider.cache_stopped_nodes and NodeKind.HEAD.value not in kinds
+        stop = [
+            i["InstanceId"]
+            for i in instances
+            if cache and i["State"]["Name"] == "running" and i.get("InstanceLifecycle") != "spot"
+        ]
+        end = [
+            i["InstanceId"]
+            for i in instances
+            if i["InstanceId"] not in stop
+            and not (cache and i["State"]["Name"] in CACHED)
+            and i["State"]["Name"] != "shutting-down"
+        ]
+        for start in range(0, len(stop), BATCH):
+            call(self.ec2, "stop_instances", InstanceIds=stop[start : start + BATCH])
+        for start in range(0, len(end), BATCH):
+            call(self.ec2, "terminate_instances", InstanceIds=end[start : start + BATCH])
+        self._await([i["InstanceId"] for i in instances], lambda i: i["State"]["Name"] not in LIVE)
+
+    def _await(
+        self,
+        ids: Sequence[str],
+        done: Callable[[Mapping[str, Any]], bool],
+        timeout_s: float = CONFIRM_TIMEOUT_S,
+    ) -> None:
+        """Poll until every instance of `ids` still there satisfies `done` (bounded)."""
+        deadline = time.monotonic() + timeout_s
+        delay = 0.5
+        while True:
+            waiting = [i for i in self._instances(NOT_TERMINATED, ids=ids) if not done(i)]
+            if not waiting:
+                return
+            if time.monotonic() > deadline:
+                states = ", ".join(f"{i['InstanceId']} {i['State']['Name']}" for i in waiting)
+                raise TransientError(
+                    f"instances not terminated after {timeout_s:.0f} s: {states}; "
+                    "run `rayctl down` again"
+                )
+            time.sleep(delay)
+            delay = min(delay * 1.5, 5.0)
+
+    def runner(self, node: Node) -> SSHRunner:
+        address = self._address(node)
+        with self._lock:
+            runner = self._runners.get((node.id, address))
+            if runner is None:
+                runner = self._runners[(node.id, address)] = SSHRunner(
+                    address,
+                    node_id=node.id,
+                    user=self._user,
+                    key_path=self.key_path,
+                    known_hosts=self.known_hosts,
+                    proxy_command=self._config.auth.ssh_proxy_command,
+                    connect_attempts_s=CONNECT_ATTEMPTS_S,
+                )
+            return runner
+
+    def _address(self, node: Node) -> str:
+        """The address rayctl reaches `node` at; a new instance gets its public one only
+        once it runs, so wait for it (bounded)."""
+        internal = self._provider.use_internal_ips
+        address = node.internal_ip if internal else node.external_ip
+        deadline = time.monotonic() + ADDRESS_TIMEOUT_S
+        while not address:
+            found = self._instances(LIVE, ids=[node.id])
+            if not found:
+                raise ProviderError(f"instance {node.id} is not running")
+            key = "PrivateIpAddress" if internal else "PublicIpAddress"
+            address = found[0].get(key)
+            if address:
+                break
+            if found[0]["State"]["Name"] == "running" or time.monotonic() > deadline:
+                raise ProviderError(
+                    f"instance {node.id} has no public address: launch it in a subnet that "
+                    "maps public addresses, or set provider.use_internal_ips: true"
+                )
+            time.sleep(2)
+        return address
+
+    def ray_start_args(self, node: Node) -> list[str]:
+        return [f"--node-ip-address={node.internal_ip}"]
+
+    def prepare_head(
+        self, config: ClusterConfig, head: Node
+    ) -> tuple[ClusterConfig, dict[str, str]]:
+        """The monitor on the head calls AWS with the head's instance profile (no credentials
+        are copied); it reaches workers with the cluster's SSH key and pinned host keys,
+        copied to where its own provider looks for them (mode 0600)."""
+        runner = self.runner(head)
+        remote = f"{head_access.REMOTE_HOME}/clusters/{self.cluster_name}"
+        files = {str(self.known_hosts): f"{remote}/known_hosts"}
+        update: dict[str, Any] = {}
+        if config.auth.ssh_private_key:
+            files[str(self.key_path)] = f"{remote}/ssh_key"
+            update["auth"] = config.auth.model_copy(
+                update={"ssh_private_key": f"~/{remote}/ssh_key"}
+            )
+        else:
+            files[str(self.key_path)] = f"{head_access.REMOTE_HOME}/keys/{self.key_name}.pem"
+        head_access.copy_secrets(runner, files)
+        env = {k: os.environ[k] for k in _ENDPOINT_VARS if os.environ.get(k)}
+        return head_access.head_config(config, runner, **update), env
+
+    # -- bootstrap ------------------------------------------------------------------------
+
+    def bootstrap(self) -> None:
+        """Check credentials, look everything up and dry-run what will be created, then get
+        or create the head's IAM role, the key pair and the security group. A missing
+        credential or permission stops this before anything exists."""
+        ident = aws_setup.identity(self.sts)
+        subnets = self._subnets()
+        vpc = _one_vpc(subnets)
+        group = aws_setup.find_group(self.ec2, vpc, self.group_name)
+        images, resolved = self._images(group)
+        key = self._key_plan()
+        role_needed = "IamInstanceProfile" not in self._config.head_type.node_config
+        self._dry_run(vpc, group, key, subnets, images)
+        if role_needed:
+            policy = aws_setup.head_policy(
+                self.cluster_name, self._region, ident, self._worker_roles()
+            )
+            aws_setup.ensure_head_role(self.iam, self.head_role, policy, self._cluster_tags())
+        if key is not None:
+            self._ensure_key(key)
+        group_id = self._ensure_group(vpc, group, resolved)
+        self._state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with self._lock:
+            self._launch = _Launch(
+                group_id, subnets, images, self.head_role if role_needed else None
+            )
+
+    def _launch_context(self) -> _Launch:
+        """What bootstrap found; looked up (never created) in a process that did not
+        bootstrap, such as the head's monitor."""
+        with self._lock:
+            if self._launch is not None:
+                return self._launch
+        subnets = self._subnets()
+        group = aws_setup.find_group(self.ec2, _one_vpc(subnets), self.group_name)
+        if group is None:
+            raise ProviderError(
+                f"the cluster's security group {self.group_name} does not exist: "
+                "run `rayctl up` first"
+            )
+        images, _ = self._images(group)
+        role = "IamInstanceProfile" not in self._config.head_type.node_config
+        launch = _Launch(group["GroupId"], subnets, images, self.head_role if role else None)
+        with self._lock:
+            self._launch = launch
+        return launch
+
+    def _subnets(self) -> dict[str, list[Subnet]]:
+        default: list[Subnet] | None = None
+        found = {}
+        for name, node_type in self._config.available_node_types.items():
+            ids = node_type.node_config.get("SubnetIds")
+            if ids:
+                found[name] = aws_setup.named_subnets(self.ec2, ids)
+                continue
+            if default is None:
+                default = aws_setup.default_subnets(
+                    self.ec2,
+                    self._region,
+                    self._provider.zones,
+                    public=not self._provider.use_internal_ips,
+                )
+            found[name] = default
+        return found
+
+    def _images(self, group: Mapping[str, Any] | None) -> tuple[dict[str, str], dict[str, str]]:
+        """ImageId per node type without one: pinned on the cluster's group when bootstrap
+        resolved it (so the head launches what `up` launched), else the newest Ubuntu LTS.
+        Returns the images and the architectures -> images newly resolved."""
+        pinned = {
+            k.removeprefix(aws_setup.IMAGE_TAG): v
+            for k, v in tag_dict((group or {}).get("Tags")).items()
+            if k.startswith(aws_setup.IMAGE_TAG)
+        }
+        images: dict[str, str] = {}
+        resolved: dict[str, str] = {}
+        missing = []
+        for name, node_type in self._config.available_node_types.items():
+            node_config = node_type.node_config
+            if "ImageId" in node_config or "LaunchTemplate" in node_config:
+                continue
+            arch = aws_setup.architecture(self.ec2, node_config["InstanceType"])
+            image = pinned.get(arch) or resolved.get(arch) or aws_setup.ubuntu_image(self.ec2, arch)
+            if image is None:
+                missing.append(name)
+                continue
+            if arch not in pinned:
+                resolved[arch] = image
+            images[name] = image
+        if missing:
+            raise ProviderError(
+                f"no image for node type(s) {', '.join(missing)}: their node_config has no "
+                f"ImageId and no Ubuntu image was found in {self._region}; set "
+                "node_config.ImageId to an AMI id"
+            )
+        return images, resolved
+
+    def _worker_roles(self) -> list[str]:
+        roles: set[str] = set()
+        for name, node_type in self._config.available_node_types.items():
+            profile = node_type.node_config.get("IamInstanceProfile")
+            if name != self._config.head_node_type and isinstance(profile, dict):
+                roles.update(aws_setup.profile_roles(self.iam, profile))
+        return sorted(roles)
+
+    def _dry_run(
+        self,
+        vpc: str,
+        group: Mapping[str, Any] | None,
+        key: _KeyPlan | None,
+        subnets: Mapping[str, list[Subnet]],
+        images: Mapping[str, str],
+    ) -> None:
+        """Ask EC2 whether the creations would be allowed (DryRun), before any is made."""
+        ok = ("DryRunOperation",)
+        if group is None:
+            call(
+                self.ec2,
+                "create_security_group",
+                GroupName=self.group_name,
+                Description="rayctl dry run",
+                VpcId=vpc,
+                DryRun=True,
+                allow=ok,
+            )
+        if key is not None and not key.exists:
+            method = "import_key_pair" if key.public else "create_key_pair"
+            extra = {"PublicKeyMaterial": key.public} if key.public else {}
+            call(self.ec2, method, KeyName=key.name, DryRun=True, allow=ok, **extra)
+        skip = ("SubnetIds", "IamInstanceProfile", "KeyName", "SecurityGroupIds")
+        for name, node_type in self._config.available_node_types.items():
+            node_config = node_type.node_config
+            params = {k: v for k, v in node_config.items() if k not in skip}
+            if name in images:
+                params["ImageId"] = images[name]
+            params |= {
+                "MinCount": 1,
+                "MaxCount": 1,
+                "SubnetId": subnets[name][0].id,
+                "TagSpecifications": _tag_specifications(
+                    node_config.get("TagSpecifications", []), self._cluster_tags()
+                ),
+                "DryRun": True,
+            }
+            call(self.ec2, "run_instances", allow=ok, **params)
+
+    # -- key pair ---------------------------------------------------------------------------
+
+    def _key_plan(self) -> _KeyPlan | None:
+        """The cluster's key pair, unless every node type names its own KeyName."""
+        types = self._config.available_node_types.values()
+        if all("KeyName" in t.node_config for t in types):
+            return None
+        name = self.key_name
+        found = call(
+            self.ec2, "describe_key_pairs", KeyNames=[name], allow=("InvalidKeyPair.NotFound",)
+        )
+        exists = bool(found and found["KeyPairs"])
+        public = None
+        if self._config.auth.ssh_private_key:
+            key = self._public_key()
+            if key.get_name() not in ("ssh-rsa", "ssh-ed25519"):
+                raise ProviderError(
+                    f"EC2 accepts only RSA and ed25519 keys; {self.key_path} is {key.get_name()}"
+                )
+            public = f"{key.get_name()} {key.get_base64()}".encode()
+        elif exists and not self.key_path.exists():
+            if self._instances(NOT_TERMINATED):
+                raise ProviderError(
+                    f"the key pair {name} exists in AWS but its private key is not at "
+                    f"{self.key_path}: it was created on another machine and AWS does not "
+                    "hand it out again. Copy it there (mode 0600), or set "
+                    "auth.ssh_private_key and node_config.KeyName to a key pair you have"
+                )
+            # No instance uses the pair: replace it with one whose key this machine has.
+            return _KeyPlan(name, exists=False, public=None, replace=True)
+        return _KeyPlan(name, exists, public)
+
+    def _ensure_key(self, key: _KeyPlan) -> None:
+        if key.exists:
+            return
+        if key.replace:
+            call(self.ec2, "delete_key_pair", KeyName=key.name)
+        spec = [{"ResourceType": "key-pair", "Tags": tag_list(self._cluster_tags())}]
+        if key.public:
+            call(
+                self.ec2,
+                "import_key_pair",
+                KeyName=key.name,
+                PublicKeyMaterial=key.public,
+                TagSpecifications=spec,
+            )
+            return
+        reply = call(
+            self.ec2, "create_key_pair", KeyName=key.name, KeyType="ed25519", TagSpecifications=spec
+        )
+        _write_private(self.key_path, reply["KeyMaterial"])
+
+    # -- security group ---------------------------------------------------------------------
+
+    def _ensure_group(
+        self, vpc: str, group: Mapping[str, Any] | None, images: Mapping[str, str]
+    ) -> str:
+        """The cluster's group: all traffic within it, SSH from ssh_source_cidrs (default:
+        the VPC), nothing else in. A group of that name rayctl did not create is used as
+        it is."""
+        if group is None:
+            tags = {**self._cluster_tags(), "Name": self.group_name}
+            group_id = call(
+                self.ec2,
+                "create_security_group",
+                GroupName=self.group_name,
+                Description=f"rayctl cluster {self.cluster_name}: intra-cluster traffic and SSH",
+                VpcId=vpc,
+                TagSpecifications=[{"ResourceType": "security-group", "Tags": tag_list(tags)}],
+            )["GroupId"]
+            group = {"GroupId": group_id, "IpPermissions": [], "Tags": tag_list(tags)}
+        group_id = group["GroupId"]
+        if tag_dict(group.get("Tags")).get(Tag.CLUSTER) != self.cluster_name:
+            return group_id
+        cidrs = self._provider.ssh_source_cidrs
+        if cidrs is None:
+            cidrs = aws_setup.vpc_cidrs(self.ec2, vpc)
+        extra = self._provider.security_group.IpPermissions if self._provider.security_group else []
+        aws_setup.sync_rules(self.ec2, group, aws_setup.cluster_rules(group_id, cidrs, extra))
+        if images:  # pin the resolved images: the head launches what `up` resolved
+            pins = {f"{aws_setup.IMAGE_TAG}{arch}": image for arch, image in images.items()}
+            self._tag([group_id], pins)
+        return group_id
+
+    # -- cleanup ----------------------------------------------------------------------------
+
+    def cleanup(self) -> None:
+        """Once no node is left: terminate the stopped (cached) instances, wait until every
+        instance of the cluster is terminated, then delete what is tagged with the cluster:
+        leftover volumes, the security group, the key pair rayctl made (and its local
+        private key) and the head's role. Idempotent; needs nothing but the config."""
+        live = self._instances(LIVE)
+        if live:
+            ids = ", ".join(i["InstanceId"] for i in live)
+            raise ProviderError(
+                f"cluster {self.cluster_name} still has running instances ({ids}); "
+                "run `rayctl down` to remove them first"
+            )
+        cached = [i["InstanceId"] for i in self._instances(CACHED)]
+        for start in range(0, len(cached), BATCH):
+            call(self.ec2, "terminate_instances", InstanceIds=cached[start : start + BATCH])
+        left = [i["InstanceId"] for i in self._instances(NOT_TERMINATED)]
+        if left:
+            self._await(left, lambda i: False, timeout_s=CLEANUP_TIMEOUT_S)
+        mine = [{"Name": f"tag:{Tag.CLUSTER}", "Values": [self.cluster_name]}]
+        self._delete_volumes(mine)
+        for group in call(self.ec2, "describe_security_groups", Filters=mine)["SecurityGroups"]:
+            aws_setup.delete_group(self.ec2, group["GroupId"], timeout_s=CLEANUP_TIMEOUT_S)
+        for pair in call(self.ec2, "describe_key_pairs", Filters=mine)["KeyPairs"]:
+            call(self.ec2, "delete_key_pair", KeyName=pair["KeyName"])
+        if not self._config.auth.ssh_private_key:
+            self.key_path.unlink(missing_ok=True)
+        if "IamInstanceProfile" not in self._config.head_type.node_config:
+            aws_setup.delete_head_role(self.iam, self.head_role, self.cluster_name)
+        shutil.rmtree(self._state_dir, ignore_errors=True)  # host keys of gone instances
+        with self._lock:
+            self._launch = None
+
+    def _delete_volumes(self, mine: list[dict[str, Any]]) -> None:
+        """Volumes launched with DeleteOnTermination false outlive their instance: `down`
+        leaves nothing of the cluster behind."""
+        deadline = time.monotonic() + CLEANUP_TIMEOUT_S
+        while True:
+            volumes = call(self.ec2, "describe_volumes", Filters=mine)["Volumes"]
+            for volume in volumes:
+                if volume["State"] == "available":
+                    call(
+                        self.ec2,
+                        "delete_volume",
+                        VolumeId=volume["VolumeId"],
+                        allow=("InvalidVolume.NotFound",),
+                    )
+            detaching = [v["VolumeId"] for v in volumes if v["State"] in ("in-use", "creating")]
+            if not detaching:
+                return
+            if time.monotonic() > deadline:
+                raise TransientError(f"volumes still attached: {', '.join(detaching)}")
+            time.sleep(2)
+
+
+@dataclass(frozen=True)
+class _KeyPlan:
+    name: str
+    exists: bool
+    public: bytes | None  # the config's public key to import; None: AWS creates the pair
+    replace: bool = False  # a pair whose private key is lost (and no instance uses it)
+
+
+def _one_vpc(subnets: Mapping[str, list[Subnet]]) -> str:
+    vpcs = {s.vpc for found in subnets.values() for s in found}
+    if len(vpcs) != 1:
+        raise ProviderError(
+            f"the node types' subnets are in {len(vpcs)} VPCs ({', '.join(sorted(vpcs))}): "
+            "a cluster's nodes must share one VPC (and its security group)"
+        )
+    return vpcs.pop()
+
+
+def _tag_specifications(
+    given: Iterable[Mapping[str, Any]], tags: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """node_config's TagSpecifications with rayctl's tags added to (and winning on) those of
+    the instance and its volumes."""
+    specs = {s["ResourceType"]: tag_dict(s.get("Tags")) for s in given}
+    for resource in ("instance", "volume"):
+        specs[resource] = {**specs.get(resource, {}), **tags}
+    return [{"ResourceType": r, "Tags": tag_list(t)} for r, t in specs.items()]
+
+
+def _write_private(path: Path, material: str) -> None:
+    """Write a private key readable only by its owner, atomically (no window at 0644)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_suffix(".tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(material if material.endswith("\n") else material + "\n")
+    os.replace(tmp, path)
