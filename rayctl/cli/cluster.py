@@ -53,9 +53,10 @@ def up(
     for outcome in report.outcomes.values():
         if outcome is not Outcome.UNCHANGED:
             counts[outcome.value] = counts.get(outcome.value, 0) + 1
-    done = ", ".join(f"{n} {what}" for what, n in counts.items())
+    parts = [f"{n} {what}" for what, n in counts.items()]
     if report.replaced:
-        done += f", {len(report.replaced)} replaced"
+        parts.append(f"{len(report.replaced)} replaced")
+    done = ", ".join(parts)
     out.print(f"Cluster '{loaded.name}' is up ({summary}) in {elapsed:.1f} s: {done}.")
     out.print(f"  rayctl submit {config} examples/spread_tasks.py")
     out.print(f"  rayctl status {config}")

@@ -25,12 +25,14 @@ def _digest(value: Any) -> str:
 
 
 def _path_digest(path: str) -> str:
-    """Content hash of a file or a directory tree (names and bytes)."""
+    """Content hash of a file (its bytes) or a directory tree (relative names and bytes).
+    Never the path itself: the head's monitor computes the same hashes from its own copies."""
     h = hashlib.sha256()
     root = Path(path)
-    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
-    for file in files:
-        h.update(str(file.relative_to(root) if file != root else file.name).encode())
+    if root.is_file():
+        h.update(root.read_bytes())
+    for file in sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []:
+        h.update(str(file.relative_to(root)).encode())
         h.update(file.read_bytes())
     return h.hexdigest()[:16]
 
@@ -39,7 +41,8 @@ def launch_hash(config: ClusterConfig, node_type: str) -> str:
     auth = config.auth.model_dump()
     key = config.auth.ssh_private_key
     if key and os.path.exists(os.path.expanduser(key)):
-        auth["ssh_private_key_digest"] = _path_digest(os.path.expanduser(key))
+        # The key's content, not where it lies: the head's copy is elsewhere.
+        auth["ssh_private_key"] = _path_digest(os.path.expanduser(key))
     return _digest(
         {"node_config": config.available_node_types[node_type].node_config, "auth": auth}
     )

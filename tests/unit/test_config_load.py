@@ -375,6 +375,29 @@ def test_auth_change_changes_every_launch_hash(tmp_path: Path) -> None:
     assert changed(before, after) == {"launch:head", "launch:w", "launch:other"}
 
 
+def test_hashes_depend_on_key_and_mount_contents_not_their_paths(tmp_path: Path) -> None:
+    """The head's monitor sees the key and file mounts at other paths (its own copies): it
+    must compute the same hashes, or `up` would take its workers for outdated ones."""
+    laptop, head = tmp_path / "laptop", tmp_path / "head"
+    for side, key_name, mount_name in ((laptop, "id_a", "conf.json"), (head, "ssh_key", "c")):
+        side.mkdir()
+        (side / key_name).write_text("the same key")
+        (side / mount_name).write_text("{}")
+    raw = base_raw()
+    raw["auth"] = {"ssh_user": "u", "ssh_private_key": str(laptop / "id_a")}
+    raw["file_mounts"] = {"~/conf.json": str(laptop / "conf.json")}
+    before = hashes(load_dict(tmp_path, raw, "a.yaml"))
+    raw["auth"]["ssh_private_key"] = str(head / "ssh_key")
+    raw["file_mounts"] = {"~/conf.json": str(head / "c")}
+    assert hashes(load_dict(tmp_path, raw, "b.yaml")) == before
+    (head / "ssh_key").write_text("another key")
+    assert changed(before, hashes(load_dict(tmp_path, raw, "c.yaml"))) == {
+        "launch:head",
+        "launch:w",
+        "launch:other",
+    }
+
+
 def test_common_setup_commands_change_runtime_hashes_only(tmp_path: Path) -> None:
     before = hashes(load_dict(tmp_path, base_raw(), "a.yaml"))
     raw = base_raw()
