@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import time
 import uuid
@@ -18,7 +17,7 @@ import pytest
 import yaml
 
 from rayctl.cli.app import run
-from tests.sshhosts import SSHD, HostNetwork
+from tests.sshhosts import HostNetwork, missing_capabilities
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -127,23 +126,20 @@ def make_cluster(tmp_path: Path, rayctl_home: Path, cli) -> Iterator:
     assert not survivors, f"processes outlived `rayctl down`: {survivors}"
 
 
-@pytest.fixture(scope="session")
-def host_network() -> Iterator[HostNetwork]:
-    """Four real sshd hosts in network namespaces (tests/sshhosts.py), shared by the session.
-    They need root; CI runs as root, so there a missing capability fails instead of skipping."""
-    missing = [
-        why
-        for why, lacking in (
-            ("not root", os.geteuid() != 0),
-            ("no /usr/sbin/sshd (apt-get install openssh-server)", not Path(SSHD).exists()),
-            ("no `ip` (apt-get install iproute2)", shutil.which("ip") is None),
-        )
-        if lacking
-    ]
+def require_test_hosts() -> None:
+    """sshd test hosts need root; CI runs as root, so there a missing capability fails the
+    test instead of skipping it."""
+    missing = missing_capabilities()
     if missing:
         reason = "sshd test hosts need " + "; ".join(missing)
         if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def host_network() -> Iterator[HostNetwork]:
+    """Four real sshd hosts in network namespaces (tests/sshhosts.py), shared by the session."""
+    require_test_hosts()
     with HostNetwork(4) as network:
         yield network

@@ -1,10 +1,13 @@
 """Test hosts: real sshd machines made of Linux namespaces (DESIGN §6).
 
 Each host is a network namespace on a bridge of its own subnet (10.213.K.0/24, K picked at
-random per network; the bridge is .1 in this namespace, so tests reach the hosts), with its
-own PID, UTS and mount namespaces. Its PID 1 is a small init that runs sshd and reaps orphans,
-so the host behaves like a machine: `ray stop` on one host sees only that host's processes,
-and stopping the host (SIGKILL to its init) kills everything on it, like pulling the plug.
+random per network, or a given 10.x.y prefix; the bridge is .1 in this namespace, so tests
+reach the hosts), with its own PID, UTS and mount namespaces. Hosts can also be added at a
+given address and removed while the network lives (a harness that backs cloud instances with
+hosts boots and powers them off as the instances come and go). A host's PID 1 is a small
+init that runs sshd and reaps orphans, so the host behaves like a machine: `ray stop` on one
+host sees only that host's processes, and stopping the host (SIGKILL to its init) kills
+everything on it, like pulling the plug.
 
 Inside a host, and only there (private mount namespace):
   - /etc/passwd gives root the host's own home directory (its `~`, its `.rayctl`);
@@ -16,12 +19,15 @@ Everything else is this machine's filesystem, shared: the venv's Python works on
 which is how the runtime is "already installed" there. Hosts cannot reach the internet.
 
 Every network records its owner's PID; a network whose owner died (a killed test run) is
-removed by the next one. Needs root.
+removed by the next one. Two live networks never share a subnet: creating one whose subnet
+overlaps an address or route of this machine is an error. Needs root.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import ipaddress
 import os
 import random
 import shutil
@@ -29,6 +35,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -274,24 +281,46 @@ class SSHHost:
 
 @dataclass
 class HostNetwork:
-    """A bridge with N hosts. Use as a context manager; everything is removed on exit."""
+    """A bridge with N hosts (at .2, .3, ...), more added and removed at given addresses with
+    `add_host`/`remove_host`. Use as a context manager; everything is removed on exit.
+
+    `prefix` ("10.210.1") picks the subnet (prefix.0/24, the bridge at prefix.1); by default
+    a free 10.213.K.0/24 is picked at random."""
 
     size: int
+    prefix: str | None = None
     hosts: list[SSHHost] = field(default_factory=list)
     client_key: Path = field(init=False)
 
     def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owned = False  # whether the bridge and state dir are this network's to remove
         _remove_orphaned_networks()
-        taken = _sh("ip", "-o", "addr").stdout + _sh("ip", "route").stdout
-        self.subnet = next(
-            k for k in random.sample(range(1, 255), 254) if f"10.213.{k}." not in taken
-        )
-        self.bridge = f"rcbr{self.subnet}"
-        self.dir = STATE_ROOT / str(self.subnet)
+        if self.prefix is None:
+            taken = _sh("ip", "-o", "addr").stdout + _sh("ip", "route").stdout
+            self.subnet: int | str = next(
+                k for k in random.sample(range(1, 255), 254) if f"10.213.{k}." not in taken
+            )
+            self.prefix = f"10.213.{self.subnet}"
+            tag = str(self.subnet)
+        else:
+            octets = self.prefix.split(".")
+            if len(octets) != 3 or not ipaddress.ip_network(f"{self.prefix}.0/24").is_private:
+                raise ValueError(f"prefix {self.prefix!r} is not the private a.b.c of a /24")
+            self.subnet = self.prefix
+            tag = f"{octets[1]}x{octets[2]}"  # names stay under 15 characters
+            _check_free(self.network)
+        self.tag = tag
+        self.bridge = f"rcbr{tag}"
+        self.dir = STATE_ROOT / tag
+
+    @property
+    def network(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(f"{self.prefix}.0/24")
 
     @property
     def gateway(self) -> str:
-        return f"10.213.{self.subnet}.1"
+        return f"{self.prefix}.1"
 
     def __enter__(self) -> HostNetwork:
         try:
@@ -305,47 +334,123 @@ class HostNetwork:
         self.remove()
 
     def _create(self) -> None:
-        if self.dir.exists():
-            shutil.rmtree(self.dir)
-        self.dir.mkdir(parents=True)
-        (self.dir / "owner").write_text(str(os.getpid()))
+        STATE_ROOT.mkdir(parents=True, exist_ok=True)
+        # One creation at a time on this machine: the check and the bridge go together.
+        with open(STATE_ROOT / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if self.dir.exists():
+                raise RuntimeError(
+                    f"a live test network already uses {self.network} ({self.dir}): "
+                    "two networks cannot share a subnet"
+                )
+            _check_free(self.network)
+            self.dir.mkdir(parents=True)
+            self._owned = True
+            (self.dir / "owner").write_text(str(os.getpid()))
+            _sh("ip", "link", "add", self.bridge, "type", "bridge")
+            _sh("ip", "addr", "add", f"{self.gateway}/24", "dev", self.bridge)
+        _sh("ip", "link", "set", self.bridge, "up")
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation dir
         Path("/tmp/ray").mkdir(exist_ok=True)  # each host mounts its own over it
         self.client_key = self.dir / "id_ed25519"
         _keygen(self.client_key)
         _keygen(self.dir / "wrong_key")
-        _sh("ip", "link", "add", self.bridge, "type", "bridge")
-        _sh("ip", "addr", "add", f"{self.gateway}/24", "dev", self.bridge)
-        _sh("ip", "link", "set", self.bridge, "up")
         for n in range(2, 2 + self.size):
             self.hosts.append(self._add_host(n))
 
-    def _add_host(self, n: int) -> SSHHost:
-        netns = veth = f"rc{self.subnet}h{n}"
+    def add_host(self, address: str, name: str | None = None) -> SSHHost:
+        """Boot a host at `address` (in this network's subnet, not the bridge's) while the
+        network lives; `name` is its hostname (default host<N>)."""
+        ip = ipaddress.IPv4Address(address)
+        if ip not in self.network or int(ip) & 0xFF in (0, 1, 255):
+            raise ValueError(f"{address} is not a host address of {self.network} besides .1")
+        with self._lock:
+            if any(h.address == address for h in self.hosts):
+                raise ValueError(f"a host already runs at {address}")
+            host = self._add_host(int(ip) & 0xFF, name)
+            self.hosts.append(host)
+            return host
+
+    def remove_host(self, host: SSHHost) -> None:
+        """Power the host off and remove its namespace and state (idempotent)."""
+        with self._lock:
+            if host in self.hosts:
+                self.hosts.remove(host)
+        self._destroy_host(host)
+
+    def _add_host(self, n: int, name: str | None = None) -> SSHHost:
+        netns = veth = f"rc{self.tag}h{n}"
         host = SSHHost(
-            name=f"host{n}", address=f"10.213.{self.subnet}.{n}", dir=self.dir / veth, netns=netns
+            name=name or f"host{n}", address=f"{self.prefix}.{n}", dir=self.dir / veth, netns=netns
         )
-        host.dir.mkdir()
-        _keygen(host.host_key_path)
-        shutil.copy(f"{self.client_key}.pub", host.dir / "authorized_keys")
-        _sh("ip", "netns", "add", netns)
-        _sh("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns)
-        _sh("ip", "link", "set", veth, "master", self.bridge)
-        _sh("ip", "link", "set", veth, "up")
-        _sh("ip", "addr", "add", f"{host.address}/24", "dev", "eth0", netns=netns)
-        _sh("ip", "link", "set", "eth0", "up", netns=netns)
-        _sh("ip", "link", "set", "lo", "up", netns=netns)
-        host.start()
+        try:
+            host.dir.mkdir()
+            _keygen(host.host_key_path)
+            shutil.copy(f"{self.client_key}.pub", host.dir / "authorized_keys")
+            _sh("ip", "netns", "add", netns)
+            _sh("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns)
+            _sh("ip", "link", "set", veth, "master", self.bridge)
+            _sh("ip", "link", "set", veth, "up")
+            _sh("ip", "addr", "add", f"{host.address}/24", "dev", "eth0", netns=netns)
+            _sh("ip", "link", "set", "eth0", "up", netns=netns)
+            _sh("ip", "link", "set", "lo", "up", netns=netns)
+            host.start()
+        except BaseException:
+            self._destroy_host(host)
+            raise
         return host
+
+    @staticmethod
+    def _destroy_host(host: SSHHost) -> None:
+        host.stop()
+        _sh("ip", "netns", "del", host.netns, check=False)  # takes its veth pair with it
+        shutil.rmtree(host.dir, ignore_errors=True)
 
     @property
     def wrong_key(self) -> Path:
         return self.dir / "wrong_key"
 
     def remove(self) -> None:
-        for host in self.hosts:
+        with self._lock:
+            hosts, self.hosts = list(self.hosts), []
+        for host in hosts:
             host.stop()
-        _remove_network(self.dir)
+        if self._owned:  # never another live network's bridge of the same subnet
+            _remove_network(self.dir)
+            self._owned = False
+
+
+def _check_free(network: ipaddress.IPv4Network) -> None:
+    """Refuse a subnet that overlaps any address or route of this machine (another live test
+    network, or a real network this machine is on)."""
+    for line in _sh("ip", "-o", "-4", "addr").stdout.splitlines():
+        fields = line.split()
+        used = ipaddress.IPv4Interface(fields[fields.index("inet") + 1]).network
+        if used.overlaps(network) and not used.is_loopback:
+            raise RuntimeError(
+                f"cannot create a test network on {network}: it overlaps {used} on "
+                f"{fields[1]} (another test network of that subnet is alive?)"
+            )
+    for line in _sh("ip", "-4", "route").stdout.splitlines():
+        dest = line.split()[0]
+        if dest == "default":
+            continue
+        used_net = ipaddress.IPv4Network(dest, strict=False)
+        if used_net.overlaps(network):
+            raise RuntimeError(f"cannot create a test network on {network}: route {line!r}")
+
+
+def missing_capabilities() -> list[str]:
+    """Why test hosts cannot be made here (empty when they can)."""
+    return [
+        why
+        for why, lacking in (
+            ("not root", os.geteuid() != 0),
+            ("no /usr/sbin/sshd (apt-get install openssh-server)", not Path(SSHD).exists()),
+            ("no `ip` (apt-get install iproute2)", shutil.which("ip") is None),
+        )
+        if lacking
+    ]
 
 
 def _keygen(path: Path) -> None:
@@ -366,17 +471,24 @@ def _remove_orphaned_networks() -> None:
     """Networks left by a test run that was killed before it could clean up."""
     if not STATE_ROOT.is_dir():
         return
-    for state_dir in STATE_ROOT.iterdir():
-        try:
-            owner = int((state_dir / "owner").read_text())
-            os.kill(owner, 0)
-            continue  # its owner is alive
-        except (OSError, ValueError):
-            pass
-        for init in _inits_of(state_dir):
-            with contextlib.suppress(OSError):
-                os.kill(init, signal.SIGKILL)
-        _remove_network(state_dir)
+    with open(STATE_ROOT / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # not a network another process is creating
+        for state_dir in STATE_ROOT.iterdir():
+            if state_dir.is_dir():
+                _remove_if_orphaned(state_dir)
+
+
+def _remove_if_orphaned(state_dir: Path) -> None:
+    try:
+        owner = int((state_dir / "owner").read_text())
+        os.kill(owner, 0)
+        return  # its owner is alive
+    except (OSError, ValueError):
+        pass
+    for init in _inits_of(state_dir):
+        with contextlib.suppress(OSError):
+            os.kill(init, signal.SIGKILL)
+    _remove_network(state_dir)
 
 
 def _inits_of(state_dir: Path) -> Iterator[int]:

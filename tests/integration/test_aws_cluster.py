@@ -1,0 +1,201 @@
+"""The AWS provider end to end: moto plays EC2 (a ThreadedMotoServer on a namespace bridge)
+and every instance it runs is a real sshd host at the instance's private IP, booted when the
+instance appears and powered off when it stops or terminates (tests/aws_backing.py).
+
+up -> bootstrap over SSH -> Ray on every instance's private IP -> submit -> the monitor on
+the head (another process, on the head host, with the head's own AWS credentials) launches a
+worker through moto for the demand -> idle scale-down terminates it -> down leaves nothing
+tagged with the cluster. And a failed `up` (the head never answers SSH) is cleaned by `down`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rayctl.providers import aws
+from rayctl.providers.base import NodeKind, Tag
+from rayctl.runtime.ray_adapter import list_ray_nodes
+from tests.aws_backing import IMAGE, REGION, MotoEC2, backed_ec2, wait_for
+from tests.conftest import cluster_pids, kill_leftovers, require_test_hosts, unique_name
+from tests.sshhosts import _inits_of
+
+pytestmark = pytest.mark.integration
+
+# Two actors that hold a CPU each: with one 1-CPU worker up, the second needs another
+# instance. Bounded: a monitor that cannot launch fails the job instead of hanging the test.
+SPREAD_JOB = """\
+import socket, ray
+ray.init()
+
+@ray.remote(num_cpus=1)
+class Where:
+    def host(self):
+        return socket.gethostname()
+
+actors = [Where.remote() for _ in range(2)]
+print("hosts:", sorted(ray.get([a.host.remote() for a in actors], timeout=120)))
+"""
+
+
+def _use(ec2: MotoEC2, monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process talks to moto with fake credentials, nothing of the real machine's."""
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_EC2", "AWS_ENDPOINT_URL_STS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+    for var, value in ec2.env().items():
+        monkeypatch.setenv(var, value)
+
+
+@pytest.fixture
+def booted_ec2(monkeypatch: pytest.MonkeyPatch, rayctl_home: Path) -> Iterator[MotoEC2]:
+    require_test_hosts()
+    with backed_ec2() as ec2:
+        _use(ec2, monkeypatch)
+        yield ec2
+
+
+@pytest.fixture
+def dead_ec2(monkeypatch: pytest.MonkeyPatch, rayctl_home: Path) -> Iterator[MotoEC2]:
+    """No instance ever boots: nothing answers at their addresses."""
+    require_test_hosts()
+    with backed_ec2(boot=False) as ec2:
+        _use(ec2, monkeypatch)
+        yield ec2
+
+
+def write_config(ec2: MotoEC2, tmp_path: Path, **overrides: object) -> tuple[str, Path]:
+    name = unique_name("aws")
+    node_config = {"InstanceType": "m5.large", "ImageId": IMAGE, "SubnetIds": [ec2.subnet_id]}
+    config = {
+        "cluster_name": name,
+        "max_workers": 2,
+        "idle_timeout_minutes": 0.1,
+        "provider": {
+            "type": "aws",
+            "region": REGION,
+            "use_internal_ips": True,  # never moto's public addresses
+            "cache_stopped_nodes": False,
+        },
+        "auth": {"ssh_user": "root", "ssh_private_key": str(ec2.network.client_key)},
+        "available_node_types": {
+            "head": {"node_config": node_config, "resources": {"CPU": 0}},
+            "worker": {
+                "node_config": node_config,
+                "resources": {"CPU": 1},
+                "min_workers": 1,
+                "max_workers": 2,
+            },
+        },
+        "head_node_type": "head",
+        "rayctl": {"runtime": {"python": sys.executable}},  # shared by the hosts
+        **overrides,
+    }
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return name, path
+
+
+def _kinds(instances: list[dict]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for i in instances:
+        kind = {t["Key"]: t["Value"] for t in i.get("Tags", [])}.get(Tag.KIND, "")
+        found.setdefault(kind, []).append(i["InstanceId"])
+    return found
+
+
+def _no_processes_left(ec2: MotoEC2, name: str) -> bool:
+    return not list(_inits_of(ec2.network.dir)) and not cluster_pids(name)
+
+
+def test_aws_lifecycle(booted_ec2: MotoEC2, cli, tmp_path: Path) -> None:
+    ec2 = booted_ec2
+    name, config = write_config(ec2, tmp_path)
+    try:
+        result = cli("up", config, "--yes")
+        assert result.code == 0, (result.text, ec2.errors)
+
+        kinds = _kinds(ec2.cluster_instances(name))
+        (head_id,) = kinds[NodeKind.HEAD.value]
+        (first_id,) = kinds[NodeKind.WORKER.value]
+        hosts = ec2.hosts()
+        head, first = hosts[head_id], hosts[first_id]
+        assert head.address.startswith("10.210.1.") and first.address.startswith("10.210.1.")
+        status = json.loads(cli("status", config, "--json").out)
+        assert status["head_ip"] == head.address
+        assert status["monitor_running"]
+        # The head's monitor got the endpoint, and its credentials from the head's own home.
+        assert (head.home / ".aws" / "credentials").exists()
+        # Every Ray node runs on its instance's private IP, named by its instance id.
+        ray_nodes = list_ray_nodes(status["gcs_address"])
+        assert sorted((r.instance_id, r.ip) for r in ray_nodes if r.alive) == sorted(
+            [(head_id, head.address), (first_id, first.address)]
+        )
+
+        # The job's second actor needs another worker: the monitor launches it through moto.
+        job = tmp_path / "spread.py"
+        job.write_text(SPREAD_JOB)
+        submitted = cli("submit", config, job)
+        assert submitted.code == 0, submitted.text
+        workers = ec2.cluster_instances(name)
+        (second_id,) = {i["InstanceId"] for i in workers} - {head_id, first_id}
+        second = next(i for i in workers if i["InstanceId"] == second_id)
+        tags = {t["Key"]: t["Value"] for t in second["Tags"]}
+        assert tags[Tag.CLUSTER] == name
+        assert tags[Tag.KIND] == NodeKind.WORKER.value and tags[Tag.NODE_TYPE] == "worker"
+        assert second["SubnetId"] == ec2.subnet_id
+        second_host = ec2.hosts()[second_id]
+        assert f"hosts: {sorted([first.name, second_host.name])}" in submitted.out
+
+        # Idle: back to min_workers; the idle worker's instance is terminated, its host gone.
+        wait_for(
+            "the idle worker to be terminated",
+            lambda: len(_kinds(ec2.cluster_instances(name)).get("worker", [])) == 1,
+        )
+        (gone,) = {first_id, second_id} - set(_kinds(ec2.cluster_instances(name))["worker"])
+        states = {i["InstanceId"]: i["State"]["Name"] for i in ec2.instances()}
+        assert states[gone] in ("shutting-down", "terminated")
+        wait_for("the idle worker's host to go", lambda: gone not in ec2.hosts(), 10)
+
+        down = cli("down", config, "--yes")
+        assert down.code == 0, down.text
+        assert ec2.leftovers(name) == {}
+        wait_for("every host to go", lambda: not ec2.network.hosts, 10)
+        wait_for("every process to go", lambda: _no_processes_left(ec2, name), 15)
+        assert ec2.errors == []
+    finally:
+        if ec2.leftovers(name):
+            cli("down", config, "--yes")
+        kill_leftovers(name)
+
+
+def test_failed_up_is_cleaned_by_down(
+    dead_ec2: MotoEC2, cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ec2 = dead_ec2
+    monkeypatch.setenv("RAYCTL_SSH_CONNECT_ATTEMPTS_S", "3")
+    monkeypatch.setattr(aws, "CONNECT_ATTEMPTS_S", 3.0)  # read when rayctl was imported
+    name, config = write_config(ec2, tmp_path)
+    try:
+        started = time.monotonic()
+        result = cli("up", config, "--yes")
+        assert result.code != 0, result.text
+        (head_id,) = _kinds(ec2.cluster_instances(name))[NodeKind.HEAD.value]
+        assert head_id in result.err and "cannot reach" in result.err, result.err
+        assert "Traceback" not in result.err
+        assert time.monotonic() - started < 60
+
+        down = cli("down", config, "--yes")
+        assert down.code == 0, down.text
+        assert ec2.leftovers(name) == {}
+        assert ec2.ever_booted == {} and not ec2.network.hosts
+    finally:
+        if ec2.leftovers(name):
+            cli("down", config, "--yes")
