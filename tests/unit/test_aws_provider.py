@@ -717,6 +717,19 @@ def test_down_from_a_fresh_machine_leaves_nothing_of_the_cluster(
     assert not provider.key_path.exists()
 
 
+def test_a_hundred_workers_launched_and_terminated_leave_nothing(aws: None, tmp_path: Path) -> None:
+    p = AWSProvider(load(tmp_path, cache_stopped_nodes=False), home=tmp_path / "home")
+    p.bootstrap()
+    runs, terminations = calls(p.ec2, "RunInstances"), calls(p.ec2, "TerminateInstances")
+    workers = p.create_nodes("worker", 100, launch_tags(NodeKind.WORKER))
+    assert len({w.id for w in workers}) == 100 and len(runs) == 1
+    assert len(p.list_nodes()) == 100
+    p.terminate_nodes([w.id for w in workers])
+    assert len(terminations) == 1 and p.list_nodes() == []
+    p.cleanup()
+    assert cluster_resources(p) == NOTHING
+
+
 def test_cleanup_refuses_while_nodes_run(provider: AWSProvider) -> None:
     provider.bootstrap()
     provider.create_nodes("worker", 1, launch_tags(NodeKind.WORKER))
