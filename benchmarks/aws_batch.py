@@ -1,0 +1,160 @@
+"""Benchmark: launching and terminating 100 AWS workers, batched against one at a time.
+
+Against moto's server (ThreadedMotoServer on 127.0.0.1, reached through AWS_ENDPOINT_URL,
+fake credentials; nothing leaves this machine), with rayctl's AWS provider and the same
+cluster config on both sides, rounds alternating which side goes first:
+
+  batched     create_nodes(worker, 100): one run_instances call for all of them;
+              terminate_nodes(all 100): one terminate_instances call, confirmed.
+  one by one  100 x create_nodes(worker, 1) and 100 x terminate_nodes([id]), what a
+              launcher that handles one node per call does.
+
+Each side's run starts from an empty moto (reset) and a bootstrapped cluster (key pair,
+security group, head role), and checks afterwards that no node of the cluster is left.
+Prints each side's median seconds and API calls, and the ratio one-by-one / batched.
+Progress goes to stderr.
+
+    .venv/bin/python benchmarks/aws_batch.py [--rounds 3] [--nodes 100] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from common import log
+
+REGION = "us-west-2"
+IMAGE = "ami-1e749f67"  # one of moto's images
+CONFIG = """\
+cluster_name: bench
+provider: {{type: aws, region: {region}, ssh_source_cidrs: [203.0.113.7/32],
+           cache_stopped_nodes: false}}
+available_node_types:
+  head: {{node_config: {{InstanceType: m5.large, ImageId: {image}}}}}
+  worker: {{node_config: {{InstanceType: m5.large, ImageId: {image}}}, max_workers: 1000}}
+head_node_type: head
+max_workers: 1000
+"""
+TAGS = {
+    "rayctl-kind": "worker",
+    "rayctl-launch-hash": "bench",
+    "rayctl-status": "uninitialized",
+    "rayctl-launch-request": "bench",
+}
+
+
+def count_calls(provider) -> Callable[[], int]:
+    """How many EC2 API calls the provider's client has made since this was called."""
+    seen = [0]
+
+    def tick(**_: object) -> None:
+        seen[0] += 1
+
+    provider.ec2.meta.events.register("before-call.ec2", tick)
+    return lambda: seen[0]
+
+
+def batched(provider, nodes: int) -> None:
+    workers = provider.create_nodes("worker", nodes, TAGS)
+    provider.terminate_nodes([w.id for w in workers])
+
+
+def one_by_one(provider, nodes: int) -> None:
+    workers = [provider.create_nodes("worker", 1, TAGS)[0] for _ in range(nodes)]
+    for worker in workers:
+        provider.terminate_nodes([worker.id])
+
+
+SIDES = {"batched": batched, "one by one": one_by_one}
+
+
+def run_side(side: str, nodes: int, home: Path, config) -> tuple[float, int]:
+    from rayctl.providers.aws import AWSProvider
+
+    # Each run starts from an empty moto: its calls slow down as terminated instances pile up.
+    urllib.request.urlopen(
+        urllib.request.Request(f"{os.environ['AWS_ENDPOINT_URL']}/moto-api/reset", method="POST")
+    ).close()
+    provider = AWSProvider(config, home=home)
+    provider.bootstrap()
+    calls = count_calls(provider)
+    started = time.perf_counter()
+    SIDES[side](provider, nodes)
+    took = time.perf_counter() - started
+    left = provider.list_nodes()
+    if left:
+        raise SystemExit(f"{side}: {len(left)} node(s) still listed after termination")
+    return took, calls()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--nodes", type=int, default=100)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # a line per request otherwise
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    os.environ.update(
+        AWS_ENDPOINT_URL=f"http://{host}:{port}",
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_DEFAULT_REGION=REGION,
+        AWS_CONFIG_FILE="/nonexistent",
+        AWS_SHARED_CREDENTIALS_FILE="/nonexistent",
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    from rayctl.config import load_config
+
+    results: dict[str, list[tuple[float, int]]] = {side: [] for side in SIDES}
+    try:
+        with tempfile.TemporaryDirectory(prefix="rayctl-aws-bench-") as tmp:
+            path = Path(tmp) / "cluster.yaml"
+            path.write_text(CONFIG.format(region=REGION, image=IMAGE))
+            config = load_config(path).config
+            for i in range(args.rounds):
+                order = list(SIDES) if i % 2 == 0 else list(reversed(SIDES))
+                for side in order:
+                    took, calls = run_side(side, args.nodes, Path(tmp) / "home", config)
+                    results[side].append((took, calls))
+                    log(f"round {i + 1}/{args.rounds} {side}: {took:.2f} s, {calls} EC2 calls")
+    finally:
+        server.stop()
+
+    medians = {
+        side: (statistics.median(t for t, _ in runs), statistics.median(c for _, c in runs))
+        for side, runs in results.items()
+    }
+    ratio = medians["one by one"][0] / medians["batched"][0]
+    if args.json:
+        print(json.dumps({"nodes": args.nodes, "medians": medians, "ratio": ratio}))
+        return 0
+    print(
+        f"Launch and terminate {args.nodes} AWS workers against moto's server, "
+        f"median of {args.rounds} round(s)\n"
+    )
+    print(f"{'':14}{'seconds':>10}{'EC2 calls':>12}")
+    for side, (took, calls) in medians.items():
+        print(f"{side:14}{took:>9.2f}s{calls:>12.0f}")
+    print(f"\none by one / batched: {ratio:.1f}x the time")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
