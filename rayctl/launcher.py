@@ -19,7 +19,7 @@ import yaml
 
 from rayctl.autoscaler.monitor import CONFIG_PATH, MONITOR_SLOT
 from rayctl.config.loader import LoadedConfig
-from rayctl.errors import BootstrapError, ClusterNotFound, ProviderError
+from rayctl.errors import AuthError, BootstrapError, ClusterNotFound, ProviderError
 from rayctl.providers import Node, NodeKind, NodeProvider, Tag, make_provider
 from rayctl.runtime import detached
 from rayctl.runtime.bootstrap import (
@@ -211,7 +211,7 @@ def down(loaded: LoadedConfig, *, home: Path, workers_only: bool = False) -> Dow
     try:
         stop_monitor(provider)  # or it would replace the workers we remove
         monitor_stopped = True
-    except NodeUnreachable as exc:
+    except (NodeUnreachable, AuthError) as exc:  # e.g. a machine without the head's key
         if workers_only:  # the head stays, and so would its monitor
             raise ProviderError(
                 f"cannot stop the autoscaler on the head ({exc}): it would replace the "

@@ -115,7 +115,9 @@ def _no_processes_left(ec2: MotoEC2, name: str) -> bool:
     return not list(_inits_of(ec2.network.dir)) and not cluster_pids(name)
 
 
-def test_aws_lifecycle(booted_ec2: MotoEC2, cli, tmp_path: Path) -> None:
+def test_aws_lifecycle(
+    booted_ec2: MotoEC2, cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ec2 = booted_ec2
     name, config = write_config(ec2, tmp_path)
     try:
@@ -164,7 +166,14 @@ def test_aws_lifecycle(booted_ec2: MotoEC2, cli, tmp_path: Path) -> None:
         assert states[gone] in ("shutting-down", "terminated")
         wait_for("the idle worker's host to go", lambda: gone not in ec2.hosts(), 10)
 
-        down = cli("down", config, "--yes")
+        # `down` from a fresh machine: no rayctl state, not even a key the hosts accept. The
+        # head's monitor cannot be stopped over SSH; it goes with the head's instance.
+        fresh = yaml.safe_load(config.read_text())
+        fresh["auth"]["ssh_private_key"] = str(ec2.network.wrong_key)
+        fresh_config = tmp_path / "fresh-machine.yaml"
+        fresh_config.write_text(yaml.safe_dump(fresh))
+        monkeypatch.setenv("RAYCTL_HOME", str(tmp_path / "fresh-machine"))
+        down = cli("down", fresh_config, "--yes")
         assert down.code == 0, down.text
         assert ec2.leftovers(name) == {}
         wait_for("every host to go", lambda: not ec2.network.hosts, 10)
