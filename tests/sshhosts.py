@@ -403,7 +403,10 @@ class HostNetwork:
     @staticmethod
     def _destroy_host(host: SSHHost) -> None:
         host.stop()
-        _sh("ip", "netns", "del", host.netns, check=False)  # takes its veth pair with it
+        # The veth pair goes with its namespace only once the kernel has torn that down, which
+        # lags: deleted now, so a host booted at the same address next can take the name.
+        _sh("ip", "link", "del", host.netns, check=False)
+        _sh("ip", "netns", "del", host.netns, check=False)
         shutil.rmtree(host.dir, ignore_errors=True)
 
     @property
@@ -462,7 +465,8 @@ def _remove_network(state_dir: Path) -> None:
     subnet = state_dir.name
     for netns in _sh("ip", "netns", "list").stdout.split():
         if netns.startswith(f"rc{subnet}h"):
-            _sh("ip", "netns", "del", netns, check=False)  # takes its veth pair with it
+            _sh("ip", "link", "del", netns, check=False)  # its veth pair, named as it is
+            _sh("ip", "netns", "del", netns, check=False)
     _sh("ip", "link", "del", f"rcbr{subnet}", check=False)
     shutil.rmtree(state_dir, ignore_errors=True)
 
