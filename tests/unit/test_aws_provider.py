@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from moto import mock_aws
 
+from rayctl.cli.app import run
 from rayctl.config import ClusterConfig, load_config
 from rayctl.errors import AuthError, CapacityError, ProviderError, QuotaError, TransientError
 from rayctl.providers import Node, NodeKind, NodeState, Tag, aws_setup, make_provider
@@ -326,6 +327,21 @@ def test_missing_credentials_stop_bootstrap_before_anything_exists(
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     assert cluster_resources(AWSProvider(config, home=home)) == NOTHING
     assert not home.exists()
+
+
+def test_up_with_bad_credentials_exits_3_with_the_message_and_creates_nothing(
+    aws: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    load(tmp_path)  # writes tmp_path/cluster.yaml
+    monkeypatch.setenv("RAYCTL_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    assert run(["up", str(tmp_path / "cluster.yaml"), "--yes"]) == 3
+    err = capsys.readouterr().err
+    assert "no AWS credentials found" in err and "Traceback" not in err
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    assert cluster_resources(AWSProvider(load(tmp_path), home=tmp_path / "x")) == NOTHING
 
 
 def test_missing_launch_permission_is_named_before_anything_exists(
