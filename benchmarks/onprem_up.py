@@ -69,7 +69,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from getpass import getuser
 from operator import itemgetter
@@ -77,7 +77,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from common import log
+from common import INTERRUPTS, log
 
 from rayctl.runtime.ray_adapter import RayUnreachable, list_ray_nodes
 from tests.sshhosts import SSHD, HostNetwork, SSHHost
@@ -97,46 +97,6 @@ NODE_TYPE = "local.cluster.node"  # Ray's one type for on-prem hosts
 STAGE_LINE = re.compile(r"^\[\s*[\d.]+s\] \S+ \((\w+), [^)]*\): ([\w-]+)$")
 
 Measures = dict[str, Any]
-
-
-class Interrupts:
-    """SIGINT raises KeyboardInterrupt and SIGTERM SystemExit(143), so both unwind through
-    the `finally` blocks that clean up; but a cleanup runs to its end: a signal that comes
-    meanwhile takes effect once the outermost cleanup is done."""
-
-    def __init__(self) -> None:
-        self._cleaning = 0
-        self._pending: int | None = None
-
-    def install(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._handle)
-
-    def _handle(self, signum: int, _frame: object) -> None:
-        if self._cleaning:
-            self._pending = signum
-        else:
-            self._raise(signum)
-
-    @staticmethod
-    def _raise(signum: int) -> None:
-        if signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        raise SystemExit(128 + signum)
-
-    @contextlib.contextmanager
-    def cleanup(self) -> Iterator[None]:
-        self._cleaning += 1
-        try:
-            yield
-        finally:
-            self._cleaning -= 1
-        if not self._cleaning and self._pending is not None:
-            signum, self._pending = self._pending, None
-            self._raise(signum)
-
-
-INTERRUPTS = Interrupts()
 
 
 # -- commands and hosts ------------------------------------------------------------------

@@ -85,7 +85,7 @@ from typing import IO, Any, Protocol
 
 import ray
 import ray.autoscaler._private.fake_multi_node as fake_multi_node
-from common import log, wait_for
+from common import INTERRUPTS, log, wait_for
 from ray._raylet import GcsClient
 from ray.autoscaler._private.fake_multi_node.node_provider import FAKE_HEAD_NODE_ID
 from ray.core.generated.gcs_pb2 import GcsNodeInfo
@@ -216,46 +216,6 @@ def kill_pids(procs: list[Proc]) -> None:
         if still_running(proc):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, signal.SIGKILL)
-
-
-class Interrupts:
-    """SIGINT raises KeyboardInterrupt and SIGTERM SystemExit(143), so both unwind through
-    the `finally` blocks that clean up; but a cleanup runs to its end: a signal that comes
-    meanwhile takes effect once the outermost cleanup is done."""
-
-    def __init__(self) -> None:
-        self._cleaning = 0
-        self._pending: int | None = None
-
-    def install(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._handle)
-
-    def _handle(self, signum: int, _frame: object) -> None:
-        if self._cleaning:
-            self._pending = signum
-        else:
-            self._raise(signum)
-
-    @staticmethod
-    def _raise(signum: int) -> None:
-        if signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        raise SystemExit(128 + signum)
-
-    @contextlib.contextmanager
-    def cleanup(self) -> Iterator[None]:
-        self._cleaning += 1
-        try:
-            yield
-        finally:
-            self._cleaning -= 1
-        if not self._cleaning and self._pending is not None:
-            signum, self._pending = self._pending, None
-            self._raise(signum)
-
-
-INTERRUPTS = Interrupts()
 
 
 # -- Ray's view ---------------------------------------------------------------------------
