@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -213,10 +212,3 @@ def backed_ec2(*, boot: bool = True) -> Iterator[MotoEC2]:
     """A host network on 10.210.1.0/24 with moto on its bridge and hosts for instances."""
     with HostNetwork(0, prefix=PREFIX) as network, MotoEC2(network, boot=boot) as ec2:
         yield ec2
-
-
-def wait_for(what: str, check, timeout_s: float = 90) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)

@@ -53,6 +53,33 @@ def cli(capsys: pytest.CaptureFixture[str]):
     return invoke
 
 
+def wait_for(predicate, timeout_s: float = 30, what: str = "condition"):
+    """Poll `predicate` until it returns something truthy (returned), or fail the test."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+# A job whose two actors hold a CPU each: with one 1-CPU worker up, the second needs another
+# node. Bounded: a monitor that cannot launch fails the job instead of hanging the test.
+SPREAD_JOB = """\
+import socket, ray
+ray.init()
+
+@ray.remote(num_cpus=1)
+class Where:
+    def host(self):
+        return socket.gethostname()
+
+actors = [Where.remote() for _ in range(2)]
+print("hosts:", sorted(ray.get([a.host.remote() for a in actors], timeout=120)))
+"""
+
+
 def cluster_pids(cluster_name: str) -> list[int]:
     """PIDs of processes started for `cluster_name` (they carry RAYCTL_CLUSTER in their env)."""
     marker = f"RAYCTL_CLUSTER={cluster_name}".encode()

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from rayctl.runtime.ray_adapter import list_ray_nodes
-from tests.conftest import REPO
-from tests.integration.test_local_cluster import wait_for
+from tests.conftest import REPO, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -22,26 +22,18 @@ import yaml
 from rayctl.providers import aws
 from rayctl.providers.base import NodeKind, Tag
 from rayctl.runtime.ray_adapter import list_ray_nodes
-from tests.aws_backing import IMAGE, REGION, MotoEC2, backed_ec2, wait_for
-from tests.conftest import cluster_pids, kill_leftovers, require_test_hosts, unique_name
+from tests.aws_backing import IMAGE, REGION, MotoEC2, backed_ec2
+from tests.conftest import (
+    SPREAD_JOB,
+    cluster_pids,
+    kill_leftovers,
+    require_test_hosts,
+    unique_name,
+    wait_for,
+)
 from tests.sshhosts import _inits_of
 
 pytestmark = pytest.mark.integration
-
-# Two actors that hold a CPU each: with one 1-CPU worker up, the second needs another
-# instance. Bounded: a monitor that cannot launch fails the job instead of hanging the test.
-SPREAD_JOB = """\
-import socket, ray
-ray.init()
-
-@ray.remote(num_cpus=1)
-class Where:
-    def host(self):
-        return socket.gethostname()
-
-actors = [Where.remote() for _ in range(2)]
-print("hosts:", sorted(ray.get([a.host.remote() for a in actors], timeout=120)))
-"""
 
 
 def _use(ec2: MotoEC2, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -158,13 +150,14 @@ def test_aws_lifecycle(
 
         # Idle: back to min_workers; the idle worker's instance is terminated, its host gone.
         wait_for(
-            "the idle worker to be terminated",
             lambda: len(_kinds(ec2.cluster_instances(name)).get("worker", [])) == 1,
+            90,
+            "the idle worker to be terminated",
         )
         (gone,) = {first_id, second_id} - set(_kinds(ec2.cluster_instances(name))["worker"])
         states = {i["InstanceId"]: i["State"]["Name"] for i in ec2.instances()}
         assert states[gone] in ("shutting-down", "terminated")
-        wait_for("the idle worker's host to go", lambda: gone not in ec2.hosts(), 10)
+        wait_for(lambda: gone not in ec2.hosts(), 10, "the idle worker's host to go")
 
         # `down` from a fresh machine: no rayctl state, not even a key the hosts accept. The
         # head's monitor cannot be stopped over SSH; it goes with the head's instance.
@@ -176,8 +169,8 @@ def test_aws_lifecycle(
         down = cli("down", fresh_config, "--yes")
         assert down.code == 0, down.text
         assert ec2.leftovers(name) == {}
-        wait_for("every host to go", lambda: not ec2.network.hosts, 10)
-        wait_for("every process to go", lambda: _no_processes_left(ec2, name), 15)
+        wait_for(lambda: not ec2.network.hosts, 10, "every host to go")
+        wait_for(lambda: _no_processes_left(ec2, name), 15, "every process to go")
         assert ec2.errors == []
     finally:
         if ec2.leftovers(name):

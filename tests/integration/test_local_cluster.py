@@ -6,14 +6,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from rayctl.providers.loopback import LEASE_DIR
 from rayctl.runtime.ray_adapter import list_ray_nodes
-from tests.conftest import REPO, cluster_pids
+from tests.conftest import REPO, cluster_pids, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -23,16 +22,6 @@ EXAMPLE = REPO / "examples" / "spread_tasks.py"
 def ray_pid(rayctl_home: Path, cluster: str, node_id: str) -> int:
     node_home = rayctl_home / "clusters" / cluster / "nodes" / node_id
     return int((node_home / ".rayctl" / "procs" / node_id / "pid").read_text())
-
-
-def wait_for(predicate, timeout_s: float = 30, what: str = "condition"):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def test_up_submit_status_down(make_cluster, cli, rayctl_home, tmp_path):

@@ -18,26 +18,12 @@ import pytest
 import yaml
 
 from rayctl.runtime.ray_adapter import list_ray_nodes
-from tests.conftest import unique_name
+from tests.conftest import SPREAD_JOB, unique_name, wait_for
 from tests.sshhosts import HostNetwork, SSHHost
 
 pytestmark = pytest.mark.integration
 
 RAYCTL = str(Path(sys.executable).parent / "rayctl")
-
-# Two actors that hold a CPU each: with one 1-CPU worker up, the second needs another host.
-SPREAD_JOB = """\
-import socket, ray
-ray.init()
-
-@ray.remote(num_cpus=1)
-class Where:
-    def host(self):
-        return socket.gethostname()
-
-actors = [Where.remote() for _ in range(2)]
-print("hosts:", sorted(ray.get([a.host.remote() for a in actors])))
-"""
 
 
 @dataclass
@@ -141,13 +127,6 @@ def _wait_until_quiet(host: SSHHost, timeout_s: float = 15) -> dict[int, str]:
     return left
 
 
-def _wait_for(what: str, check, timeout_s: float = 90) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
-
-
 def test_onprem_lifecycle(onprem, cli, tmp_path: Path) -> None:
     cluster = onprem(workers=2)
     first, second = cluster.workers
@@ -213,7 +192,7 @@ def test_onprem_lifecycle(onprem, cli, tmp_path: Path) -> None:
     assert followed.code == 0 and "hosts: [" in followed.out, followed.text
 
     # Idle: back to min_workers, and the host given back has no Ray left on it.
-    _wait_for("the idle worker to go", lambda: len(cluster.workers_in_status(cli)) == 1)
+    wait_for(lambda: len(cluster.workers_in_status(cli)) == 1, 90, "the idle worker to go")
     (gone,) = {first.address, second.address} - set(cluster.workers_in_status(cli))
     gone_host = next(h for h in cluster.workers if h.address == gone)
     assert _wait_until_quiet(gone_host) == {}
