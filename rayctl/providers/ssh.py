@@ -124,8 +124,7 @@ class SSHProvider:
                 f"every host in worker_ips ({len(hosts)}) is in use; "
                 "add hosts to provider.worker_ips or lower max_workers"
             )
-        held = self._pool("list")
-        return [self._node(host, held[host]) for host in taken]
+        return [self._node(host, held) for host, held in taken.items()]
 
     def list_nodes(self, **tag_filters: str) -> list[Node]:
         nodes = [self._node(host, record) for host, record in self._pool("list").items()]
@@ -137,10 +136,12 @@ class SSHProvider:
         if not targets:
             return
         with ThreadPoolExecutor(min(STOP_THREADS, len(targets))) as pool:
-            failures = [f for f in pool.map(self._stop_ray, targets) if f]
-        stopped = [n.id for n in targets if not any(n.id in f for f in failures)]
+            stops = pool.map(self._stop_ray, targets)
+            problems = dict(zip((n.id for n in targets), stops, strict=True))
+        stopped = [node_id for node_id, problem in problems.items() if problem is None]
         if stopped:
             self._pool("release", {"hosts": stopped})
+        failures = [problem for problem in problems.values() if problem is not None]
         if failures:
             raise ProviderError("\n".join(failures))
 

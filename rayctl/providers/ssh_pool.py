@@ -6,7 +6,7 @@ head's `python3` (it needs nothing but the standard library, so it works before 
 installed on the head): `python3 -c <this source> OP JSON` prints the result as JSON.
 
   list                                   -> {host: record}
-  allocate {hosts, count, record}        -> [allocated hosts] (`count` free ones, those given
+  allocate {hosts, count, record}        -> {host: record} (`count` free ones, those given
                                             back longest ago first: a host that just failed
                                             goes to the back of the line)
   set-tags {host, tags}                  -> null (merged into the host's tags)
@@ -59,10 +59,10 @@ def apply(cluster: str, op: str, args: dict[str, Any]) -> Any:
             held, released = state["held"], state["released"]
             free = [h for h in args["hosts"] if h not in held]
             free.sort(key=lambda h: released.get(h, 0.0))  # stable: list order among equals
-            free = free[: args["count"]]
-            for host in free:
-                held[host] = {**args["record"], "launched_at": time.time()}
-            return free
+            taken = {}
+            for host in free[: args["count"]]:
+                taken[host] = held[host] = {**args["record"], "launched_at": time.time()}
+            return taken
     if op == "set-tags":
         with _locked(cluster, write=True) as state:
             if args["host"] in state["held"]:

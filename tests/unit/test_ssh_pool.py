@@ -19,7 +19,11 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def allocate(count: int) -> list[str]:
-    return ssh_pool.apply("c", "allocate", {"hosts": HOSTS, "count": count, "record": RECORD})
+    """The hosts allocated, in order; each record as the pool holds it."""
+    taken = ssh_pool.apply("c", "allocate", {"hosts": HOSTS, "count": count, "record": RECORD})
+    held = ssh_pool.apply("c", "list", {})
+    assert all(held[host] == record for host, record in taken.items())
+    return list(taken)
 
 
 def test_allocates_free_hosts_in_list_order_and_never_twice() -> None:
