@@ -79,7 +79,7 @@ SIDES = {"batched": batched, "one by one": one_by_one}
 
 
 def run_side(side: str, nodes: int, home: Path, config) -> tuple[float, int]:
-    from rayctl.providers.aws import AWSProvider
+    from rayctl.providers.aws.instances import AWSProvider
 
     # Each run starts from an empty moto: its calls slow down as terminated instances pile up.
     urllib.request.urlopen(
@@ -120,7 +120,7 @@ def main() -> int:
         AWS_SHARED_CREDENTIALS_FILE="/nonexistent",
         AWS_EC2_METADATA_DISABLED="true",
     )
-    from rayctl.config import load_config
+    from rayctl.providers.registry import load_config
 
     results: dict[str, list[tuple[float, int]]] = {side: [] for side in SIDES}
     try:

@@ -46,7 +46,7 @@ from typing import Any
 from common import log, wait_for
 from ray.autoscaler.v2.sdk import get_cluster_status
 
-from rayctl.providers import loopback
+from rayctl.providers.local import loopback
 from rayctl.runtime.detached import STOP_GRACE_S
 
 BIN = Path(sys.executable).parent

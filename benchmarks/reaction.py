@@ -90,9 +90,9 @@ from ray._raylet import GcsClient
 from ray.autoscaler._private.fake_multi_node.node_provider import FAKE_HEAD_NODE_ID
 from ray.core.generated.gcs_pb2 import GcsNodeInfo
 
-from rayctl.config.loader import load_config
-from rayctl.providers import loopback, make_provider
-from rayctl.providers.local import LocalProvider
+from rayctl.providers.local import loopback
+from rayctl.providers.local.instances import LocalProvider
+from rayctl.providers.registry import load_config, make_provider
 
 BIN = Path(sys.executable).parent
 HEAD_TYPE = "ray.head.default"

@@ -21,4 +21,5 @@ python3 -m venv .venv
 .venv/bin/pip install -q -e '.[dev]'
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+.venv/bin/lint-imports --no-cache
 exec .venv/bin/pytest "$@"

@@ -14,17 +14,14 @@ import time
 from pathlib import Path
 
 from rayctl.autoscaler.reconciler import Reconciler
-from rayctl.config.loader import load_config
+from rayctl.autoscaler.status import AutoscalerStatus
 from rayctl.paths import rayctl_home
-from rayctl.providers import make_provider
+from rayctl.providers.registry import load_config, make_provider
+from rayctl.runtime import head_paths
 from rayctl.runtime.ray_adapter import RayUnreachable, cluster_snapshot, drain_idle_node
 
 log = logging.getLogger(__name__)
 
-MONITOR_SLOT = "monitor"
-# On the head, relative to its home: the config the monitor runs and what it reports.
-CONFIG_PATH = "~/.rayctl/monitor/cluster.yaml"
-STATUS_PATH = "~/.rayctl/monitor/status.json"
 TICK_S = float(os.environ.get("RAYCTL_MONITOR_TICK_S", "1.0"))
 
 
@@ -44,10 +41,10 @@ class _JsonLines(logging.Formatter):
         return json.dumps(entry)
 
 
-def _write_status(path: Path, document: dict) -> None:
+def _write_status(path: Path, document: AutoscalerStatus) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(document, indent=1, default=str))
+    tmp.write_text(document.model_dump_json(indent=1))
     os.replace(tmp, path)
 
 
@@ -58,7 +55,7 @@ def run_monitor(config_path: Path) -> int:
     config = load_config(config_path).config
     provider = make_provider(config, home=rayctl_home())
     reconciler = Reconciler(config, provider, snapshot=cluster_snapshot, drain=drain_idle_node)
-    status_path = Path(os.path.expanduser(STATUS_PATH))
+    status_path = Path(os.path.expanduser(head_paths.MONITOR_STATUS))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     log.info("monitor started for cluster %s (pid %d)", config.cluster_name, os.getpid())
@@ -75,9 +72,9 @@ def run_monitor(config_path: Path) -> int:
             except Exception as exc:  # keep the loop alive; the status says what broke
                 error = f"{type(exc).__name__}: {exc}"
                 log.exception("tick failed")
-            _write_status(
-                status_path, {**reconciler.status_document(), "pid": os.getpid(), "error": error}
-            )
+            document = reconciler.status_document()
+            document.pid, document.error = os.getpid(), error
+            _write_status(status_path, document)
             stop.wait(max(0.0, TICK_S - (time.monotonic() - started)))
     finally:
         reconciler.close()

@@ -11,7 +11,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from rayctl.autoscaler.inputs import node_type_specs
 from rayctl.autoscaler.scheduler import (
@@ -24,10 +24,25 @@ from rayctl.autoscaler.scheduler import (
     TerminationCause,
     schedule,
 )
+from rayctl.autoscaler.status import (
+    AutoscalerStatus,
+    Backoff,
+    BundleCount,
+    Event,
+    Infeasible,
+    PlacementGroupView,
+)
 from rayctl.config.schema import ClusterConfig
 from rayctl.errors import BootstrapError, ProviderError
-from rayctl.providers.base import Node, NodeKind, NodeProvider, NodeState, NodeStatus
-from rayctl.runtime.bootstrap import Bootstrapper, HeadGate, NodeSpec
+from rayctl.providers.base import (
+    Node,
+    NodeKind,
+    NodeProvider,
+    NodeState,
+    NodeStatus,
+    recording,
+)
+from rayctl.runtime.bootstrap import Bootstrapper, HeadGate, NodeSpec, StageChange
 from rayctl.runtime.ray_adapter import ClusterSnapshot, RayNode
 
 log = logging.getLogger(__name__)
@@ -46,27 +61,13 @@ class ReconcilerSettings:
 
 
 @dataclass(frozen=True)
-class Event:
-    at: float
-    action: str  # launch, terminate, kept, ready, failed
-    what: str
-    reason: str
-
-
-@dataclass
-class Backoff:
-    failures: int
-    until: float
-
-
-@dataclass
 class Observation:
     """What the last tick saw and decided, for the status document."""
 
-    demands: list[dict] = field(default_factory=list)
-    placement_groups: list[dict] = field(default_factory=list)
-    constraints: list[dict] = field(default_factory=list)
-    infeasible: list[dict] = field(default_factory=list)
+    demands: tuple[BundleCount, ...] = ()
+    placement_groups: tuple[PlacementGroupView, ...] = ()
+    constraints: tuple[BundleCount, ...] = ()
+    infeasible: tuple[Infeasible, ...] = ()
 
 
 class Reconciler:
@@ -87,7 +88,7 @@ class Reconciler:
         self._clock = clock
         self._settings = settings
         self._types = node_type_specs(config)
-        self._bootstrapper = Bootstrapper(config, provider, on_stage=self._on_stage)
+        self._bootstrapper = Bootstrapper(config, on_stage=recording(provider, self._on_stage))
         self._pool = ThreadPoolExecutor(settings.boot_threads, thread_name_prefix="bootstrap")
         self._booting: dict[str, tuple[Future, float, str]] = {}  # id -> (future, since, type)
         self.events: deque[Event] = deque(maxlen=settings.history)
@@ -98,11 +99,11 @@ class Reconciler:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def _on_stage(self, node: Node, stage: NodeStatus, detail: str) -> None:
-        log.info("bootstrap", extra={"node_id": node.id, "stage": stage.value})
+    def _on_stage(self, node: Node, change: StageChange) -> None:
+        log.info("bootstrap", extra={"node_id": node.id, "stage": change.stage.value})
 
     def _event(self, action: str, what: str, reason: str) -> None:
-        event = Event(self._clock(), action, what, reason)
+        event = Event(at=self._clock(), action=action, what=what, reason=reason)
         (self.failures if action == "failed" else self.events).append(event)
         log.info("%s %s: %s", action, what, reason)
 
@@ -201,13 +202,15 @@ class Reconciler:
 
     def _observe(self, snap: ClusterSnapshot, reply: ScheduleReply) -> None:
         self.observed = Observation(
-            demands=[{"bundle": b, "count": c} for b, c in snap.demands],
-            placement_groups=[{"strategy": s, "bundles": bs} for s, bs in snap.placement_groups],
-            constraints=[{"bundle": b, "count": c} for b, c in snap.constraints],
-            infeasible=[
-                {"bundle": dict(i.bundle), "count": i.count, "reason": i.reason}
+            demands=tuple(BundleCount(bundle=b, count=c) for b, c in snap.demands),
+            placement_groups=tuple(
+                PlacementGroupView(strategy=s, bundles=list(bs)) for s, bs in snap.placement_groups
+            ),
+            constraints=tuple(BundleCount(bundle=b, count=c) for b, c in snap.constraints),
+            infeasible=tuple(
+                Infeasible(bundle=dict(i.bundle), count=i.count, reason=i.reason)
                 for i in reply.infeasible
-            ],
+            ),
         )
 
     # -- acting -------------------------------------------------------------------------
@@ -230,7 +233,9 @@ class Reconciler:
                 self._boot(node, head)
 
     def _boot(self, node: Node, head: Node) -> None:
-        future = self._pool.submit(self._bootstrapper.bootstrap, node, HeadGate.of(head))
+        future = self._pool.submit(
+            self._bootstrapper.bootstrap, node, self._provider, HeadGate.of(head)
+        )
         self._booting[node.id] = (future, self._clock(), node.node_type)
 
     def _harvest_boots(self, now: float) -> None:
@@ -253,7 +258,7 @@ class Reconciler:
         delay = min(
             self._settings.backoff_cap_s, self._settings.backoff_base_s * 2 ** (failures - 1)
         )
-        self.backoff[node_type] = Backoff(failures, self._clock() + delay)
+        self.backoff[node_type] = Backoff(failures=failures, until=self._clock() + delay)
         self._event("failed", what, f"{reason} (backing off {node_type} for {delay:.0f} s)")
 
     def _time_out_boots(self, now: float) -> None:
@@ -286,15 +291,19 @@ class Reconciler:
             for node_id in ids:
                 self._event("terminate", node_id, reasons[node_id])
 
-    def status_document(self) -> dict:
-        return {
-            "updated_at": self._clock(),
-            "booting": sorted(self._booting),
-            **asdict(self.observed),
-            "events": [asdict(e) for e in self.events],
-            "failures": [asdict(e) for e in self.failures],
-            "backoff": {name: asdict(b) for name, b in self.backoff.items()},
-        }
+    def status_document(self) -> AutoscalerStatus:
+        observed = self.observed
+        return AutoscalerStatus(
+            updated_at=self._clock(),
+            booting=sorted(self._booting),
+            demands=list(observed.demands),
+            placement_groups=list(observed.placement_groups),
+            constraints=list(observed.constraints),
+            infeasible=list(observed.infeasible),
+            events=list(self.events),
+            failures=list(self.failures),
+            backoff=dict(self.backoff),
+        )
 
 
 def _schedulable(resources: dict[str, float]) -> dict[str, float]:

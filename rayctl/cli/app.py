@@ -6,7 +6,6 @@ import os
 import sys
 import traceback
 
-import click
 import typer
 
 from rayctl.cli import cluster, config_cmds, jobs, monitor, plan, shell, status
@@ -53,12 +52,16 @@ def run(argv: list[str]) -> int:
     try:
         result = command.main(args=argv, prog_name="rayctl", standalone_mode=False)
         return result if isinstance(result, int) else 0
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
+    except typer.TyperException as exc:  # usage errors: unknown option, bad value, ... (exit 2)
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        else:
+            err.print(f"Error: {exc.format_message()}", markup=False)
         return exc.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         err.print("Aborted.")
         return 130
     except ConfigError as exc:

@@ -6,12 +6,48 @@ import time
 from pathlib import Path
 
 import typer
+from pydantic import BaseModel
 
-from rayctl import launcher
-from rayctl.cli.output import CONFIG_ARG, NAME_OPT, StageDisplay, confirm, err, home, load, out
+from rayctl.cli.output import (
+    CONFIG_ARG,
+    JSON_OPT,
+    NAME_OPT,
+    StageDisplay,
+    confirm,
+    emit,
+    err,
+    home,
+    load,
+    out,
+)
 from rayctl.errors import RayctlError
-from rayctl.providers import NodeKind, make_provider
+from rayctl.ops import down as down_op
+from rayctl.ops import up as up_op
+from rayctl.paths import log_dir
+from rayctl.providers.base import NodeKind
+from rayctl.providers.registry import make_provider
 from rayctl.runtime.bootstrap import Outcome
+
+
+class NodeFailure(BaseModel):
+    node_id: str
+    stage: str
+    detail: str  # the failing output's tail
+
+
+class UpResult(BaseModel):
+    cluster_name: str
+    provider: str
+    head_id: str
+    head_ip: str
+    workers: int  # workers bootstrapped by this `up` (each type's min_workers)
+    changed: bool
+    elapsed_s: float
+    outcomes: dict[str, str]  # node id -> started, restarted, set up again, unchanged
+    created: list[str]
+    replaced: list[str]  # terminated for a new launch (changed node_config or type)
+    failed: list[NodeFailure]
+    logs: str  # where the nodes' setup logs are
 
 
 def up(
@@ -21,45 +57,76 @@ def up(
         False, "--no-wait", help="Return once workers are started, before they join Ray."
     ),
     cluster_name: str | None = NAME_OPT,
+    json_output: bool = JSON_OPT,
 ) -> None:
     """Create or update a cluster: the head node and each type's min_workers."""
     loaded = load(config, cluster_name)
     started = time.monotonic()
     err.print(f"Bringing up cluster [bold]{loaded.name}[/] ({loaded.config.provider.type})")
     with StageDisplay() as display:
-        report = launcher.up(
+        report = up_op.up(
             loaded,
             home=home(),
             on_stage=display,
             confirm=lambda q: confirm(q, assume_yes=yes),
             wait=not no_wait,
         )
-    elapsed = time.monotonic() - started
-    if report.failed:
-        for failure in report.failed:
+    result = UpResult(
+        cluster_name=loaded.name,
+        provider=loaded.config.provider.type,
+        head_id=report.head.id,
+        head_ip=report.head.internal_ip,
+        workers=len(report.outcomes) - 1 if report.head.id in report.outcomes else 0,
+        changed=report.changed,
+        elapsed_s=round(time.monotonic() - started, 2),
+        outcomes={node_id: o.value for node_id, o in report.outcomes.items()},
+        created=report.created,
+        replaced=report.replaced,
+        failed=[
+            NodeFailure(node_id=f.node_id, stage=f.stage, detail=f.detail) for f in report.failed
+        ],
+        logs=str(log_dir(home(), loaded.name)),
+    )
+    emit(result, lambda r: _render_up(r, config), as_json=json_output)
+    if result.failed:
+        raise RayctlError(
+            f"{len(result.failed)} node(s) failed (setup logs in {result.logs}). Fix the config "
+            f"and run `rayctl up {config}` again, or remove everything with "
+            f"`rayctl down {config}`."
+        )
+
+
+def _render_up(result: UpResult, config: Path) -> None:
+    if result.failed:
+        for failure in result.failed:
             err.print(f"[red]node {failure.node_id} failed while {failure.stage}[/]")
             err.print(failure.detail, markup=False)
-        logs = launcher.log_dir(home(), loaded.name)
-        raise RayctlError(
-            f"{len(report.failed)} node(s) failed (setup logs in {logs}). Fix the config and "
-            f"run `rayctl up {config}` again, or remove everything with `rayctl down {config}`."
-        )
-    workers = len(report.outcomes) - 1
-    summary = f"head {report.head.internal_ip} + {workers} worker{'s' * (workers != 1)}"
-    if not report.changed:
-        out.print(f"Cluster '{loaded.name}' is up to date ({summary}); nothing changed.")
+        return
+    workers = result.workers
+    summary = f"head {result.head_ip} + {workers} worker{'s' * (workers != 1)}"
+    if not result.changed:
+        out.print(f"Cluster '{result.cluster_name}' is up to date ({summary}); nothing changed.")
         return
     counts: dict[str, int] = {}
-    for outcome in report.outcomes.values():
-        if outcome is not Outcome.UNCHANGED:
-            counts[outcome.value] = counts.get(outcome.value, 0) + 1
+    for outcome in result.outcomes.values():
+        if outcome != Outcome.UNCHANGED:
+            counts[outcome] = counts.get(outcome, 0) + 1
     parts = [f"{n} {what}" for what, n in counts.items()]
-    if report.replaced:
-        parts.append(f"{len(report.replaced)} replaced")
+    if result.replaced:
+        parts.append(f"{len(result.replaced)} replaced")
     done = ", ".join(parts)
-    out.print(f"Cluster '{loaded.name}' is up ({summary}) in {elapsed:.1f} s: {done}.")
+    out.print(
+        f"Cluster '{result.cluster_name}' is up ({summary}) in {result.elapsed_s:.1f} s: {done}."
+    )
     out.print(f"  rayctl submit {config} examples/spread_tasks.py")
     out.print(f"  rayctl status {config}")
+
+
+class DownResult(BaseModel):
+    cluster_name: str
+    removed: list[str]  # ids of the nodes terminated
+    kept_head: bool
+    elapsed_s: float
 
 
 def down(
@@ -67,26 +134,42 @@ def down(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     workers_only: bool = typer.Option(False, "--workers-only", help="Keep the head node."),
     cluster_name: str | None = NAME_OPT,
+    json_output: bool = JSON_OPT,
 ) -> None:
     """Terminate a cluster's nodes and confirm nothing of it is left. Safe to repeat."""
     loaded = load(config, cluster_name)
     provider = make_provider(loaded.config, home=home())
     nodes = provider.list_nodes()
     targets = [n for n in nodes if not workers_only or n.kind is NodeKind.WORKER]
+    started = time.monotonic()
     if not targets:
         if not workers_only:
             provider.cleanup()
-        what = "workers" if workers_only else "nodes"
-        out.print(f"Cluster '{loaded.name}' has no {what}; nothing to do.")
+        result = DownResult(
+            cluster_name=loaded.name, removed=[], kept_head=workers_only, elapsed_s=0.0
+        )
+        emit(result, _render_down, as_json=json_output)
         return
     if not confirm(f"Terminate {len(targets)} node(s) of cluster '{loaded.name}'?", assume_yes=yes):
         raise typer.Exit(1)
-    started = time.monotonic()
     with err.status(f"Terminating {len(targets)} node(s)..."):
-        report = launcher.down(loaded, home=home(), workers_only=workers_only)
-    elapsed = time.monotonic() - started
-    kept = " (head kept)" if report.kept_head else "; nothing is left"
+        report = down_op.down(loaded, home=home(), workers_only=workers_only)
+    result = DownResult(
+        cluster_name=loaded.name,
+        removed=[n.id for n in report.removed],
+        kept_head=report.kept_head,
+        elapsed_s=round(time.monotonic() - started, 2),
+    )
+    emit(result, _render_down, as_json=json_output)
+
+
+def _render_down(result: DownResult) -> None:
+    if not result.removed:
+        what = "workers" if result.kept_head else "nodes"
+        out.print(f"Cluster '{result.cluster_name}' has no {what}; nothing to do.")
+        return
+    kept = " (head kept)" if result.kept_head else "; nothing is left"
     out.print(
-        f"Cluster '{loaded.name}': terminated {len(report.removed)} node(s) in "
-        f"{elapsed:.1f} s{kept}."
+        f"Cluster '{result.cluster_name}': terminated {len(result.removed)} node(s) in "
+        f"{result.elapsed_s:.1f} s{kept}."
     )

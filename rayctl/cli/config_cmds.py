@@ -5,23 +5,52 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from rayctl.cli.output import CONFIG_ARG, load, out
-from rayctl.config import ClusterConfig
+from pydantic import BaseModel
+
+from rayctl.cli.output import CONFIG_ARG, JSON_OPT, emit, load, out
+from rayctl.providers.registry import cluster_model
 
 
-def validate(config: Path = CONFIG_ARG) -> None:
+class WorkerType(BaseModel):
+    name: str
+    min_workers: int
+    max_workers: int
+
+
+class ValidateResult(BaseModel):
+    file: str
+    cluster_name: str
+    provider: str
+    head_node_type: str
+    worker_types: list[WorkerType]
+    max_workers: int
+
+
+def validate(config: Path = CONFIG_ARG, json_output: bool = JSON_OPT) -> None:
     """Check a cluster config; errors name FILE:LINE:COL and the key, exit code 2."""
     c = load(config).config
-    workers = ", ".join(
-        f"{name} ({t.min_workers}..{c.type_max_workers(name)})"
-        for name, t in c.worker_types().items()
+    result = ValidateResult(
+        file=str(config),
+        cluster_name=c.cluster_name,
+        provider=c.provider.type,
+        head_node_type=c.head_node_type,
+        worker_types=[
+            WorkerType(name=name, min_workers=t.min_workers, max_workers=c.type_max_workers(name))
+            for name, t in c.worker_types().items()
+        ],
+        max_workers=c.max_workers,
     )
+    emit(result, _render, as_json=json_output)
+
+
+def _render(result: ValidateResult) -> None:
+    workers = ", ".join(f"{t.name} ({t.min_workers}..{t.max_workers})" for t in result.worker_types)
     out.print(
-        f"{config}: valid. Cluster '{c.cluster_name}' on {c.provider.type}: head "
-        f"{c.head_node_type}, workers {workers or 'none'}, max_workers {c.max_workers}."
+        f"{result.file}: valid. Cluster '{result.cluster_name}' on {result.provider}: head "
+        f"{result.head_node_type}, workers {workers or 'none'}, max_workers {result.max_workers}."
     )
 
 
 def schema() -> None:
-    """Print the JSON Schema of cluster configs, for editors."""
-    out.print(json.dumps(ClusterConfig.model_json_schema(), indent=2), markup=False)
+    """Print the JSON Schema of cluster configs (every registered provider), for editors."""
+    out.print(json.dumps(cluster_model().model_json_schema(), indent=2), markup=False)

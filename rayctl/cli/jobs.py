@@ -5,13 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from pydantic import BaseModel
 
-from rayctl.cli.output import CONFIG_ARG, NAME_OPT, err, home, load, out
+from rayctl.cli.output import CONFIG_ARG, NAME_OPT, emit, err, home, load, out
 from rayctl.errors import RayctlError
-from rayctl.launcher import find_head
-from rayctl.providers import make_provider
+from rayctl.ops.head import find_head
+from rayctl.providers.registry import make_provider
 from rayctl.runtime import jobs
-from rayctl.runtime.bootstrap import runtime_python
+from rayctl.runtime.install import runtime_python
+
+
+class DetachedJob(BaseModel):
+    cluster_name: str
+    job_id: str
 
 
 def submit(
@@ -23,8 +29,13 @@ def submit(
         None, "--working-dir", help="Directory uploaded beside the script (its cwd)."
     ),
     cluster_name: str | None = NAME_OPT,
+    json_output: bool = typer.Option(
+        False, "--json", help="With --detach: print the job as JSON, for scripts."
+    ),
 ) -> None:
     """Run a Ray program on the cluster's head; exits with the program's exit code."""
+    if json_output and not detach:
+        raise typer.BadParameter("--json goes with --detach", param_hint="--json")
     loaded = load(config, cluster_name)
     if not script.is_file():
         raise RayctlError(f"{script}: no such file")
@@ -41,9 +52,9 @@ def submit(
     )
     runner = provider.runner(head)
     if detach:
-        job_id = jobs.start_detached(runner, spec)
-        out.print(job_id)
-        err.print(f"Follow its output with: rayctl logs {config} {job_id} --follow")
+        job = DetachedJob(cluster_name=loaded.name, job_id=jobs.start_detached(runner, spec))
+        emit(job, lambda j: out.print(j.job_id), as_json=json_output)
+        err.print(f"Follow its output with: rayctl logs {config} {job.job_id} --follow")
         return
     job_id, code = jobs.run(runner, spec, stream=lambda line: out.print(line, markup=False))
     err.print(f"Job {job_id} exited with {code}.")

@@ -1,20 +1,27 @@
-"""Consoles and shared CLI helpers: results go to stdout, progress and errors to stderr."""
+"""The CLI's one output layer: results go to stdout, progress and errors to stderr. A command
+that prints a result builds one pydantic model of it and hands it to `emit`, which prints it
+as JSON (`--json`) or through the command's renderer, so both forms carry the same facts."""
 
 from __future__ import annotations
 
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import typer
+from pydantic import BaseModel
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from rayctl.config import LoadedConfig, load_config
+from rayctl.config.loader import LoadedConfig
 from rayctl.paths import rayctl_home
-from rayctl.providers import Node, NodeStatus
+from rayctl.providers.base import Node, NodeStatus
+from rayctl.providers.registry import load_config
+from rayctl.runtime.bootstrap import StageChange
 
 # Not a terminal (pipes, CI logs): no width to fit, so tables get room instead of wrapping.
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
@@ -22,6 +29,17 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 CONFIG_ARG = typer.Argument(..., help="Cluster config (Ray's cluster YAML).", show_default=False)
 NAME_OPT = typer.Option(None, "--cluster-name", "-n", help="Override the config's cluster_name.")
+JSON_OPT = typer.Option(False, "--json", help="Print the result as JSON, for scripts.")
+
+Result = TypeVar("Result", bound=BaseModel)
+
+
+def emit(result: Result, render: Callable[[Result], None], *, as_json: bool) -> None:
+    """Print a command's result: its model as JSON, or as `render` shows it to a person."""
+    if as_json:
+        out.print_json(result.model_dump_json())
+    else:
+        render(result)
 
 
 def load(config: Path, cluster_name: str | None = None) -> LoadedConfig:
@@ -59,9 +77,13 @@ class StageDisplay:
         if self._live:
             self._live.__exit__(None, None, None)
 
-    def __call__(self, node: Node, stage: NodeStatus, detail: str) -> None:
+    def __call__(self, node: Node, change: StageChange) -> None:
+        stage = change.stage
         with self._lock:
             now = time.monotonic()
+            previous = self._rows.get(node.id)
+            if previous is not None and previous[1] is stage:
+                return  # a step done within the stage: nothing new to show
             self._rows[node.id] = (node, stage, now)
             if not self._live:
                 err.print(

@@ -8,8 +8,9 @@ from pathlib import Path
 import typer
 
 from rayctl.cli.output import CONFIG_ARG, NAME_OPT, home, load, out
-from rayctl.launcher import find_head
-from rayctl.providers import Node, make_provider
+from rayctl.ops.head import find_head
+from rayctl.providers.base import Node
+from rayctl.providers.registry import make_provider
 from rayctl.runtime.runner import CommandRunner
 
 

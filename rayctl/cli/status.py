@@ -4,29 +4,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import typer
+from pydantic import BaseModel
 from rich.table import Table
 
 from rayctl.autoscaler.scheduler import format_bundle
-from rayctl.cli.output import CONFIG_ARG, NAME_OPT, err, home, load, out
-from rayctl.launcher import find_head
-from rayctl.providers import make_provider
-from rayctl.status import ClusterStatus, NodeRow, cluster_status
+from rayctl.cli.output import CONFIG_ARG, JSON_OPT, NAME_OPT, emit, err, home, load, out
+from rayctl.ops.head import find_head
+from rayctl.ops.status import ClusterStatus, NodeRow, cluster_status
+from rayctl.providers.registry import make_provider
 
 _GIB = 1024**3
 
 
 def status(
     config: Path = CONFIG_ARG,
-    json_output: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+    json_output: bool = JSON_OPT,
     cluster_name: str | None = NAME_OPT,
 ) -> None:
     """Nodes with their provider state, bootstrap stage, Ray state, resources and idle time."""
-    report = cluster_status(load(config, cluster_name), home=home())
-    if json_output:
-        out.print_json(report.model_dump_json())
-        return
-    _render(report)
+    emit(cluster_status(load(config, cluster_name), home=home()), _render, as_json=json_output)
 
 
 def _render(report: ClusterStatus) -> None:
@@ -65,31 +61,26 @@ def _render(report: ClusterStatus) -> None:
 def _render_autoscaler(report: ClusterStatus) -> None:
     doc = report.autoscaler
     state = "running" if report.monitor_running else "[red]not running[/]"
-    out.print(f"\nAutoscaler: {state}" + (f" ({doc['error']})" if doc and doc.get("error") else ""))
+    out.print(f"\nAutoscaler: {state}" + (f" ({doc.error})" if doc and doc.error else ""))
     if not doc:
         return
-    pending = [f"{d['count']} x {format_bundle(d['bundle'])}" for d in doc["demands"]]
+    pending = [f"{d.count} x {format_bundle(d.bundle)}" for d in doc.demands]
     pending += [
-        f"placement group {pg['strategy']} of {len(pg['bundles'])}"
-        for pg in doc["placement_groups"]
+        f"placement group {pg.strategy} of {len(pg.bundles)}" for pg in doc.placement_groups
     ]
-    pending += [
-        f"request_resources {c['count']} x {format_bundle(c['bundle'])}" for c in doc["constraints"]
-    ]
+    pending += [f"request_resources {c.count} x {format_bundle(c.bundle)}" for c in doc.constraints]
     out.print(f"  pending demand: {', '.join(pending) or 'none'}")
-    for item in doc["infeasible"]:
-        what = f"{item['count']} x {format_bundle(item['bundle'])}"
-        out.print(f"  [yellow]cannot place[/] {what}: {item['reason']}")
-    for name, backoff in doc["backoff"].items():
-        out.print(f"  [yellow]backing off[/] {name} after {backoff['failures']} failed launch(es)")
-    now = doc["updated_at"]
-    for event in doc["events"][-8:]:
-        ago = f"{now - event['at']:5.0f}s ago"
-        out.print(f"  {ago}  {event['action']} {event['what']}: {event['reason']}", markup=False)
-    for event in doc["failures"][-3:]:
-        out.print(
-            f"  [red]{now - event['at']:5.0f}s ago  failed[/] {event['what']}: {event['reason']}"
-        )
+    for item in doc.infeasible:
+        what = f"{item.count} x {format_bundle(item.bundle)}"
+        out.print(f"  [yellow]cannot place[/] {what}: {item.reason}")
+    for name, backoff in doc.backoff.items():
+        out.print(f"  [yellow]backing off[/] {name} after {backoff.failures} failed launch(es)")
+    now = doc.updated_at
+    for event in doc.events[-8:]:
+        ago = f"{now - event.at:5.0f}s ago"
+        out.print(f"  {ago}  {event.action} {event.what}: {event.reason}", markup=False)
+    for event in doc.failures[-3:]:
+        out.print(f"  [red]{now - event.at:5.0f}s ago  failed[/] {event.what}: {event.reason}")
 
 
 def _resources(row: NodeRow) -> str:
@@ -105,7 +96,17 @@ def _resources(row: NodeRow) -> str:
     return ", ".join(parts)
 
 
-def get_head_ip(config: Path = CONFIG_ARG, cluster_name: str | None = NAME_OPT) -> None:
+class HeadAddress(BaseModel):
+    cluster_name: str
+    head_id: str
+    head_ip: str
+
+
+def get_head_ip(
+    config: Path = CONFIG_ARG, cluster_name: str | None = NAME_OPT, json_output: bool = JSON_OPT
+) -> None:
     """Print the head node's IP address."""
     loaded = load(config, cluster_name)
-    out.print(find_head(make_provider(loaded.config, home=home())).internal_ip)
+    head = find_head(make_provider(loaded.config, home=home()))
+    result = HeadAddress(cluster_name=loaded.name, head_id=head.id, head_ip=head.internal_ip)
+    emit(result, lambda r: out.print(r.head_ip), as_json=json_output)

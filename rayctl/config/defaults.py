@@ -1,4 +1,5 @@
-"""Per-provider defaults, merged deeply under what the user wrote.
+"""Provider defaults (each provider's ProviderSpec holds its own), merged deeply under what
+the user wrote.
 
 Ray merges its defaults shallowly, so a user's `provider:` block drops every default key
 beside the ones written. Here nested mappings merge key by key; the one exception is
@@ -9,40 +10,11 @@ default set, and each entry then gets the per-type defaults merged under it.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-_PROVIDER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "local": {
-        "head_node_type": "ray.head.default",
-        "available_node_types": {
-            "ray.head.default": {"resources": {"CPU": 1}},
-            "ray.worker.default": {"resources": {"CPU": 1}},
-        },
-    },
-    # As Ray's on-prem provider: one type for the head and the workers. Hosts' resources are
-    # left to Ray to detect unless the config gives them.
-    "ssh": {
-        "head_node_type": "local.cluster.node",
-        "available_node_types": {"local.cluster.node": {}},
-    },
-    # As Ray's AWS defaults. No ImageId: rayctl looks up Canonical's current Ubuntu LTS for
-    # the instance type's architecture when the cluster is brought up. Resources are left
-    # to Ray to detect; give them to plan before any node is up.
-    "aws": {
-        "head_node_type": "ray.head.default",
-        "available_node_types": {
-            "ray.head.default": {"node_config": {"InstanceType": "m5.large"}},
-            "ray.worker.default": {"node_config": {"InstanceType": "m5.large"}},
-        },
-        "auth": {"ssh_user": "ubuntu"},
-    },
-}
-
-# Merged under each node type. Local nodes get one CPU unless told otherwise: Ray would
-# detect every core of the machine for each node, which the scheduler cannot know.
-_NODE_TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "local": {"resources": {"CPU": 1}},
-}
+if TYPE_CHECKING:
+    from rayctl.config.provider_spec import ProviderSpec
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -56,40 +28,38 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return merged
 
 
-def fill_defaults(raw: dict[str, Any]) -> dict[str, Any]:
-    """The user's config with provider defaults filled in. Unknown providers pass through
-    unchanged so that validation can name them."""
-    raw = _read_ray_onprem(raw)
+def fill_defaults(raw: dict[str, Any], specs: Mapping[str, ProviderSpec]) -> dict[str, Any]:
+    """The user's config with its provider's defaults filled in. Unknown providers pass
+    through unchanged so that validation can name them."""
+    raw = _claimed(raw, specs)
     provider = raw.get("provider")
     ptype = provider.get("type") if isinstance(provider, dict) else None
-    defaults = _PROVIDER_DEFAULTS.get(ptype) if isinstance(ptype, str) else None
-    if defaults is None:
+    spec = specs.get(ptype) if isinstance(ptype, str) else None
+    if spec is None:
         return copy.deepcopy(raw)
-    user_types = raw.get("available_node_types")
-    base = dict(defaults)
-    if isinstance(user_types, dict):
+    base = dict(spec.defaults)
+    if isinstance(raw.get("available_node_types"), dict):
         # The default head type names a default node type: both go when the user names types.
-        base.pop("available_node_types")
-        base.pop("head_node_type")
+        base.pop("available_node_types", None)
+        base.pop("head_node_type", None)
     filled = deep_merge(base, raw)
-    pool = provider.get("worker_ips") if ptype == "ssh" else None
-    if isinstance(pool, list):  # by default as many workers as the pool has hosts
-        filled.setdefault("max_workers", len(pool))
-        if not isinstance(user_types, dict):
-            filled["available_node_types"]["local.cluster.node"]["max_workers"] = len(pool)
-    type_defaults = _NODE_TYPE_DEFAULTS.get(ptype, {})
+    if spec.fill is not None:
+        filled = spec.fill(raw, filled)
     types = filled.get("available_node_types")
     if isinstance(types, dict):
         for name, node_type in types.items():
             if isinstance(node_type, dict):
-                types[name] = deep_merge(type_defaults, node_type)
+                types[name] = deep_merge(dict(spec.node_type_defaults), node_type)
     return filled
 
 
-def _read_ray_onprem(raw: dict[str, Any]) -> dict[str, Any]:
-    """Ray's on-prem form, `type: local` with head_ip and worker_ips, is rayctl's ssh
-    provider; rayctl's own `type: local` (no head_ip) runs nodes on this machine."""
+def _claimed(raw: dict[str, Any], specs: Mapping[str, ProviderSpec]) -> dict[str, Any]:
+    """A `provider:` section another provider claims gets that provider's type (Ray's
+    on-prem form, `type: local` with head_ip, is rayctl's ssh provider)."""
     provider = raw.get("provider")
-    if isinstance(provider, dict) and provider.get("type") == "local" and "head_ip" in provider:
-        return {**raw, "provider": {**provider, "type": "ssh"}}
+    if not isinstance(provider, dict):
+        return raw
+    for spec in specs.values():
+        if spec.claims is not None and spec.claims(provider):
+            return {**raw, "provider": {**provider, "type": spec.kind}}
     return raw

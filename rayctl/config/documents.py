@@ -6,12 +6,12 @@ from __future__ import annotations
 import difflib
 import functools
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pydantic
 
-from rayctl.config.schema import PROVIDER_TYPES
 from rayctl.config.yaml_positions import Path as KeyPath
 from rayctl.config.yaml_positions import PositionedYaml, YamlSyntaxError, parse
 from rayctl.errors import ConfigError
@@ -47,8 +47,10 @@ class ProblemReport:
         model: type[pydantic.BaseModel],
         *,
         flag_keys: dict[str, str] | None = None,
+        provider_types: Sequence[str] = (),
     ) -> None:
         self._doc = doc
+        self._provider_types = list(provider_types)  # named when `provider.type` is wrong
         self._shown = shown
         self._model = model
         self._flag_keys = flag_keys or {}  # top-level keys set from a command-line flag
@@ -66,7 +68,9 @@ class ProblemReport:
         return ConfigError([text for *_, text in located])
 
     def validation_error(self, errors: list[Any], raw: dict[str, Any]) -> ConfigError:
-        return self.error([_describe(err, raw, self._model) for err in errors])
+        return self.error(
+            [_describe(err, raw, self._model, self._provider_types) for err in errors]
+        )
 
 
 def _format_path(path: KeyPath) -> str:
@@ -79,7 +83,7 @@ def _format_path(path: KeyPath) -> str:
 
 
 def _describe(
-    err: Any, raw: dict[str, Any], model: type[pydantic.BaseModel]
+    err: Any, raw: dict[str, Any], model: type[pydantic.BaseModel], provider_types: list[str]
 ) -> tuple[KeyPath, str]:
     tagged: KeyPath = tuple(err["loc"])
     # pydantic names the provider variant it tried (provider.ssh.head_ip): not a key.
@@ -105,9 +109,9 @@ def _describe(
     if kind == "union_tag_invalid":
         path, err = (*path, "type"), {**err, "input": err["ctx"]["tag"]}
     if path == ("provider", "type"):
-        expected = ", ".join(PROVIDER_TYPES)
+        expected = ", ".join(provider_types)
         value = err.get("input")
-        hint = suggest(str(value), list(PROVIDER_TYPES)) if isinstance(value, str) else ""
+        hint = suggest(str(value), provider_types) if isinstance(value, str) else ""
         return path, f"unknown provider type {value!r} (expected one of: {expected}){hint}"
     message = re.sub(r" or instance of \w+", "", err["msg"])  # pydantic's class names
     message = message[0].lower() + message[1:]

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from rayctl.config.schema import ClusterConfig
-from rayctl.runtime.install import runtime_identity
 
 
 def _digest(value: Any) -> str:
@@ -48,7 +47,8 @@ def launch_hash(config: ClusterConfig, node_type: str) -> str:
     )
 
 
-def runtime_hash(config: ClusterConfig, node_type: str, *, head: bool) -> str:
+def runtime_hash(config: ClusterConfig, node_type: str, *, head: bool, runtime: str) -> str:
+    """`runtime` names the rayctl and Ray a node gets (rayctl.runtime.install's identity)."""
     return _digest(
         {
             "file_mounts": {
@@ -57,7 +57,7 @@ def runtime_hash(config: ClusterConfig, node_type: str, *, head: bool) -> str:
             "cluster_synced_files": config.cluster_synced_files,
             "initialization_commands": config.initialization_commands,
             "setup_commands": config.setup_commands_for(node_type, head=head),
-            "runtime": runtime_identity(),
+            "runtime": runtime,
             "python": config.rayctl.runtime.python,
         }
     )

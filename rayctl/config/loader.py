@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,12 +14,8 @@ import pydantic
 
 from rayctl.config.defaults import fill_defaults
 from rayctl.config.documents import ProblemReport, read_document, suggest
-from rayctl.config.schema import (
-    PROVIDER_TYPES,
-    AWSProviderConfig,
-    ClusterConfig,
-    SSHProviderConfig,
-)
+from rayctl.config.provider_spec import ProviderSpec
+from rayctl.config.schema import ClusterConfig
 from rayctl.config.yaml_positions import Path as KeyPath
 from rayctl.config.yaml_positions import PositionedYaml
 
@@ -34,8 +30,15 @@ class LoadedConfig:
         return self.config.cluster_name
 
 
-def load_config(path: str | os.PathLike[str], *, cluster_name: str | None = None) -> LoadedConfig:
-    """Read and validate a cluster config. Raises ConfigError listing every problem found."""
+def load_config(
+    path: str | os.PathLike[str],
+    *,
+    specs: Mapping[str, ProviderSpec],
+    model: type[ClusterConfig],
+    cluster_name: str | None = None,
+) -> LoadedConfig:
+    """Read and validate a cluster config against `model` (ClusterConfig with the providers'
+    union, from the registry, as are `specs`). Raises ConfigError listing every problem."""
     file = Path(path)
     shown = str(path)
     doc = read_document(file, shown, empty="the config is empty; see cluster-configs/local.yaml")
@@ -43,7 +46,9 @@ def load_config(path: str | os.PathLike[str], *, cluster_name: str | None = None
     if cluster_name is not None:
         raw["cluster_name"] = cluster_name
     base_dir = file.resolve().parent
-    config = _validate(raw, doc, shown, base_dir, name_from_flag=cluster_name is not None)
+    config = validate_raw(
+        raw, specs, model, doc=doc, shown=shown, base_dir=base_dir, name_from_flag=cluster_name
+    )
     return LoadedConfig(config, file.resolve())
 
 
@@ -51,28 +56,37 @@ def load_config(path: str | os.PathLike[str], *, cluster_name: str | None = None
 _FILLED_BY_PROVIDER = {("available_node_types",), ("head_node_type",)}
 
 
-def _validate(
-    raw: dict[str, Any], doc: PositionedYaml, shown: str, base_dir: Path, *, name_from_flag: bool
+def validate_raw(
+    raw: dict[str, Any],
+    specs: Mapping[str, ProviderSpec],
+    model: type[ClusterConfig],
+    *,
+    doc: PositionedYaml,
+    shown: str,
+    base_dir: Path,
+    name_from_flag: str | None = None,
 ) -> ClusterConfig:
     report = ProblemReport(
         doc,
         shown,
-        ClusterConfig,
-        flag_keys={"cluster_name": "--cluster-name"} if name_from_flag else {},
+        model,
+        flag_keys={"cluster_name": "--cluster-name"} if name_from_flag is not None else {},
+        provider_types=list(specs),
     )
+    filled = fill_defaults(raw, specs)
     try:
-        config = ClusterConfig.model_validate(fill_defaults(raw))
+        config = model.model_validate(filled)
     except pydantic.ValidationError as exc:
         errors = exc.errors()
-        provider = raw.get("provider")
-        if not (isinstance(provider, dict) and provider.get("type") in PROVIDER_TYPES):
+        provider = filled.get("provider")
+        if not (isinstance(provider, dict) and provider.get("type") in specs):
             errors = [
                 e
                 for e in errors
                 if not (e["type"] == "missing" and e["loc"] in _FILLED_BY_PROVIDER)
             ]
         raise report.validation_error(errors, raw) from None
-    config, semantic = _check(config, base_dir)
+    config, semantic = _check(config, specs[config.provider.type], base_dir)
     if semantic:
         raise report.error(semantic)
     return config
@@ -82,9 +96,11 @@ _RAY_STOP = re.compile(r"(^|[;&|\s])ray\s+stop\b")
 
 
 def _check(
-    config: ClusterConfig, base_dir: Path
+    config: ClusterConfig, spec: ProviderSpec, base_dir: Path
 ) -> tuple[ClusterConfig, list[tuple[KeyPath, str]]]:
-    """Rules that span keys. Returns the config with file mount sources made absolute."""
+    """Rules that span keys, then the provider's own. Returns the config with paths made
+    absolute (file mount sources, the wheelhouse, what the provider resolves)."""
+    shares_machine = spec.capabilities.shares_filesystem
     problems: list[tuple[KeyPath, str]] = []
     types = config.available_node_types
     if not types:
@@ -135,7 +151,7 @@ def _check(
             problems.append(
                 (("file_mounts", remote), f"local path '{local}' does not exist ({source})")
             )
-        if config.provider.type == "local" and not remote.startswith("~"):
+        if shares_machine and not remote.startswith("~"):
             problems.append(
                 (
                     ("file_mounts", remote),
@@ -146,7 +162,7 @@ def _check(
         mounts[remote] = str(source)
     for key in ("head_start_ray_commands", "worker_start_ray_commands"):
         for index, command in enumerate(getattr(config, key)):
-            if config.provider.type == "local" and _RAY_STOP.search(command):
+            if shares_machine and _RAY_STOP.search(command):
                 problems.append(
                     (
                         (key, index),
@@ -169,17 +185,15 @@ def _check(
         config = config.model_copy(
             update={"rayctl": config.rayctl.model_copy(update={"runtime": runtime})}
         )
-    if isinstance(config.provider, SSHProviderConfig):
-        config = _check_ssh(config, config.provider, base_dir, problems)
-    if isinstance(config.provider, AWSProviderConfig):
-        config = _check_aws(config, config.provider, base_dir, problems)
+    config = spec.check(config, base_dir, problems)
     return config, problems
 
 
-def _private_key(
+def resolve_private_key(
     config: ClusterConfig, base_dir: Path, problems: list[tuple[KeyPath, str]]
 ) -> ClusterConfig:
-    """The config with auth.ssh_private_key made absolute; a problem if the file is missing."""
+    """The config with auth.ssh_private_key made absolute; a problem if the file is missing.
+    For providers whose nodes are reached over SSH."""
     auth = config.auth
     assert auth.ssh_private_key
     key = (base_dir / os.path.expanduser(auth.ssh_private_key)).resolve()
@@ -188,154 +202,3 @@ def _private_key(
             (("auth", "ssh_private_key"), f"key file '{auth.ssh_private_key}' not found ({key})")
         )
     return config.model_copy(update={"auth": auth.model_copy(update={"ssh_private_key": str(key)})})
-
-
-def _check_ssh(
-    config: ClusterConfig,
-    provider: SSHProviderConfig,
-    base_dir: Path,
-    problems: list[tuple[KeyPath, str]],
-) -> ClusterConfig:
-    """The ssh provider needs a user and a key; hosts are listed once. Returns the config
-    with the key's path made absolute."""
-    seen: set[str] = set()
-    for index, ip in enumerate(provider.worker_ips):
-        if ip == provider.head_ip:
-            problems.append(
-                (("provider", "worker_ips", index), f"{ip} is the head_ip; list it once")
-            )
-        elif ip in seen:
-            problems.append((("provider", "worker_ips", index), f"{ip} is listed twice"))
-        seen.add(ip)
-    total_min = sum(t.min_workers for t in config.worker_types().values())
-    if total_min > len(provider.worker_ips):
-        problems.append(
-            (
-                ("provider", "worker_ips"),
-                f"the node types' min_workers add up to {total_min}, more than the "
-                f"{len(provider.worker_ips)} host(s) in worker_ips",
-            )
-        )
-    auth = config.auth
-    if not auth.ssh_user:
-        problems.append((("auth", "ssh_user"), "the ssh provider needs auth.ssh_user"))
-    if not auth.ssh_private_key:
-        problems.append(
-            (("auth", "ssh_private_key"), "the ssh provider needs auth.ssh_private_key")
-        )
-        return config
-    return _private_key(config, base_dir, problems)
-
-
-# Ray's GCS, dashboard and client server: no authentication, never open to the internet.
-_RAY_PORTS = (6379, 8265, 10001)
-# run_instances arguments rayctl decides itself, or cannot fail over with yet.
-_AWS_OWN_KEYS = {
-    "MinCount": "rayctl sets MinCount and MaxCount from the number of nodes it launches",
-    "MaxCount": "rayctl sets MinCount and MaxCount from the number of nodes it launches",
-    "SubnetId": "use SubnetIds (a list): rayctl tries them in order when a zone has no capacity",
-    "NetworkInterfaces": "NetworkInterfaces is not supported yet; use SubnetIds and "
-    "SecurityGroupIds",
-}
-
-
-def _check_aws(
-    config: ClusterConfig,
-    provider: AWSProviderConfig,
-    base_dir: Path,
-    problems: list[tuple[KeyPath, str]],
-) -> ClusterConfig:
-    """Nothing is looked up in AWS here (validation is offline): the shape of node_config,
-    addresses, zones and keys. Returns the config with the key's path made absolute."""
-    for index, zone in enumerate(provider.zones):
-        if not zone.startswith(provider.region):
-            problems.append(
-                (
-                    ("provider", "availability_zone"),
-                    f"zone '{zone}' (entry {index + 1}) is not in region {provider.region}",
-                )
-            )
-    if provider.ssh_source_cidrs is None and not provider.use_internal_ips:
-        problems.append(
-            (
-                ("provider",),
-                "nodes are reached at their public addresses, so say where SSH may come "
-                "from: ssh_source_cidrs: [203.0.113.7/32] (your address), or [0.0.0.0/0] "
-                "for anywhere; or set use_internal_ips: true to stay inside the VPC",
-            )
-        )
-    for index, cidr in enumerate(provider.ssh_source_cidrs or []):
-        try:
-            ipaddress.ip_network(cidr)
-        except ValueError as exc:
-            problems.append((("provider", "ssh_source_cidrs", index), f"not a CIDR block: {exc}"))
-    group = provider.security_group
-    for index, rule in enumerate(group.IpPermissions if group else []):
-        where: KeyPath = ("provider", "security_group", "IpPermissions", index)
-        exposed = _ray_ports_to_internet(rule)
-        if exposed:
-            problems.append(
-                (
-                    where,
-                    f"opens Ray's port(s) {exposed} to the internet; Ray does not "
-                    "authenticate clients: reach them through SSH instead",
-                )
-            )
-    key_names = []
-    for name, node_type in config.available_node_types.items():
-        node_config = node_type.node_config
-        path: KeyPath = ("available_node_types", name, "node_config")
-        if "InstanceType" not in node_config and "LaunchTemplate" not in node_config:
-            problems.append((path, "needs an InstanceType (e.g. m5.large)"))
-        for key, why in _AWS_OWN_KEYS.items():
-            if key in node_config:
-                problems.append(((*path, key), why))
-        for key in ("SubnetIds", "SecurityGroupIds"):
-            value = node_config.get(key)
-            if value is not None and not (
-                isinstance(value, list) and value and all(isinstance(v, str) for v in value)
-            ):
-                problems.append(((*path, key), "must be a non-empty list of ids"))
-        if node_config.get("ImageId") == "latest_dlami":
-            problems.append(
-                (
-                    (*path, "ImageId"),
-                    "'latest_dlami' is Ray's own lookup; leave ImageId out for Ubuntu's "
-                    "current LTS, or give an AMI id",
-                )
-            )
-        if "KeyName" in node_config:
-            key_names.append((*path, "KeyName"))
-    auth = config.auth
-    if not auth.ssh_user:
-        problems.append((("auth", "ssh_user"), "the aws provider needs auth.ssh_user"))
-    if not auth.ssh_private_key:
-        # rayctl creates a key pair for the cluster; a KeyName needs its private key.
-        problems.extend(
-            (where, "a KeyName needs auth.ssh_private_key (that key pair's private key)")
-            for where in key_names
-        )
-        return config
-    return _private_key(config, base_dir, problems)
-
-
-def _ray_ports_to_internet(rule: Any) -> str:
-    """The Ray ports an inbound rule opens to every address, as text ('' if none)."""
-    if not isinstance(rule, dict):
-        return ""
-    anywhere = any(
-        isinstance(r, dict) and r.get("CidrIp") == "0.0.0.0/0" for r in rule.get("IpRanges", [])
-    ) or any(
-        isinstance(r, dict) and r.get("CidrIpv6") == "::/0" for r in rule.get("Ipv6Ranges", [])
-    )
-    if not anywhere:
-        return ""
-    protocol = str(rule.get("IpProtocol", "")).lower()
-    if protocol in ("-1", "all"):
-        return ", ".join(map(str, _RAY_PORTS))
-    if protocol not in ("tcp", "6"):
-        return ""
-    low, high = rule.get("FromPort", 0), rule.get("ToPort", 65535)
-    if not (isinstance(low, int) and isinstance(high, int)):
-        return ""
-    return ", ".join(str(p) for p in _RAY_PORTS if low <= p <= high)

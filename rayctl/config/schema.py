@@ -1,4 +1,6 @@
-"""Pydantic models of Ray's cluster YAML, plus rayctl's own `rayctl:` section.
+"""Pydantic models of Ray's cluster YAML, plus rayctl's own `rayctl:` section, independent of
+any provider: `provider:` is a ProviderSettings here, and the registry
+(rayctl.providers.registry) builds the model with every provider's own section.
 
 Every model forbids unknown keys, so a misspelt key is an error with a suggestion rather
 than a setting that is silently ignored.
@@ -6,7 +8,7 @@ than a setting that is silently ignored.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat
 
@@ -48,91 +50,26 @@ class DockerConfig(StrictModel):
     use_podman: bool = False
 
 
-class LocalProviderConfig(StrictModel):
-    """Nodes are processes on this machine, each on its own 127.0.0.x address."""
+class Capabilities(StrictModel):
+    """What a kind of provider's nodes are like, so that code outside providers/ asks about
+    a property rather than a provider's name. (A fixed pool of hosts is said by pool_size.)"""
 
-    type: Literal["local"]
+    shares_filesystem: bool = False  # nodes are this machine: its files, its Python
+    runtime_preinstalled: bool = False  # nodes already have this rayctl and Ray
+
+
+class ProviderSettings(StrictModel):
+    """The `provider:` section. Each kind of provider subclasses this in its own package
+    (rayctl/providers/<kind>/config.py) with `type: Literal[kind]`; the registry joins them
+    into the union a config is validated against."""
+
+    type: str
+    capabilities: ClassVar[Capabilities] = Capabilities()
 
     @property
     def pool_size(self) -> int | None:
+        """How many workers the provider's fixed pool of hosts holds (None: no such pool)."""
         return None
-
-
-class SSHProviderConfig(StrictModel):
-    """A fleet of hosts reached over SSH: the head on head_ip, workers taken from worker_ips
-    as demand needs them and given back when idle. Ray's `type: local` with head_ip is read
-    as this."""
-
-    type: Literal["ssh"]
-    head_ip: str = Field(min_length=1, description="Address of the host that runs the head.")
-    worker_ips: list[Annotated[str, Field(min_length=1)]] = Field(
-        [], description="Addresses of the hosts workers may run on."
-    )
-    external_head_ip: str | None = Field(
-        None, description="The head's address as seen from this machine, if not head_ip."
-    )
-
-    @property
-    def pool_size(self) -> int | None:
-        return len(self.worker_ips)
-
-
-class AWSSecurityGroupConfig(StrictModel):
-    """Ray's `provider.security_group`: the cluster's group name and extra inbound rules."""
-
-    GroupName: str | None = Field(
-        None, min_length=1, description="Name of the cluster's group (default rayctl-<cluster>)."
-    )
-    IpPermissions: list[dict[str, Any]] = Field(
-        [],
-        description="Extra inbound rules, in EC2's IpPermissions form. Rules that open Ray's "
-        "ports to the whole internet are refused.",
-    )
-
-
-class AWSProviderConfig(StrictModel):
-    """EC2 instances in one region, launched with boto3's usual credentials (environment,
-    profile, SSO, or the head's instance profile)."""
-
-    type: Literal["aws"]
-    region: str = Field(min_length=1, description="The AWS region, e.g. us-west-2.")
-    availability_zone: str | None = Field(
-        None,
-        description="Comma-separated zones to launch in, in order of preference "
-        "(default: every zone of the region's default VPC).",
-    )
-    cache_stopped_nodes: bool = Field(
-        True,
-        description="Stop idle workers instead of terminating them and restart them when a "
-        "worker of the same type and node_config is needed. `rayctl down` terminates "
-        "stopped workers too.",
-    )
-    use_internal_ips: bool = Field(
-        False, description="Reach nodes at their private addresses (from inside the VPC)."
-    )
-    security_group: AWSSecurityGroupConfig | None = None
-    ssh_source_cidrs: list[Annotated[str, Field(min_length=1)]] | None = Field(
-        None,
-        description="Where SSH (TCP 22) to the nodes may come from. Default: inside the VPC "
-        "only, which needs use_internal_ips: true; with public addresses give it explicitly, "
-        "e.g. [203.0.113.7/32] (your address), or [0.0.0.0/0] for anywhere (key-only logins, "
-        "Ray's default). Ray's ports are open only within the cluster's security group.",
-    )
-
-    @property
-    def pool_size(self) -> int | None:
-        return None
-
-    @property
-    def zones(self) -> list[str]:
-        return [z.strip() for z in (self.availability_zone or "").split(",") if z.strip()]
-
-
-ProviderConfig = Annotated[
-    LocalProviderConfig | SSHProviderConfig | AWSProviderConfig, Field(discriminator="type")
-]
-# keep in step with rayctl.providers._PROVIDERS
-PROVIDER_TYPES: tuple[str, ...] = ("local", "ssh", "aws")
 
 
 class NodeTypeConfig(StrictModel):
@@ -176,7 +113,7 @@ class ClusterConfig(StrictModel):
     max_workers: NonNegativeInt = 2
     upscaling_speed: PositiveFloat = 1.0
     idle_timeout_minutes: NonNegativeFloat = 5
-    provider: ProviderConfig
+    provider: ProviderSettings
     auth: AuthConfig = AuthConfig()
     available_node_types: dict[str, NodeTypeConfig]
     head_node_type: str

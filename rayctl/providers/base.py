@@ -1,4 +1,6 @@
-"""The provider protocol and the records that pass between providers and the rest of rayctl.
+"""The protocol every provider implements. The records it hands out (Node, its kind, state,
+bootstrap stage and tag keys) live in rayctl.runtime.nodes, since bootstrap reads them too;
+they are re-exported here for provider code.
 
 Truth lives in the provider's tags: any rayctl process (on a laptop or the head) rebuilds
 its view of a cluster from `list_nodes`, so nothing important is only in memory.
@@ -7,78 +9,25 @@ its view of a cluster from `list_nodes`, so nothing important is only in memory.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
+
+from rayctl.runtime.nodes import Node, NodeKind, NodeState, NodeStatus, RayStart, Tag
 
 if TYPE_CHECKING:
     from rayctl.config.schema import ClusterConfig
+    from rayctl.runtime.bootstrap import StageCallback, StageChange
     from rayctl.runtime.runner import CommandRunner
 
-
-class NodeKind(StrEnum):
-    HEAD = "head"
-    WORKER = "worker"
-
-
-class NodeState(StrEnum):
-    """Whether the machine (or, for local nodes, the node's process) exists and runs."""
-
-    PENDING = "pending"  # created, not yet running
-    RUNNING = "running"
-    STOPPED = "stopped"  # exists but is not running (e.g. its process was killed)
-
-
-class NodeStatus(StrEnum):
-    """Bootstrap stage, kept in the node's STATUS tag."""
-
-    UNINITIALIZED = "uninitialized"
-    WAITING_FOR_SSH = "waiting-for-ssh"
-    SYNCING_FILES = "syncing-files"
-    SETTING_UP = "setting-up"
-    STARTING_RAY = "starting-ray"
-    READY = "ready"
-    FAILED = "failed"
-
-
-class Tag:
-    """Tag keys rayctl sets on every node."""
-
-    CLUSTER = "rayctl-cluster"
-    KIND = "rayctl-kind"
-    NODE_TYPE = "rayctl-node-type"
-    LAUNCH_HASH = "rayctl-launch-hash"
-    RUNTIME_HASH = "rayctl-runtime-hash"
-    START_HASH = "rayctl-start-hash"
-    STATUS = "rayctl-status"
-    LAUNCH_REQUEST = "rayctl-launch-request"
-    GCS_PORT = "rayctl-gcs-port"  # on the head: the port Ray's GCS listens on
-    DASHBOARD_PORT = "rayctl-dashboard-port"  # on the head
-
-
-@dataclass(frozen=True)
-class Node:
-    id: str
-    node_type: str
-    kind: NodeKind
-    state: NodeState
-    internal_ip: str
-    external_ip: str | None
-    tags: Mapping[str, str] = field(default_factory=dict)
-    launched_at: float = 0.0
-
-    @property
-    def status(self) -> NodeStatus:
-        return NodeStatus(self.tags.get(Tag.STATUS, NodeStatus.UNINITIALIZED))
-
-    @property
-    def gcs_port(self) -> int:
-        return int(self.tags.get(Tag.GCS_PORT, 6379))
-
-    @property
-    def gcs_address(self) -> str:
-        """On the head: where Ray's GCS listens (what RAY_ADDRESS and workers point at)."""
-        return f"{self.internal_ip}:{self.gcs_port}"
+__all__ = [
+    "Node",
+    "NodeKind",
+    "NodeProvider",
+    "NodeState",
+    "NodeStatus",
+    "RayStart",
+    "Tag",
+    "recording",
+]
 
 
 class NodeProvider(Protocol):
@@ -104,8 +53,10 @@ class NodeProvider(Protocol):
     def runner(self, node: Node) -> CommandRunner:
         """Runs commands and moves files on `node`."""
 
-    def ray_start_args(self, node: Node) -> list[str]:
-        """Extra `ray start` flags this provider needs for `node` (addresses, ports, dirs)."""
+    def ray_start_args(self, node: Node) -> RayStart:
+        """Extra `ray start` flags this provider needs for `node` (addresses, ports, dirs),
+        asked once per start, with the tags the provider recorded for it (e.g. a head's
+        freshly chosen GCS port)."""
 
     def prepare_head(
         self, config: ClusterConfig, head: Node
@@ -115,3 +66,15 @@ class NodeProvider(Protocol):
 
     def cleanup(self) -> None:
         """Remove per-cluster resources once the last node is gone. Idempotent."""
+
+
+def recording(provider: NodeProvider, report: StageCallback) -> StageCallback:
+    """A bootstrap callback that records each change's tags on the node through `provider`
+    (bootstrap itself never writes them), then passes the change on to `report`."""
+
+    def on_stage(node: Node, change: StageChange) -> None:
+        if change.tags:
+            provider.set_tags(node.id, change.tags)
+        report(node, change)
+
+    return on_stage

@@ -1,8 +1,12 @@
 """Bring one node from created to running Ray, one reported stage at a time.
 
-waiting-for-ssh -> syncing-files -> setting-up -> starting-ray -> ready (or failed). Each
-stage is recorded in the node's STATUS tag; stages whose hash tag already matches are skipped,
-so re-running bootstrap on an unchanged node costs a liveness probe.
+waiting-for-ssh -> syncing-files -> setting-up -> starting-ray -> ready (or failed). Bootstrap
+takes the node, how to reach it (NodeAccess: its runner and the flags its provider adds to
+`ray start`), what to set up (the config) and a callback; it never lists or tags nodes. Each
+stage change reaches the callback with the tags to record on the node (its STATUS, the
+hashes of what is done), and the caller records them (providers.base.recording). Stages
+whose hash tag already matches are skipped, so re-running bootstrap on an unchanged node
+costs a liveness probe.
 """
 
 from __future__ import annotations
@@ -16,15 +20,21 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Protocol
 
 from rayctl.config.hashes import launch_hash, runtime_hash, start_hash
 from rayctl.config.schema import ClusterConfig
 from rayctl.errors import AuthError, BootstrapError, RayctlError
-from rayctl.providers.base import Node, NodeKind, NodeProvider, NodeStatus, Tag
 from rayctl.runtime import detached
-from rayctl.runtime.install import RuntimeInstallError, ensure_runtime, runtime_python
+from rayctl.runtime.install import (
+    RuntimeInstallError,
+    ensure_runtime,
+    runtime_identity,
+    runtime_python,
+)
+from rayctl.runtime.nodes import Node, NodeKind, NodeStatus, RayStart, Tag
 from rayctl.runtime.ray_adapter import RayUnreachable, gcs_listening, list_ray_nodes
 from rayctl.runtime.runner import (
     TAIL_LINES,
@@ -36,7 +46,6 @@ from rayctl.runtime.runner import (
 from rayctl.templates import render, shell_path
 
 NODE_START_TIMEOUT_S = float(os.environ.get("RAYCTL_NODE_START_TIMEOUT_S", "120"))
-ERROR_TAG = "rayctl-error"
 
 
 class Outcome(enum.StrEnum):
@@ -65,7 +74,7 @@ class NodeSpec:
             node_type=node_type,
             kind=kind,
             launch_hash=launch_hash(config, node_type),
-            runtime_hash=runtime_hash(config, node_type, head=head),
+            runtime_hash=runtime_hash(config, node_type, head=head, runtime=runtime_identity()),
             start_hash=start_hash(config, node_type, head=head),
         )
 
@@ -78,7 +87,26 @@ class NodeSpec:
         }
 
 
-StageCallback = Callable[[Node, NodeStatus, str], None]
+@dataclass(frozen=True)
+class StageChange:
+    """What bootstrap reports about a node: the stage it is in, the tags to record on it
+    (none when nothing needs writing), and for a failure the failing output's tail."""
+
+    stage: NodeStatus
+    tags: dict[str, str] = field(default_factory=dict)
+    detail: str = ""
+
+
+StageCallback = Callable[[Node, StageChange], None]
+
+
+class NodeAccess(Protocol):
+    """The two things bootstrap needs from where a node came from (a NodeProvider has both):
+    a runner for it, and the flags its provider adds to each start of its Ray."""
+
+    def runner(self, node: Node) -> CommandRunner: ...
+
+    def ray_start_args(self, node: Node) -> RayStart: ...
 
 
 class HeadFailed(BootstrapError):
@@ -125,7 +153,7 @@ def runtime_path_export(config: ClusterConfig) -> str | None:
     """For nodes that are not this machine, a command putting the runtime's bin directory
     first on PATH, so that setup and start commands written for Ray (`pip install ...`,
     `ray start ...`) use the runtime's pip and ray."""
-    if config.provider.type == "local":
+    if config.provider.capabilities.shares_filesystem:
         return None
     return f'export PATH={shell_path(str(Path(runtime_python(config)).parent))}:"$PATH"'
 
@@ -151,35 +179,38 @@ def ray_resource_args(config: ClusterConfig, node_type: str) -> list[str]:
 
 
 class Bootstrapper:
+    """Bootstraps nodes of one config; thread-safe (one call per node at a time)."""
+
     def __init__(
         self,
         config: ClusterConfig,
-        provider: NodeProvider,
         *,
         on_stage: StageCallback,
         log_dir: Path | None = None,
     ) -> None:
         self._config = config
-        self._provider = provider
         self._on_stage = on_stage
         self._log_dir = log_dir
 
-    def bootstrap(self, node: Node, gate: HeadGate, *, wait: bool = True) -> Outcome:
-        """Run the stages `node` needs. The head opens `gate` once its GCS answers; a worker
-        waits for it before starting Ray, and restarts Ray if the head restarted. Raises
-        BootstrapError and tags the node failed (a failed head fails the gate)."""
+    def bootstrap(
+        self, node: Node, access: NodeAccess, gate: HeadGate, *, wait: bool = True
+    ) -> Outcome:
+        """Run the stages `node` needs, reaching it through `access`. The head opens `gate`
+        once its GCS answers; a worker waits for it before starting Ray, and restarts Ray if
+        the head restarted. Raises BootstrapError after reporting the node failed (a failed
+        head fails the gate)."""
         is_head = node.kind is NodeKind.HEAD
         try:
-            return self._bootstrap(node, gate, wait=wait or is_head)
+            return self._bootstrap(node, access, gate, wait=wait or is_head)
         except BaseException as exc:  # whatever stops the head, its workers must not wait on
             if is_head:
                 gate.fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             raise
 
-    def _bootstrap(self, node: Node, gate: HeadGate, *, wait: bool) -> Outcome:
+    def _bootstrap(self, node: Node, access: NodeAccess, gate: HeadGate, *, wait: bool) -> Outcome:
         is_head = node.kind is NodeKind.HEAD
         spec = NodeSpec.of(self._config, node.node_type, node.kind)
-        runner = self._provider.runner(node)
+        runner = access.runner(node)
         stage = NodeStatus.WAITING_FOR_SSH
         # A ready node keeps its tag until something changes: an unchanged one costs no write.
         was_ready = node.status is NodeStatus.READY
@@ -195,7 +226,7 @@ class Bootstrapper:
                 stage = NodeStatus.SETTING_UP
                 self._enter(node, stage)
                 self._set_up(runner, node)
-                self._provider.set_tags(node.id, {Tag.RUNTIME_HASH: spec.runtime_hash})
+                self._record(node, stage, {Tag.RUNTIME_HASH: spec.runtime_hash})
                 outcome = Outcome.SET_UP
             changed = not alive or node.tags.get(Tag.START_HASH) != spec.start_hash
             if is_head:
@@ -210,8 +241,8 @@ class Bootstrapper:
                 if alive:
                     grace = detached.ORPHAN_GRACE_S if restart else detached.STOP_GRACE_S
                     detached.stop(runner, node.id, grace_s=grace)
-                self._start_ray(runner, node, head, gate, wait=wait)
-                self._provider.set_tags(node.id, {Tag.START_HASH: spec.start_hash})
+                self._start_ray(runner, node, head, gate, access.ray_start_args, wait=wait)
+                self._record(node, stage, {Tag.START_HASH: spec.start_hash})
                 outcome = Outcome.RESTARTED if alive else Outcome.STARTED
             elif wait and node.status is not NodeStatus.READY:
                 # Resuming a bootstrap that stopped after Ray started (a killed monitor).
@@ -232,15 +263,16 @@ class Bootstrapper:
             raise
 
     def _mark_failed(self, node: Node, failure: BootstrapError) -> None:
-        self._on_stage(node, NodeStatus.FAILED, failure.detail)
-        self._provider.set_tags(
-            node.id, {Tag.STATUS: NodeStatus.FAILED.value, ERROR_TAG: failure.detail[-250:]}
-        )
+        tags = {Tag.STATUS: NodeStatus.FAILED.value, Tag.ERROR: failure.detail[-250:]}
+        self._on_stage(node, StageChange(NodeStatus.FAILED, tags, failure.detail))
 
     def _enter(self, node: Node, stage: NodeStatus, *, tag: bool = True) -> None:
-        if tag:
-            self._provider.set_tags(node.id, {Tag.STATUS: stage.value, ERROR_TAG: ""})
-        self._on_stage(node, stage, "")
+        tags = {Tag.STATUS: stage.value, Tag.ERROR: ""} if tag else {}
+        self._on_stage(node, StageChange(stage, tags))
+
+    def _record(self, node: Node, stage: NodeStatus, tags: dict[str, str]) -> None:
+        """Tags that say a step is done, reported within the stage that did it."""
+        self._on_stage(node, StageChange(stage, tags))
 
     @staticmethod
     def _check(result: CommandResult, node: Node, stage: NodeStatus, what: str) -> None:
@@ -286,7 +318,7 @@ class Bootstrapper:
 
             # Initialization commands may install what the runtime needs (python3-venv).
             run_all(self._config.initialization_commands)
-            if self._config.provider.type != "local":  # local nodes run this machine's rayctl
+            if not self._config.provider.capabilities.runtime_preinstalled:
                 try:
                     ensure_runtime(runner, self._config, stream=write)
                 except RuntimeInstallError as exc:
@@ -304,14 +336,21 @@ class Bootstrapper:
             yield lambda line: f.write(line + "\n")
 
     def _start_ray(
-        self, runner: CommandRunner, node: Node, head: Node, gate: HeadGate, *, wait: bool
+        self,
+        runner: CommandRunner,
+        node: Node,
+        head: Node,
+        gate: HeadGate,
+        start_args: Callable[[Node], RayStart],
+        *,
+        wait: bool,
     ) -> None:
         is_head = node.kind is NodeKind.HEAD
-        provider_args = self._provider.ray_start_args(node)
+        start = start_args(node)
         if is_head:  # the provider may have chosen the GCS port just now
-            head = self._provider.list_nodes(**{Tag.KIND: NodeKind.HEAD.value})[0]
+            head = replace(node, tags={**node.tags, **start.tags})
         gcs_address = head.gcs_address
-        args = [*ray_resource_args(self._config, node.node_type), *provider_args]
+        args = [*ray_resource_args(self._config, node.node_type), *start.args]
         custom = (
             self._config.head_start_ray_commands
             if is_head
@@ -329,7 +368,7 @@ class Bootstrapper:
         env = {
             "RAY_CLOUD_INSTANCE_ID": node.id,
             "RAY_NODE_TYPE_NAME": node.node_type,
-            "RAYCTL_CLUSTER": self._provider.cluster_name,
+            "RAYCTL_CLUSTER": self._config.cluster_name,
             "RAY_HEAD_IP": head.internal_ip,
             "RAYCTL_GCS_ADDRESS": gcs_address,
             "RAYCTL_RAY_START_ARGS": shlex.join(args),

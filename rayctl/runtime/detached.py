@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from rayctl.runtime import head_paths
 from rayctl.runtime.runner import CommandResult, CommandRunner
 from rayctl.templates import render
 
@@ -19,25 +20,29 @@ ORPHAN_GRACE_S = 2.0
 
 
 def slot_dir(slot: str) -> str:
-    return f"$HOME/.rayctl/procs/{slot}"
+    return head_paths.procs_dir(slot)
 
 
 def start(
     runner: CommandRunner, slot: str, commands: Sequence[str], env: Mapping[str, str]
 ) -> CommandResult:
     """Launch `commands` detached, in a new session whose leader records its PID."""
-    script = render("start_detached.sh.j2", slot=slot, commands=commands, env=env)
+    script = render(
+        "start_detached.sh.j2", slot=slot, dir=slot_dir(slot), commands=commands, env=env
+    )
     return runner.run(script, timeout_s=30)
 
 
 def is_alive(runner: CommandRunner, slot: str) -> bool:
-    return runner.run(render("detached_alive.sh.j2", slot=slot), timeout_s=15).ok
+    return runner.run(
+        render("detached_alive.sh.j2", slot=slot, dir=slot_dir(slot)), timeout_s=15
+    ).ok
 
 
 def stop(runner: CommandRunner, slot: str, *, grace_s: float = STOP_GRACE_S) -> CommandResult:
     """SIGTERM the process and give it `grace_s` to finish, then SIGTERM what is left of its
     process group, then SIGKILL. Idempotent."""
-    script = render("stop_detached.sh.j2", slot=slot, grace_s=grace_s)
+    script = render("stop_detached.sh.j2", slot=slot, dir=slot_dir(slot), grace_s=grace_s)
     return runner.run(script, timeout_s=grace_s + 15)
 
 

@@ -30,16 +30,15 @@ from typing import TYPE_CHECKING
 import rayctl
 from rayctl.errors import RayctlError
 from rayctl.paths import rayctl_home
+from rayctl.runtime import head_paths
 from rayctl.templates import shell_path
 
 if TYPE_CHECKING:
     from rayctl.config.schema import ClusterConfig
     from rayctl.runtime.runner import CommandResult, CommandRunner
 
-RUNTIME_DIR = "~/.rayctl/runtime"
-DEFAULT_PYTHON = f"{RUNTIME_DIR}/bin/python"
-REMOTE_WHEELS_DIR = f"{RUNTIME_DIR}/wheels"
-REMOTE_WHEELHOUSE = "~/.rayctl/wheelhouse"
+RUNTIME_DIR = head_paths.RUNTIME_DIR
+DEFAULT_PYTHON = head_paths.DEFAULT_PYTHON
 CHECK_TIMEOUT_S = 120.0
 INSTALL_TIMEOUT_S = float(os.environ.get("RAYCTL_INSTALL_TIMEOUT_S", "1800"))
 
@@ -67,10 +66,10 @@ class RuntimeInstallError(RayctlError):
 
 def runtime_python(config: ClusterConfig) -> str:
     """The interpreter on the nodes that has (or gets) rayctl and Ray: the configured one;
-    for local nodes (this machine) the Python running rayctl; else the runtime venv."""
+    for nodes on this machine the Python running rayctl; else the runtime venv."""
     if config.rayctl.runtime.python:
         return config.rayctl.runtime.python
-    if config.provider.type == "local":
+    if config.provider.capabilities.shares_filesystem:
         return sys.executable
     return DEFAULT_PYTHON
 
@@ -292,13 +291,13 @@ def ensure_runtime(
 
     wheel = build_wheel(cache_dir or rayctl_home() / "wheels")
     want = _identity(wheel.parent.name)  # what was built, should the tree change meanwhile
-    remote_wheel = f"{REMOTE_WHEELS_DIR}/{wheel.parent.name}/{wheel.name}"
+    remote_wheel = f"{head_paths.RUNTIME_WHEELS}/{wheel.parent.name}/{wheel.name}"
     runner.put(str(wheel), remote_wheel)
     sources = ""
     wheelhouse = config.rayctl.runtime.wheelhouse
     if wheelhouse:
-        runner.sync(str(_local_wheelhouse(wheelhouse)), REMOTE_WHEELHOUSE)
-        sources = f"--no-index --find-links {shell_path(REMOTE_WHEELHOUSE)} "
+        runner.sync(str(_local_wheelhouse(wheelhouse)), head_paths.WHEELHOUSE)
+        sources = f"--no-index --find-links {shell_path(head_paths.WHEELHOUSE)} "
     pip = f"{py} -m pip --disable-pip-version-check --no-input"
     # The same version of rayctl from another tree would count as installed: remove it first,
     # so that the new wheel and its Requires-Dist (the pinned Ray) are what pip installs.

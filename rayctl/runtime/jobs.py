@@ -1,6 +1,6 @@
 """Jobs: a Ray program uploaded to the head and run there with RAY_ADDRESS set.
 
-Each job keeps `~/.rayctl/jobs/<job id>/` on the head: the script (and working dir), its
+Each job keeps a directory on the head (head_paths.job_dir): the script (and working dir), its
 combined output, and once it ends its exit code, so `logs` works during and after a run.
 """
 
@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from rayctl.errors import RayctlError
+from rayctl.runtime import head_paths
 from rayctl.runtime.runner import CommandRunner
 from rayctl.templates import shell_path
 
@@ -35,27 +36,23 @@ def new_job_id() -> str:
     return f"job-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 
 
-def _job_dir(job_id: str) -> str:
-    return f"~/.rayctl/jobs/{job_id}"
-
-
 def _upload(runner: CommandRunner, spec: JobSpec, job_id: str) -> str:
     """Put the job's files on the head; returns the command that runs it in its directory."""
-    job_dir = _job_dir(job_id)
+    job_dir = head_paths.home_path("jobs", job_id)
     if spec.working_dir:
         runner.sync(spec.working_dir, job_dir)
     script_name = os.path.basename(spec.script)
     runner.put(spec.script, f"{job_dir}/{script_name}")
     env = f"RAY_ADDRESS={shlex.quote(spec.gcs_address)} RAYCTL_JOB_ID={job_id}"
     argv = f"{shell_path(spec.python)} {shlex.join(['-u', script_name, *spec.args])}"
-    return f'cd "$HOME/.rayctl/jobs/{job_id}" && {env} {argv}'
+    return f'cd "{head_paths.job_dir(job_id)}" && {env} {argv}'
 
 
 def run(runner: CommandRunner, spec: JobSpec, stream: Callable[[str], None]) -> tuple[str, int]:
     """Run the job in the foreground, streaming its output; returns (job id, exit code)."""
     job_id = new_job_id()
     command = _upload(runner, spec, job_id)
-    d = f'"$HOME/.rayctl/jobs/{job_id}"'
+    d = f'"{head_paths.job_dir(job_id)}"'
     logged = (
         f"echo $$ > {d}/pid; set -o pipefail; ( {command} ) 2>&1 | tee {d}/output.log; "
         f"code=$?; echo $code > {d}/exit_code; exit $code"
@@ -68,7 +65,7 @@ def start_detached(runner: CommandRunner, spec: JobSpec) -> str:
     """Start the job in its own session on the head and return its id at once."""
     job_id = new_job_id()
     command = _upload(runner, spec, job_id)
-    d = f'"$HOME/.rayctl/jobs/{job_id}"'
+    d = f'"{head_paths.job_dir(job_id)}"'
     inner = f"( {command} ) > {d}/output.log 2>&1; echo $? > {d}/exit_code"
     detached = f"nohup setsid bash -c {shlex.quote(inner)} > /dev/null 2>&1 < /dev/null"
     launch = f"{detached} & echo $! > {d}/pid"
@@ -81,7 +78,7 @@ def start_detached(runner: CommandRunner, spec: JobSpec) -> str:
 def logs(runner: CommandRunner, job_id: str, stream: Callable[[str], None], *, follow: bool) -> int:
     """Print the job's output (following it until the job ends); returns the job's exit code,
     or 0 while it still runs without --follow."""
-    d = f'"$HOME/.rayctl/jobs/{job_id}"'
+    d = f'"{head_paths.job_dir(job_id)}"'
     if not runner.run(f"test -d {d}", timeout_s=15).ok:
         raise JobNotFound(f"no job {job_id} on this cluster's head")
     show = f"cat {d}/output.log"

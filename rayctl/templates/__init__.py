@@ -5,13 +5,16 @@ from __future__ import annotations
 import functools
 import re
 import shlex
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
+if TYPE_CHECKING:
+    import jinja2
 
 
 @functools.cache
 def _environment() -> jinja2.Environment:
+    import jinja2  # only when a script is rendered: `rayctl --help` and `validate` need none
+
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("rayctl", "templates"),
         undefined=jinja2.StrictUndefined,

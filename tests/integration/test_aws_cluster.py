@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rayctl.providers import aws
+from rayctl.providers.aws import instances as aws
 from rayctl.providers.base import NodeKind, Tag
 from rayctl.runtime.ray_adapter import list_ray_nodes
 from tests.aws_backing import IMAGE, REGION, MotoEC2, backed_ec2

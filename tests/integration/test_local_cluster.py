@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rayctl.providers.loopback import LEASE_DIR
+from rayctl.providers.local.loopback import LEASE_DIR
 from rayctl.runtime.ray_adapter import list_ray_nodes
 from tests.conftest import REPO, cluster_pids, wait_for
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 import rayctl
-from rayctl.config.defaults import fill_defaults
 from rayctl.config.schema import ClusterConfig
+from rayctl.providers import registry
 from rayctl.runtime.install import build_wheel, ensure_runtime, runtime_identity
 from rayctl.runtime.ssh_runner import SSHRunner
 from tests.sshhosts import HostNetwork
@@ -62,15 +62,13 @@ def test_fresh_host_gets_rayctl_and_ray_from_the_wheelhouse(
         known_hosts=tmp_path / "known_hosts",
         env={"PATH": f"{bin_dir}:/usr/sbin:/usr/bin:/sbin:/bin", "PIP_CONFIG_FILE": os.devnull},
     )
-    config = ClusterConfig.model_validate(
-        fill_defaults(
-            {
-                "cluster_name": "install-test",
-                "provider": {"type": "ssh", "head_ip": host.address},
-                "auth": {"ssh_user": "root", "ssh_private_key": str(host_network.client_key)},
-                "rayctl": {"runtime": {"wheelhouse": str(wheelhouse)}},
-            }
-        )
+    config = registry.validate(
+        {
+            "cluster_name": "install-test",
+            "provider": {"type": "ssh", "head_ip": host.address},
+            "auth": {"ssh_user": "root", "ssh_private_key": str(host_network.client_key)},
+            "rayctl": {"runtime": {"wheelhouse": str(wheelhouse)}},
+        }
     )
     try:
         _install_then_check(runner, config, home, lines, tmp_path)

@@ -22,12 +22,14 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from moto import mock_aws
 
 from rayctl.cli.app import run
-from rayctl.config import ClusterConfig, load_config
+from rayctl.config import ClusterConfig
 from rayctl.errors import AuthError, CapacityError, ProviderError, QuotaError, TransientError
-from rayctl.providers import Node, NodeKind, NodeState, Tag, aws_setup, make_provider
-from rayctl.providers import aws as aws_module
-from rayctl.providers.aws import AWSProvider
-from rayctl.providers.aws_errors import convert
+from rayctl.providers.aws import instances as aws_module
+from rayctl.providers.aws import setup as aws_setup
+from rayctl.providers.aws.errors import convert
+from rayctl.providers.aws.instances import AWSProvider
+from rayctl.providers.base import Node, NodeKind, NodeState, Tag
+from rayctl.providers.registry import load_config, make_provider
 from rayctl.runtime.runner import LocalRunner
 
 REGION = "us-west-2"
@@ -764,7 +766,7 @@ def test_runner_address_follows_use_internal_ips(aws: None, tmp_path: Path) -> N
     internal = AWSProvider(load(tmp_path, use_internal_ips=True), home=tmp_path / "h")
     runner = internal.runner(node)
     assert runner.address == "10.0.0.5" and runner.node_id == "i-1" and runner.user == "ubuntu"
-    assert internal.ray_start_args(node) == ["--node-ip-address=10.0.0.5"]
+    assert internal.ray_start_args(node).args == ["--node-ip-address=10.0.0.5"]
 
 
 def test_prepare_head_copies_the_key_but_no_credentials(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.conftest import REPO
@@ -24,3 +27,25 @@ def test_status_down_and_head_commands_without_a_cluster(cli, rayctl_home: Path)
 def test_submit_of_a_missing_script_fails_before_touching_the_cluster(cli, rayctl_home: Path):
     result = cli("submit", LOCAL, "-n", "nowhere", "no_such_script.py")
     assert result.code == 1 and "no_such_script.py: no such file" in result.err
+
+
+def test_usage_errors_exit_2_through_the_installed_command():
+    """typer carries its own click: its usage errors must reach the user as usage errors."""
+    rayctl = Path(sys.executable).parent / "rayctl"
+    for args, message in (
+        (["up", "--bogus"], "No such option: --bogus"),
+        (["nope"], "No such command 'nope'"),
+        (["up"], "Missing argument"),
+    ):
+        result = subprocess.run([rayctl, *args], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2, (args, result.stderr)
+        assert message in result.stderr and "internal error" not in result.stderr
+
+
+def test_validate_as_json_and_as_text_say_the_same(cli):
+    as_json = json.loads(cli("validate", LOCAL, "--json").out)
+    text = cli("validate", LOCAL).out
+    assert as_json["provider"] == "local" and f"on {as_json['provider']}" in text
+    for worker in as_json["worker_types"]:
+        assert f"{worker['name']} ({worker['min_workers']}..{worker['max_workers']})" in text
+    assert f"max_workers {as_json['max_workers']}" in text

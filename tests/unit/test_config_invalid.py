@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-import rayctl.launcher
+import rayctl.ops.up
 from rayctl.cli.app import run
 
 
@@ -507,7 +507,7 @@ def rayctl_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         raise AssertionError("an invalid config reached the launcher")
 
     # Belt and braces: should a case ever validate, `up` must still not start anything.
-    monkeypatch.setattr(rayctl.launcher, "up", no_launch)
+    monkeypatch.setattr(rayctl.ops.up, "up", no_launch)
     return home
 
 

@@ -12,9 +12,12 @@ import pytest
 import yaml
 
 from rayctl.cli.app import run
-from rayctl.config import ClusterConfig, NodeTypeConfig, load_config
-from rayctl.config.defaults import deep_merge, fill_defaults
-from rayctl.config.hashes import launch_hash, runtime_hash, start_hash
+from rayctl.config import ClusterConfig, NodeTypeConfig
+from rayctl.config.defaults import deep_merge
+from rayctl.config.hashes import launch_hash, start_hash
+from rayctl.providers.registry import fill_defaults, load_config
+from rayctl.runtime.bootstrap import NodeSpec
+from rayctl.runtime.nodes import NodeKind
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER_CONFIGS = sorted((REPO / "cluster-configs").glob("*.yaml"))
@@ -329,7 +332,8 @@ def hashes(c: ClusterConfig) -> dict[str, str]:
         result[f"launch:{name}"] = launch_hash(c, name)
         for head in (True, False):
             role = "head" if head else "worker"
-            result[f"runtime:{name}:{role}"] = runtime_hash(c, name, head=head)
+            kind = NodeKind.HEAD if head else NodeKind.WORKER
+            result[f"runtime:{name}:{role}"] = NodeSpec.of(c, name, kind).runtime_hash
             result[f"start:{name}:{role}"] = start_hash(c, name, head=head)
     return result
 

@@ -21,13 +21,12 @@ from typing import Any
 import pytest
 
 import rayctl
-from rayctl.config.defaults import fill_defaults
-from rayctl.config.hashes import runtime_hash
 from rayctl.config.schema import ClusterConfig
 from rayctl.errors import BootstrapError
-from rayctl.providers.base import Node, NodeKind, NodeState, NodeStatus, Tag
+from rayctl.providers import registry
+from rayctl.providers.base import Node, NodeKind, NodeState, NodeStatus, Tag, recording
 from rayctl.runtime import install, jobs
-from rayctl.runtime.bootstrap import ERROR_TAG, Bootstrapper
+from rayctl.runtime.bootstrap import Bootstrapper, HeadGate, NodeSpec
 from rayctl.runtime.install import (
     DEFAULT_PYTHON,
     RuntimeInstallError,
@@ -50,7 +49,7 @@ def package_copy(tmp_path: Path) -> Path:
 
 
 def config_of(**raw: Any) -> ClusterConfig:
-    return ClusterConfig.model_validate(fill_defaults(raw))
+    return registry.validate(raw)
 
 
 def ssh_config(tmp_path: Path, **rayctl_settings: Any) -> ClusterConfig:
@@ -82,7 +81,7 @@ def test_source_hash_follows_the_files_but_not_bytecode(tmp_path: Path):
     (copy / "status.pyc").write_bytes(b"junk")
     assert source_hash(copy) == source_hash()
 
-    (copy / "status.py").write_text((copy / "status.py").read_text() + "\n# changed\n")
+    (copy / "errors.py").write_text((copy / "errors.py").read_text() + "\n# changed\n")
     changed = source_hash(copy)
     assert changed != source_hash()
     (copy / "templates" / "extra.j2").write_text("new")
@@ -91,9 +90,9 @@ def test_source_hash_follows_the_files_but_not_bytecode(tmp_path: Path):
 
 def test_runtime_hash_includes_the_identity(monkeypatch: pytest.MonkeyPatch):
     config = config_of(provider={"type": "local"})
-    before = runtime_hash(config, config.head_node_type, head=True)
+    before = NodeSpec.of(config, config.head_node_type, NodeKind.HEAD).runtime_hash
     monkeypatch.setattr(install, "source_hash", lambda *_: "0" * 16)
-    assert runtime_hash(config, config.head_node_type, head=True) != before
+    assert NodeSpec.of(config, config.head_node_type, NodeKind.HEAD).runtime_hash != before
 
 
 # --- the wheel ------------------------------------------------------------------------------
@@ -413,16 +412,18 @@ def test_bootstrap_fails_the_node_with_pips_tail(tmp_path: Path):
     stages: list[tuple[NodeStatus, str]] = []
     boot = Bootstrapper(
         config,
-        provider,  # type: ignore[arg-type]
-        on_stage=lambda _n, status, detail: stages.append((status, detail)),
+        on_stage=recording(
+            provider,  # type: ignore[arg-type]
+            lambda _n, change: stages.append((change.stage, change.detail)),
+        ),
         log_dir=tmp_path / "logs",
     )
     with pytest.raises(BootstrapError) as failure:
-        boot.bootstrap(node, node)
+        boot.bootstrap(node, provider, HeadGate())  # type: ignore[arg-type]
     assert failure.value.stage == NodeStatus.SETTING_UP.value
     assert "No matching distribution found" in failure.value.detail
     assert provider.tags[Tag.STATUS] == NodeStatus.FAILED.value
-    assert "No matching distribution found" in provider.tags[ERROR_TAG]
+    assert "No matching distribution found" in provider.tags[Tag.ERROR]
     assert stages[-1][0] is NodeStatus.FAILED
     assert not (home / "setup-ran").exists()  # the user's setup waits for the runtime
     log = (tmp_path / "logs" / "n-1.log").read_text()
@@ -439,7 +440,7 @@ def test_local_nodes_are_not_installed_on(tmp_path: Path):
     home = tmp_path / "node"
     home.mkdir()
     node = Node("n-1", config.head_node_type, NodeKind.HEAD, NodeState.RUNNING, "127.0.0.2", None)
-    boot = Bootstrapper(config, OneNodeProvider(home), on_stage=lambda *_: None)  # type: ignore[arg-type]
+    boot = Bootstrapper(config, on_stage=lambda *_: None)
     boot._set_up(LocalRunner(home), node)
     assert (home / "setup-ran").is_file()
     assert not (tmp_path / "checked").exists() and not (tmp_path / "pip.log").exists()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rayctl.providers import loopback
+from rayctl.providers.local import loopback
 
 
 @pytest.fixture

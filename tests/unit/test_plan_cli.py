@@ -111,3 +111,15 @@ def test_a_bad_demand_file_is_located_like_a_config_error(cli, config: Path, tmp
     assert ":3:5: nodes[0].type: 'cpux' is not in the config's node types; did you mean 'cpu'?" in (
         result.err
     )
+
+
+def test_the_table_and_the_json_carry_the_same_decisions(cli, config: Path, tmp_path: Path):
+    demand = tmp_path / "demand.yaml"
+    demand.write_text("demands: [{bundle: {CPU: 1}, count: 3}]\n")
+    decision = json.loads(cli("plan", config, "--demand", demand, "--json").out)
+    table = cli("plan", config, "--demand", demand).out
+    assert decision["launches"], decision
+    for launch in decision["launches"]:
+        assert f"{launch['count']} x {launch['node_type']}" in table
+        assert launch["reason"] in table
+    assert sum(x["count"] for x in decision["launches"]) == sum(decision["launch"].values())

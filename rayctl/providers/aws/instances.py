@@ -32,12 +32,16 @@ import boto3
 import paramiko
 from botocore.config import Config
 
-from rayctl.config.schema import AWSProviderConfig, ClusterConfig
+from rayctl.config.schema import ClusterConfig
 from rayctl.errors import CapacityError, ProviderError, TransientError
-from rayctl.providers import aws_setup, head_access
-from rayctl.providers.aws_errors import call, paginate
-from rayctl.providers.aws_setup import Subnet, tag_dict, tag_list
-from rayctl.providers.base import Node, NodeKind, NodeState, Tag
+from rayctl.paths import key_file
+from rayctl.providers.aws import setup as aws_setup
+from rayctl.providers.aws.config import AWSProviderConfig
+from rayctl.providers.aws.errors import call, paginate
+from rayctl.providers.aws.setup import Subnet, tag_dict, tag_list
+from rayctl.providers.base import Node, NodeKind, NodeState, RayStart, Tag
+from rayctl.providers.ssh_access import SSHAccess, connect_attempts_s
+from rayctl.runtime import head_paths
 from rayctl.runtime.ssh_runner import SSHRunner
 
 LIVE = ("pending", "running")
@@ -47,7 +51,7 @@ _STATES = {"pending": NodeState.PENDING, "running": NodeState.RUNNING}
 BATCH = 500  # instance ids per API call (filters take at most 1,000 values)
 # How long a new instance may take to get an address, and sshd to answer.
 ADDRESS_TIMEOUT_S = 300.0
-CONNECT_ATTEMPTS_S = float(os.environ.get("RAYCTL_SSH_CONNECT_ATTEMPTS_S", "300"))
+CONNECT_ATTEMPTS_S = 300.0
 CONFIRM_TIMEOUT_S = 120.0  # for AWS to report a stop or termination it accepted
 CLEANUP_TIMEOUT_S = 900.0  # for instances to be terminated and their groups to be free
 # Pauses before retrying a launch that failed for a passing reason (throttling, a new
@@ -75,14 +79,11 @@ class _Launch:
 class AWSProvider:
     def __init__(self, config: ClusterConfig, *, home: Path) -> None:
         assert isinstance(config.provider, AWSProviderConfig)
-        assert config.auth.ssh_user  # the loader checks
         self.cluster_name = config.cluster_name
-        self._user: str = config.auth.ssh_user
         self._config = config
         self._provider = config.provider
         self._region = config.provider.region
         self._home = home
-        self._state_dir = home / "clusters" / config.cluster_name
         # boto3's standard retry mode already backs off throttled calls.
         session = boto3.session.Session(region_name=self._region)
         client_config = Config(retries={"mode": "standard", "max_attempts": 5})
@@ -91,14 +92,18 @@ class AWSProvider:
         self.sts = session.client("sts", config=client_config)
         self._lock = threading.Lock()
         self._launch: _Launch | None = None
-        self._runners: dict[tuple[str, str], SSHRunner] = {}
+        self._access = SSHAccess(
+            config,
+            home=home,
+            key_path=self.key_path,
+            attempts_s=connect_attempts_s(CONNECT_ATTEMPTS_S),
+        )
 
     # -- names and keys -------------------------------------------------------------------
 
     @property
     def known_hosts(self) -> Path:
-        """The nodes' host keys, pinned per cluster on first use."""
-        return self._state_dir / "known_hosts"
+        return self._access.known_hosts
 
     @property
     def group_name(self) -> str:
@@ -115,7 +120,7 @@ class AWSProvider:
         given = self._config.auth.ssh_private_key
         if given:
             return Path(os.path.expanduser(given))
-        return self._home / "keys" / f"{self.key_name}.pem"
+        return key_file(self._home, self.key_name)
 
     @functools.cached_property
     def key_name(self) -> str:
@@ -326,20 +331,7 @@ class AWSProvider:
             delay = min(delay * 1.5, 5.0)
 
     def runner(self, node: Node) -> SSHRunner:
-        address = self._address(node)
-        with self._lock:
-            runner = self._runners.get((node.id, address))
-            if runner is None:
-                runner = self._runners[(node.id, address)] = SSHRunner(
-                    address,
-                    node_id=node.id,
-                    user=self._user,
-                    key_path=self.key_path,
-                    known_hosts=self.known_hosts,
-                    proxy_command=self._config.auth.ssh_proxy_command,
-                    connect_attempts_s=CONNECT_ATTEMPTS_S,
-                )
-            return runner
+        return self._access.runner(node.id, self._address(node))
 
     def _address(self, node: Node) -> str:
         """The address rayctl reaches `node` at; a new instance gets its public one only
@@ -363,8 +355,8 @@ class AWSProvider:
             time.sleep(2)
         return address
 
-    def ray_start_args(self, node: Node) -> list[str]:
-        return [f"--node-ip-address={node.internal_ip}"]
+    def ray_start_args(self, node: Node) -> RayStart:
+        return self._access.ray_start_args(node)
 
     def prepare_head(
         self, config: ClusterConfig, head: Node
@@ -372,20 +364,11 @@ class AWSProvider:
         """The monitor on the head calls AWS with the head's instance profile (no credentials
         are copied); it reaches workers with the cluster's SSH key and pinned host keys,
         copied to where its own provider looks for them (mode 0600)."""
-        runner = self.runner(head)
-        remote = f"{head_access.REMOTE_HOME}/clusters/{self.cluster_name}"
-        files = {str(self.known_hosts): f"{remote}/known_hosts"}
-        update: dict[str, Any] = {}
-        if config.auth.ssh_private_key:
-            files[str(self.key_path)] = f"{remote}/ssh_key"
-            update["auth"] = config.auth.model_copy(
-                update={"ssh_private_key": f"~/{remote}/ssh_key"}
-            )
-        else:
-            files[str(self.key_path)] = f"{head_access.REMOTE_HOME}/keys/{self.key_name}.pem"
-        head_access.copy_secrets(runner, files)
+        head_config = self._access.prepare_head(
+            config, self.runner(head), created_key=head_paths.key_pair(self.key_name)
+        )
         env = {k: os.environ[k] for k in _ENDPOINT_VARS if os.environ.get(k)}
-        return head_access.head_config(config, runner, **update), env
+        return head_config, env
 
     # -- bootstrap ------------------------------------------------------------------------
 
@@ -409,7 +392,7 @@ class AWSProvider:
         if key is not None:
             self._ensure_key(key)
         group_id = self._ensure_group(vpc, group, resolved)
-        self._state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._access.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         with self._lock:
             self._launch = _Launch(
                 group_id, subnets, images, self.head_role if role_needed else None
@@ -648,7 +631,7 @@ class AWSProvider:
             self.key_path.unlink(missing_ok=True)
         if "IamInstanceProfile" not in self._config.head_type.node_config:
             aws_setup.delete_head_role(self.iam, self.head_role, self.cluster_name)
-        shutil.rmtree(self._state_dir, ignore_errors=True)  # host keys of gone instances
+        shutil.rmtree(self._access.state_dir, ignore_errors=True)  # host keys of gone instances
         with self._lock:
             self._launch = None
 

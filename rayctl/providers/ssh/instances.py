@@ -2,77 +2,56 @@
 
 A host is "created" by allocating it from the pool and "terminated" by stopping the Ray this
 cluster started on it (by PID, nothing else on the host is touched) and giving it back. The
-pool's state lives on the head (ssh_pool.py), so the laptop and the head's monitor share it;
+pool's state lives on the head (pool.py), so the laptop and the head's monitor share it;
 a node's id is its host's address.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import stat
-import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from rayctl.config.schema import ClusterConfig, SSHProviderConfig
+from rayctl.config.schema import ClusterConfig
 from rayctl.errors import CapacityError, ProviderError
-from rayctl.providers import head_access, ssh_pool
-from rayctl.providers.base import Node, NodeKind, NodeState, Tag
-from rayctl.runtime import detached
+from rayctl.providers.base import Node, NodeKind, NodeState, RayStart, Tag
+from rayctl.providers.ssh import pool
+from rayctl.providers.ssh.config import SSHProviderConfig
+from rayctl.providers.ssh_access import SSHAccess, connect_attempts_s
+from rayctl.runtime import detached, head_paths
 from rayctl.runtime.runner import NodeUnreachable
 from rayctl.runtime.ssh_runner import SSHRunner
 
-_POOL_SCRIPT = Path(ssh_pool.__file__).read_text()
+_POOL_SCRIPT = Path(pool.__file__).read_text()
 STOP_THREADS = 32
-# How long to keep trying a host that refuses or does not answer before calling it down.
-CONNECT_ATTEMPTS_S = float(os.environ.get("RAYCTL_SSH_CONNECT_ATTEMPTS_S", "60"))
+CONNECT_ATTEMPTS_S = 60.0  # on-prem hosts are up: a minute of retries is plenty
 
 
 class SSHProvider:
     def __init__(self, config: ClusterConfig, *, home: Path) -> None:
         assert isinstance(config.provider, SSHProviderConfig)
-        assert config.auth.ssh_user and config.auth.ssh_private_key  # the loader checks both
+        assert config.auth.ssh_private_key  # the provider's checks require it
         self.cluster_name = config.cluster_name
         self._provider = config.provider
-        self._user = config.auth.ssh_user
-        self._key = Path(config.auth.ssh_private_key)
-        self._proxy_command = config.auth.ssh_proxy_command
-        self._state_dir = home / "clusters" / config.cluster_name
-        self._runners: dict[str, SSHRunner] = {}
-        self._lock = threading.Lock()
+        self._access = SSHAccess(
+            config,
+            home=home,
+            key_path=Path(config.auth.ssh_private_key),
+            attempts_s=connect_attempts_s(CONNECT_ATTEMPTS_S),
+        )
 
     @property
     def known_hosts(self) -> Path:
-        """The hosts' keys, pinned per cluster on first use."""
-        return self._state_dir / "known_hosts"
+        return self._access.known_hosts
 
     def bootstrap(self) -> None:
-        mode = stat.S_IMODE(self._key.stat().st_mode)
-        if mode & 0o077:
-            raise ProviderError(
-                f"the private key {self._key} is readable by others (mode {mode:o}); "
-                f"run `chmod 600 {self._key}`"
-            )
-        self._state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._access.check_key()
 
     def _runner_for(self, host: str) -> SSHRunner:
-        with self._lock:
-            runner = self._runners.get(host)
-            if runner is None:
-                runner = self._runners[host] = SSHRunner(
-                    host,
-                    node_id=host,
-                    user=self._user,
-                    key_path=self._key,
-                    known_hosts=self.known_hosts,
-                    proxy_command=self._proxy_command,
-                    connect_attempts_s=CONNECT_ATTEMPTS_S,
-                )
-            return runner
+        return self._access.runner(host, host)  # a node's id is its host's address
 
     def _pool(self, op: str, args: Mapping[str, Any] | None = None) -> Any:
         command = shlex.join(
@@ -83,7 +62,7 @@ class SSHProvider:
                 "-S",
                 "-c",
                 _POOL_SCRIPT,
-                self.cluster_name,
+                head_paths.pool_dir(self.cluster_name),
                 op,
                 json.dumps(args or {}),
             ]
@@ -163,23 +142,15 @@ class SSHProvider:
     def runner(self, node: Node) -> SSHRunner:
         return self._runner_for(node.internal_ip)
 
-    def ray_start_args(self, node: Node) -> list[str]:
-        return [f"--node-ip-address={node.internal_ip}"]
+    def ray_start_args(self, node: Node) -> RayStart:
+        return self._access.ray_start_args(node)
 
     def prepare_head(
         self, config: ClusterConfig, head: Node
     ) -> tuple[ClusterConfig, dict[str, str]]:
         """The monitor on the head reaches workers with this cluster's key and pinned host
-        keys, copied into the head's rayctl home (where its own provider looks, mode 0600);
-        file mounts are synced to workers from their copies on the head."""
-        runner = self.runner(head)
-        remote = f"{head_access.REMOTE_HOME}/clusters/{self.cluster_name}"
-        head_access.copy_secrets(
-            runner,
-            {str(self._key): f"{remote}/ssh_key", str(self.known_hosts): f"{remote}/known_hosts"},
-        )
-        auth = config.auth.model_copy(update={"ssh_private_key": f"~/{remote}/ssh_key"})
-        return head_access.head_config(config, runner, auth=auth), {}
+        keys (see SSHAccess.prepare_head)."""
+        return self._access.prepare_head(config, self.runner(head)), {}
 
     def cleanup(self) -> None:
         self._pool("drop")

@@ -23,9 +23,10 @@ from filelock import FileLock
 from pydantic import BaseModel
 
 from rayctl.config.schema import ClusterConfig
-from rayctl.providers import loopback
-from rayctl.providers.base import Node, NodeKind, NodeState, NodeStatus, Tag
-from rayctl.runtime import detached
+from rayctl.paths import cluster_dir
+from rayctl.providers.base import Node, NodeKind, NodeState, NodeStatus, RayStart, Tag
+from rayctl.providers.local import loopback
+from rayctl.runtime import detached, head_paths
 from rayctl.runtime.runner import LocalRunner
 
 DASHBOARD_PORT = 8265
@@ -43,7 +44,7 @@ class LocalProvider:
     def __init__(self, config: ClusterConfig, *, home: Path) -> None:
         self.cluster_name = config.cluster_name
         self._home = home
-        self.state_dir = home / "clusters" / self.cluster_name
+        self.state_dir = cluster_dir(home, self.cluster_name)
         self._state_file = self.state_dir / "nodes.json"
 
     # -- state -------------------------------------------------------------------------
@@ -75,7 +76,7 @@ class LocalProvider:
         return Path("/tmp") / f"rayctl-{digest}"
 
     def _pid_file(self, node_id: str) -> Path:
-        return self.node_home(node_id) / ".rayctl" / "procs" / node_id / "pid"
+        return self.node_home(node_id) / head_paths.home_relative("procs", node_id, "pid")
 
     def _state(self, record: _Record) -> NodeState:
         try:
@@ -162,11 +163,12 @@ class LocalProvider:
     def runner(self, node: Node) -> LocalRunner:
         return LocalRunner(self.node_home(node.id))
 
-    def ray_start_args(self, node: Node) -> list[str]:
+    def ray_start_args(self, node: Node) -> RayStart:
         """Fresh ports on every start: a restarted node's old ports may still be held by the
         kernel (TIME_WAIT) after its Ray died. The head's new GCS port goes into its tags."""
         with self._locked() as records:
             record = records[node.id]
+            tags: dict[str, str] = {}
             agent_port = _free_port()
             args = [
                 f"--node-ip-address={record.ip}",
@@ -179,15 +181,15 @@ class LocalProvider:
                     _free_port(),
                     _free_port(record.ip, DASHBOARD_PORT),
                 )
-                record.tags[Tag.GCS_PORT] = str(gcs)
-                record.tags[Tag.DASHBOARD_PORT] = str(dashboard)
+                tags = {Tag.GCS_PORT: str(gcs), Tag.DASHBOARD_PORT: str(dashboard)}
+                record.tags.update(tags)
                 args += [
                     f"--port={gcs}",
                     f"--ray-client-server-port={client}",
                     f"--dashboard-host={record.ip}",
                     f"--dashboard-port={dashboard}",
                 ]
-        return args
+        return RayStart(args, tags)
 
     def prepare_head(
         self, config: ClusterConfig, head: Node

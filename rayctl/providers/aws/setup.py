@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rayctl.errors import ProviderError
-from rayctl.providers.aws_errors import call
+from rayctl.providers.aws.errors import call
 from rayctl.providers.base import Tag
 
 # Canonical's account and its Ubuntu 24.04 LTS images (python3.12: rayctl's runtime needs

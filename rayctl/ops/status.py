@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+import pydantic
 from pydantic import BaseModel
 
-from rayctl.autoscaler.monitor import MONITOR_SLOT, STATUS_PATH
+from rayctl.autoscaler.status import AutoscalerStatus
 from rayctl.config.loader import LoadedConfig
-from rayctl.providers import NodeKind, Tag, make_provider
-from rayctl.runtime import detached
-from rayctl.runtime.bootstrap import ERROR_TAG
+from rayctl.ops.head import monitor_running as is_monitor_running
+from rayctl.providers.base import NodeKind, Tag
+from rayctl.providers.registry import make_provider
+from rayctl.runtime import head_paths
 from rayctl.runtime.ray_adapter import RayNode, RayUnreachable, list_ray_nodes
 
 
@@ -38,7 +39,7 @@ class ClusterStatus(BaseModel):
     ray_error: str | None
     nodes: list[NodeRow]
     monitor_running: bool
-    autoscaler: dict | None  # the monitor's last status document
+    autoscaler: AutoscalerStatus | None  # the monitor's last status document
 
 
 def cluster_status(loaded: LoadedConfig, *, home: Path) -> ClusterStatus:
@@ -76,16 +77,20 @@ def cluster_status(loaded: LoadedConfig, *, home: Path) -> ClusterStatus:
                 else {},
                 used={k: v for k, v in r.used.items() if not k.startswith("node:")} if r else {},
                 idle_s=r.idle_s if r and r.status != "DEAD" else None,
-                error=n.tags.get(ERROR_TAG) or None,
+                error=n.tags.get(Tag.ERROR) or None,
             )
         )
     monitor_running, autoscaler = False, None
     if head is not None:
-        runner = provider.runner(head)
-        monitor_running = detached.is_alive(runner, MONITOR_SLOT)
+        monitor_running = is_monitor_running(provider, head)
         lines: list[str] = []
-        if runner.run(f"cat {STATUS_PATH}", timeout_s=15, stream=lines.append).ok and lines:
-            autoscaler = json.loads("\n".join(lines))
+        runner = provider.runner(head)
+        read = runner.run(f"cat {head_paths.MONITOR_STATUS}", timeout_s=15, stream=lines.append)
+        if read.ok and lines:
+            try:
+                autoscaler = AutoscalerStatus.model_validate_json("\n".join(lines))
+            except pydantic.ValidationError:  # written by another rayctl version: not shown
+                autoscaler = None
     return ClusterStatus(
         cluster_name=loaded.name,
         head_ip=head.internal_ip if head else None,

@@ -1,0 +1,1 @@
+"""The aws provider: see config.py (its declaration) and instances.py (the NodeProvider)."""

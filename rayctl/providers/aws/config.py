@@ -1,0 +1,195 @@
+"""The aws provider's declaration: its `provider:` section, defaults and checks (light: boto3
+is imported only by the provider itself, rayctl.providers.aws.instances)."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from rayctl.config.loader import resolve_private_key
+from rayctl.config.provider_spec import ProviderSpec
+from rayctl.config.schema import ClusterConfig, ProviderSettings, StrictModel
+from rayctl.config.yaml_positions import Path as KeyPath
+
+
+class AWSSecurityGroupConfig(StrictModel):
+    """Ray's `provider.security_group`: the cluster's group name and extra inbound rules."""
+
+    GroupName: str | None = Field(
+        None, min_length=1, description="Name of the cluster's group (default rayctl-<cluster>)."
+    )
+    IpPermissions: list[dict[str, Any]] = Field(
+        [],
+        description="Extra inbound rules, in EC2's IpPermissions form. Rules that open Ray's "
+        "ports to the whole internet are refused.",
+    )
+
+
+class AWSProviderConfig(ProviderSettings):
+    """EC2 instances in one region, launched with boto3's usual credentials (environment,
+    profile, SSO, or the head's instance profile)."""
+
+    type: Literal["aws"]
+    region: str = Field(min_length=1, description="The AWS region, e.g. us-west-2.")
+    availability_zone: str | None = Field(
+        None,
+        description="Comma-separated zones to launch in, in order of preference "
+        "(default: every zone of the region's default VPC).",
+    )
+    cache_stopped_nodes: bool = Field(
+        True,
+        description="Stop idle workers instead of terminating them and restart them when a "
+        "worker of the same type and node_config is needed. `rayctl down` terminates "
+        "stopped workers too.",
+    )
+    use_internal_ips: bool = Field(
+        False, description="Reach nodes at their private addresses (from inside the VPC)."
+    )
+    security_group: AWSSecurityGroupConfig | None = None
+    ssh_source_cidrs: list[Annotated[str, Field(min_length=1)]] | None = Field(
+        None,
+        description="Where SSH (TCP 22) to the nodes may come from. Default: inside the VPC "
+        "only, which needs use_internal_ips: true; with public addresses give it explicitly, "
+        "e.g. [203.0.113.7/32] (your address), or [0.0.0.0/0] for anywhere (key-only logins, "
+        "Ray's default). Ray's ports are open only within the cluster's security group.",
+    )
+
+    @property
+    def zones(self) -> list[str]:
+        return [z.strip() for z in (self.availability_zone or "").split(",") if z.strip()]
+
+
+# Ray's GCS, dashboard and client server: no authentication, never open to the internet.
+_RAY_PORTS = (6379, 8265, 10001)
+# run_instances arguments rayctl decides itself, or cannot fail over with yet.
+_AWS_OWN_KEYS = {
+    "MinCount": "rayctl sets MinCount and MaxCount from the number of nodes it launches",
+    "MaxCount": "rayctl sets MinCount and MaxCount from the number of nodes it launches",
+    "SubnetId": "use SubnetIds (a list): rayctl tries them in order when a zone has no capacity",
+    "NetworkInterfaces": "NetworkInterfaces is not supported yet; use SubnetIds and "
+    "SecurityGroupIds",
+}
+
+
+def check(
+    config: ClusterConfig, base_dir: Path, problems: list[tuple[KeyPath, str]]
+) -> ClusterConfig:
+    """Nothing is looked up in AWS here (validation is offline): the shape of node_config,
+    addresses, zones and keys. Returns the config with the key's path made absolute."""
+    provider = config.provider
+    assert isinstance(provider, AWSProviderConfig)
+    for index, zone in enumerate(provider.zones):
+        if not zone.startswith(provider.region):
+            problems.append(
+                (
+                    ("provider", "availability_zone"),
+                    f"zone '{zone}' (entry {index + 1}) is not in region {provider.region}",
+                )
+            )
+    if provider.ssh_source_cidrs is None and not provider.use_internal_ips:
+        problems.append(
+            (
+                ("provider",),
+                "nodes are reached at their public addresses, so say where SSH may come "
+                "from: ssh_source_cidrs: [203.0.113.7/32] (your address), or [0.0.0.0/0] "
+                "for anywhere; or set use_internal_ips: true to stay inside the VPC",
+            )
+        )
+    for index, cidr in enumerate(provider.ssh_source_cidrs or []):
+        try:
+            ipaddress.ip_network(cidr)
+        except ValueError as exc:
+            problems.append((("provider", "ssh_source_cidrs", index), f"not a CIDR block: {exc}"))
+    group = provider.security_group
+    for index, rule in enumerate(group.IpPermissions if group else []):
+        where: KeyPath = ("provider", "security_group", "IpPermissions", index)
+        exposed = _ray_ports_to_internet(rule)
+        if exposed:
+            problems.append(
+                (
+                    where,
+                    f"opens Ray's port(s) {exposed} to the internet; Ray does not "
+                    "authenticate clients: reach them through SSH instead",
+                )
+            )
+    key_names = []
+    for name, node_type in config.available_node_types.items():
+        node_config = node_type.node_config
+        path: KeyPath = ("available_node_types", name, "node_config")
+        if "InstanceType" not in node_config and "LaunchTemplate" not in node_config:
+            problems.append((path, "needs an InstanceType (e.g. m5.large)"))
+        for key, why in _AWS_OWN_KEYS.items():
+            if key in node_config:
+                problems.append(((*path, key), why))
+        for key in ("SubnetIds", "SecurityGroupIds"):
+            value = node_config.get(key)
+            if value is not None and not (
+                isinstance(value, list) and value and all(isinstance(v, str) for v in value)
+            ):
+                problems.append(((*path, key), "must be a non-empty list of ids"))
+        if node_config.get("ImageId") == "latest_dlami":
+            problems.append(
+                (
+                    (*path, "ImageId"),
+                    "'latest_dlami' is Ray's own lookup; leave ImageId out for Ubuntu's "
+                    "current LTS, or give an AMI id",
+                )
+            )
+        if "KeyName" in node_config:
+            key_names.append((*path, "KeyName"))
+    auth = config.auth
+    if not auth.ssh_user:
+        problems.append((("auth", "ssh_user"), "the aws provider needs auth.ssh_user"))
+    if not auth.ssh_private_key:
+        # rayctl creates a key pair for the cluster; a KeyName needs its private key.
+        problems.extend(
+            (where, "a KeyName needs auth.ssh_private_key (that key pair's private key)")
+            for where in key_names
+        )
+        return config
+    return resolve_private_key(config, base_dir, problems)
+
+
+def _ray_ports_to_internet(rule: Any) -> str:
+    """The Ray ports an inbound rule opens to every address, as text ('' if none)."""
+    if not isinstance(rule, dict):
+        return ""
+    anywhere = any(
+        isinstance(r, dict) and r.get("CidrIp") == "0.0.0.0/0" for r in rule.get("IpRanges", [])
+    ) or any(
+        isinstance(r, dict) and r.get("CidrIpv6") == "::/0" for r in rule.get("Ipv6Ranges", [])
+    )
+    if not anywhere:
+        return ""
+    protocol = str(rule.get("IpProtocol", "")).lower()
+    if protocol in ("-1", "all"):
+        return ", ".join(map(str, _RAY_PORTS))
+    if protocol not in ("tcp", "6"):
+        return ""
+    low, high = rule.get("FromPort", 0), rule.get("ToPort", 65535)
+    if not (isinstance(low, int) and isinstance(high, int)):
+        return ""
+    return ", ".join(str(p) for p in _RAY_PORTS if low <= p <= high)
+
+
+SPEC = ProviderSpec(
+    kind="aws",
+    model=AWSProviderConfig,
+    factory="rayctl.providers.aws.instances:AWSProvider",
+    # As Ray's AWS defaults. No ImageId: rayctl looks up Canonical's current Ubuntu LTS for
+    # the instance type's architecture when the cluster is brought up. Resources are left
+    # to Ray to detect; give them to plan before any node is up.
+    defaults={
+        "head_node_type": "ray.head.default",
+        "available_node_types": {
+            "ray.head.default": {"node_config": {"InstanceType": "m5.large"}},
+            "ray.worker.default": {"node_config": {"InstanceType": "m5.large"}},
+        },
+        "auth": {"ssh_user": "ubuntu"},
+    },
+    check=check,
+    extra="aws",
+)

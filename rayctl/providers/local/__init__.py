@@ -1,0 +1,1 @@
+"""The local provider: see config.py (its declaration) and instances.py (the NodeProvider)."""

@@ -1,0 +1,1 @@
+"""The ssh provider: see config.py (its declaration) and instances.py (the NodeProvider)."""

@@ -1,0 +1,135 @@
+"""What every provider whose nodes are reached over SSH shares (ssh and aws today; gcp and
+azure next): one SSHRunner per node (one connection reused by every step), host keys trusted
+on first use and pinned per cluster, how long to keep trying a host that does not answer,
+the private key's mode, the `ray start` flags such nodes need, and handing the head what its
+autoscaler needs to reach the workers (the key and pinned host keys, readable only by the
+head's user; file mounts and the wheelhouse from their copies on the head).
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shlex
+import stat
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from rayctl.config.schema import ClusterConfig
+from rayctl.errors import ProviderError
+from rayctl.paths import cluster_dir
+from rayctl.runtime import head_paths
+from rayctl.runtime.nodes import Node, RayStart
+from rayctl.runtime.runner import CommandRunner
+from rayctl.runtime.ssh_runner import SSHRunner
+
+
+def connect_attempts_s(default: float) -> float:
+    """How long to keep trying a host that refuses or does not answer before calling it
+    down: RAYCTL_SSH_CONNECT_ATTEMPTS_S, else the provider's default (a cloud instance
+    takes longer to boot than an on-prem host)."""
+    return float(os.environ.get("RAYCTL_SSH_CONNECT_ATTEMPTS_S", default))
+
+
+class SSHAccess:
+    """A cluster's SSH access to its nodes, as one provider process sees it."""
+
+    def __init__(
+        self, config: ClusterConfig, *, home: Path, key_path: Path, attempts_s: float
+    ) -> None:
+        assert config.auth.ssh_user  # the provider's checks require it
+        self.cluster_name = config.cluster_name
+        self.user: str = config.auth.ssh_user
+        self.key_path = key_path
+        self.state_dir = cluster_dir(home, config.cluster_name)
+        self._proxy_command = config.auth.ssh_proxy_command
+        self._attempts_s = attempts_s
+        self._runners: dict[tuple[str, str], SSHRunner] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def known_hosts(self) -> Path:
+        """The nodes' host keys, pinned per cluster on first use."""
+        return self.state_dir / "known_hosts"
+
+    def check_key(self) -> None:
+        """The private key must be readable by its owner only (ssh refuses others)."""
+        mode = stat.S_IMODE(self.key_path.stat().st_mode)
+        if mode & 0o077:
+            raise ProviderError(
+                f"the private key {self.key_path} is readable by others (mode {mode:o}); "
+                f"run `chmod 600 {self.key_path}`"
+            )
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def runner(self, node_id: str, address: str) -> SSHRunner:
+        """The node's runner, made once per (node, address) and reused."""
+        with self._lock:
+            runner = self._runners.get((node_id, address))
+            if runner is None:
+                runner = self._runners[(node_id, address)] = SSHRunner(
+                    address,
+                    node_id=node_id,
+                    user=self.user,
+                    key_path=self.key_path,
+                    known_hosts=self.known_hosts,
+                    proxy_command=self._proxy_command,
+                    connect_attempts_s=self._attempts_s,
+                )
+            return runner
+
+    @staticmethod
+    def ray_start_args(node: Node) -> RayStart:
+        """Ray on its own host advertises the address the cluster reaches it at."""
+        return RayStart([f"--node-ip-address={node.internal_ip}"])
+
+    def prepare_head(
+        self, config: ClusterConfig, runner: CommandRunner, *, created_key: str | None = None
+    ) -> ClusterConfig:
+        """Copy the cluster's key and pinned host keys to where the head's own provider looks
+        for them (its RAYCTL_HOME is ~/.rayctl). A key the config names goes with the
+        cluster's state and the config points at it; a key rayctl created for the cluster
+        goes to `created_key` (a path relative to the head's home), where the provider finds
+        it by name. Returns the config as the head's monitor sees it."""
+        secrets = head_paths.cluster_secrets(self.cluster_name)
+        files = {str(self.known_hosts): posixpath.join(secrets, "known_hosts")}
+        update: dict[str, Any] = {}
+        if config.auth.ssh_private_key:
+            files[str(self.key_path)] = posixpath.join(secrets, "ssh_key")
+            update["auth"] = config.auth.model_copy(
+                update={"ssh_private_key": "~/" + posixpath.join(secrets, "ssh_key")}
+            )
+        elif created_key is not None:
+            files[str(self.key_path)] = created_key
+        _copy_secrets(runner, files)
+        return head_config(config, runner, **update)
+
+
+def _copy_secrets(runner: CommandRunner, files: Mapping[str, str]) -> None:
+    """Copy local files to paths relative to the head user's home: directories 0700, files
+    0600, so no other user of the head reads the cluster's key."""
+    dirs = sorted({posixpath.dirname(remote) for remote in files.values()})
+    quoted = " ".join(shlex.quote(d) for d in dirs)
+    result = runner.run(f"umask 077 && mkdir -p {quoted} && chmod 700 {quoted}")
+    if not result.ok:
+        raise ProviderError(f"could not prepare the head for the autoscaler:\n{result.tail}")
+    for local, remote in files.items():
+        runner.put(local, f"~/{remote}")
+    result = runner.run("chmod 600 " + " ".join(shlex.quote(r) for r in files.values()))
+    if not result.ok:
+        raise ProviderError(f"could not protect the keys on the head:\n{result.tail}")
+
+
+def head_config(config: ClusterConfig, runner: CommandRunner, **update: Any) -> ClusterConfig:
+    """The config as the head's monitor sees it: file mounts come from their copies on the
+    head (synced there by bootstrap), and workers install from the head's wheelhouse."""
+    changes: dict[str, Any] = {"file_mounts": {t: t for t in config.file_mounts}, **update}
+    runtime = config.rayctl.runtime
+    if runtime.wheelhouse:
+        runner.sync(runtime.wheelhouse, head_paths.WHEELHOUSE)
+        changes["rayctl"] = config.rayctl.model_copy(
+            update={"runtime": runtime.model_copy(update={"wheelhouse": head_paths.WHEELHOUSE})}
+        )
+    return config.model_copy(update=changes)

@@ -1,0 +1,67 @@
+"""Every path rayctl keeps on a node, relative to the node user's home (`~`): the one place
+they are spelled. Local nodes have a home of their own under this machine's rayctl home, so
+the same paths hold there.
+
+`home_path(...)` gives the `~/...` form (for runners' put/get and shell_path), `shell_home(...)`
+the `"$HOME"/...` form for scripts, where `~` would not expand inside quotes.
+"""
+
+from __future__ import annotations
+
+import posixpath
+
+# The node's rayctl directory, relative to its home; on the head also the monitor's
+# RAYCTL_HOME, where providers there look for keys and state.
+RAYCTL_DIR = ".rayctl"
+
+
+def home_relative(*parts: str) -> str:
+    """A path under the node's rayctl directory, relative to the home (`.rayctl/a/b`)."""
+    return posixpath.join(RAYCTL_DIR, *parts)
+
+
+def home_path(*parts: str) -> str:
+    """`~/.rayctl/<parts>`."""
+    return "~/" + home_relative(*parts)
+
+
+def shell_home(*parts: str) -> str:
+    """`$HOME/.rayctl/<parts>`, for use inside double quotes in a script."""
+    return "$HOME/" + home_relative(*parts)
+
+
+# The autoscaler on the head: the config it runs and the status it writes after each tick.
+MONITOR_CONFIG = home_path("monitor", "cluster.yaml")
+MONITOR_STATUS = home_path("monitor", "status.json")
+# The runtime venv bootstrap creates (rayctl + Ray), the wheels uploaded to install it, and
+# the wheelhouse synced to the head for the workers its monitor installs.
+RUNTIME_DIR = home_path("runtime")
+DEFAULT_PYTHON = home_path("runtime", "bin", "python")
+RUNTIME_WHEELS = home_path("runtime", "wheels")
+WHEELHOUSE = home_path("wheelhouse")
+
+
+def procs_dir(slot: str) -> str:
+    """A detached process's slot (start script, PID, output), `$HOME` form."""
+    return shell_home("procs", slot)
+
+
+def job_dir(job_id: str) -> str:
+    """A job's directory (script, working dir, output, exit code), `$HOME` form."""
+    return shell_home("jobs", job_id)
+
+
+def pool_dir(cluster: str) -> str:
+    """The ssh provider's host pool of a cluster, kept on its head (relative to the home)."""
+    return home_relative("pool", cluster)
+
+
+def cluster_secrets(cluster: str) -> str:
+    """Where the head keeps the cluster's SSH key and pinned host keys for its monitor
+    (relative to the home; the monitor's provider finds them under its RAYCTL_HOME)."""
+    return home_relative("clusters", cluster)
+
+
+def key_pair(name: str) -> str:
+    """A key pair rayctl created for a cloud cluster, on the head (relative to the home)."""
+    return home_relative("keys", f"{name}.pem")
