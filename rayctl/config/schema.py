@@ -24,7 +24,7 @@ ClusterName = Annotated[
 
 class StrictModel(BaseModel):
     # strict: `max_workers: true` or `"3"` is a mistake to report, not a value to coerce.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
 
 
 class AuthConfig(StrictModel):
