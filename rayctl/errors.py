@@ -46,6 +46,17 @@ class TransientError(ProviderError):
     retryable = True
 
 
+class TerminationFailed(ProviderError):
+    """Some nodes could not be terminated (the others were). `failed` maps each node id that
+    is still there to why, so callers retry those alone and go on with the rest."""
+
+    retryable = True
+
+    def __init__(self, failed: dict[str, str]) -> None:
+        self.failed = failed
+        super().__init__("\n".join(failed.values()))
+
+
 class ClusterNotFound(RayctlError):
     """The command needs a running cluster and there is none by that name."""
 

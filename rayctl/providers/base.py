@@ -45,7 +45,9 @@ class NodeProvider(Protocol):
         """This cluster's nodes that are not terminated, filtered by exact tag values."""
 
     def terminate_nodes(self, ids: Sequence[str]) -> None:
-        """Terminate nodes and confirm they are gone before forgetting them. Idempotent."""
+        """Terminate nodes and confirm they are gone before forgetting them. Idempotent.
+        Nodes that cannot be terminated raise TerminationFailed naming them (the others are
+        gone); an error that says nothing of which nodes is a ProviderError."""
 
     def set_tags(self, node_id: str, tags: Mapping[str, str]) -> None:
         """Merge `tags` into the node's tags."""

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rayctl.config.schema import ClusterConfig
-from rayctl.errors import CapacityError, ProviderError
+from rayctl.errors import CapacityError, ProviderError, TerminationFailed
 from rayctl.providers.base import Node, NodeKind, NodeState, RayStart, Tag
 from rayctl.providers.ssh import pool
 from rayctl.providers.ssh.config import SSHProviderConfig
@@ -120,9 +120,9 @@ class SSHProvider:
         stopped = [node_id for node_id, problem in problems.items() if problem is None]
         if stopped:
             self._pool("release", {"hosts": stopped})
-        failures = [problem for problem in problems.values() if problem is not None]
-        if failures:
-            raise ProviderError("\n".join(failures))
+        failed = {node_id: problem for node_id, problem in problems.items() if problem is not None}
+        if failed:
+            raise TerminationFailed(failed)
 
     def _stop_ray(self, node: Node) -> str | None:
         """Stop what this cluster started on the host; a problem as a message, else None."""
