@@ -13,16 +13,26 @@ import threading
 import time
 from pathlib import Path
 
-from rayctl.autoscaler.reconciler import Reconciler
+from filelock import FileLock, Timeout
+
+from rayctl.autoscaler.boots import bootstrap_worker
+from rayctl.autoscaler.reconciler import Reconciler, SnapshotFn
 from rayctl.autoscaler.status import AutoscalerStatus
 from rayctl.paths import rayctl_home
+from rayctl.providers.base import simulated_ray
 from rayctl.providers.registry import load_config, make_provider
 from rayctl.runtime import head_paths
-from rayctl.runtime.ray_adapter import RayUnreachable, cluster_snapshot, drain_idle_node
+from rayctl.runtime.ray_adapter import (
+    ClusterSnapshot,
+    RayUnreachable,
+    cluster_snapshot,
+    drain_idle_node,
+)
 
 log = logging.getLogger(__name__)
 
 TICK_S = float(os.environ.get("RAYCTL_MONITOR_TICK_S", "1.0"))
+POLL_S = float(os.environ.get("RAYCTL_MONITOR_POLL_S", "0.1"))
 
 
 class _JsonLines(logging.Formatter):
@@ -48,35 +58,122 @@ def _write_status(path: Path, document: AutoscalerStatus) -> None:
     os.replace(tmp, path)
 
 
+def _demand_key(snap: ClusterSnapshot) -> tuple:
+    return (
+        sorted((sorted(b.items()), c) for b, c in snap.demands),
+        sorted((s, [sorted(b.items()) for b in bs]) for s, bs in snap.placement_groups),
+        sorted((sorted(b.items()), c) for b, c in snap.constraints),
+    )
+
+
+class Monitor:
+    """The loop around a reconciler. It acts only while it holds the cluster's monitor lease
+    (a file lock on the head): a second monitor stands by and changes nothing. It ticks every
+    TICK_S, and at once when Ray's pending demand changes, which it polls every POLL_S (one
+    GCS call), so new work is seen within a fraction of a second."""
+
+    def __init__(
+        self,
+        reconciler: Reconciler,
+        *,
+        snapshot: SnapshotFn,
+        lease_path: Path,
+        status_path: Path,
+        tick_s: float = TICK_S,
+        poll_s: float = POLL_S,
+    ) -> None:
+        self.reconciler = reconciler
+        self._snapshot = snapshot
+        self._lease = FileLock(lease_path)
+        self._status_path = status_path
+        self._tick_s = tick_s
+        self.poll_s = poll_s
+        self._last_tick = float("-inf")
+        self._demand: tuple | None = None
+        self.error: str | None = None
+
+    @property
+    def active(self) -> bool:
+        """Whether this monitor holds the lease (taking it if it is free)."""
+        if not self._lease.is_locked:
+            try:
+                self._lease.acquire(timeout=0)
+            except Timeout:
+                return False
+        return True
+
+    def step(self) -> bool:
+        """Tick if one is due (time, or changed demand). Returns whether it ticked."""
+        if not self.active:
+            self._write(standby=True)
+            return False
+        snap = None
+        due = time.monotonic() - self._last_tick >= self._tick_s
+        gcs = self.reconciler.gcs_address
+        if not due and gcs is not None:
+            try:
+                snap = self._snapshot(gcs)
+            except RayUnreachable:
+                snap = None
+            due = snap is not None and _demand_key(snap) != self._demand
+        if not due:
+            return False
+        self._last_tick = time.monotonic()
+        try:
+            self.reconciler.tick(snapshot=snap)
+            seen = self.reconciler.last_snapshot
+            self._demand = _demand_key(seen) if seen is not None else None
+            self.error = None
+        except RayUnreachable as exc:
+            self.error = str(exc).splitlines()[0]
+            log.warning(self.error)
+        except Exception as exc:  # keep the loop alive; the status says what broke
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.exception("tick failed")
+        self._write(standby=False)
+        return True
+
+    def _write(self, *, standby: bool) -> None:
+        document = self.reconciler.status_document()
+        document.pid = os.getpid()
+        document.error = (
+            "another monitor holds this cluster's lease; standing by" if standby else self.error
+        )
+        _write_status(self._status_path, document)
+
+    def close(self) -> None:
+        self.reconciler.close()
+        if self._lease.is_locked:
+            self._lease.release()
+
+
 def run_monitor(config_path: Path) -> int:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(_JsonLines())
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     config = load_config(config_path).config
     provider = make_provider(config, home=rayctl_home())
-    reconciler = Reconciler(config, provider, snapshot=cluster_snapshot, drain=drain_idle_node)
-    status_path = Path(os.path.expanduser(head_paths.MONITOR_STATUS))
+    simulated = simulated_ray(provider)
+    if simulated is not None:  # the fake provider: Ray's side is simulated too
+        snapshot, drain, boot = simulated.snapshot, simulated.drain, simulated.boot
+    else:
+        snapshot, drain = cluster_snapshot, drain_idle_node
+        boot = bootstrap_worker(config, provider)
+    reconciler = Reconciler(config, provider, snapshot=snapshot, drain=drain, boot=boot)
+    monitor = Monitor(
+        reconciler,
+        snapshot=snapshot,
+        lease_path=Path(os.path.expanduser(head_paths.MONITOR_LEASE)),
+        status_path=Path(os.path.expanduser(head_paths.MONITOR_STATUS)),
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     log.info("monitor started for cluster %s (pid %d)", config.cluster_name, os.getpid())
-    error = None
     try:
         while not stop.is_set():
-            started = time.monotonic()
-            try:
-                reconciler.tick()
-                error = None
-            except RayUnreachable as exc:
-                error = str(exc).splitlines()[0]
-                log.warning(error)
-            except Exception as exc:  # keep the loop alive; the status says what broke
-                error = f"{type(exc).__name__}: {exc}"
-                log.exception("tick failed")
-            document = reconciler.status_document()
-            document.pid, document.error = os.getpid(), error
-            _write_status(status_path, document)
-            stop.wait(max(0.0, TICK_S - (time.monotonic() - started)))
+            monitor.step()
+            stop.wait(monitor.poll_s)
     finally:
-        reconciler.close()
+        monitor.close()
         log.info("monitor stopped")
     return 0

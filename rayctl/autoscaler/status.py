@@ -39,6 +39,15 @@ class Backoff(_Record):
     until: float  # no launch of the type before then
 
 
+class Retry(_Record):
+    """A worker the provider could not terminate yet: retried with backoff."""
+
+    attempts: int
+    next_at: float
+    reason: str  # why it is being terminated
+    error: str  # why the last attempt failed
+
+
 class AutoscalerStatus(BaseModel):
     updated_at: float
     booting: list[str] = []  # ids of workers being bootstrapped
@@ -49,5 +58,6 @@ class AutoscalerStatus(BaseModel):
     events: list[Event] = []  # the last decisions, oldest first
     failures: list[Event] = []
     backoff: dict[str, Backoff] = {}  # node type -> its backoff
+    terminating: dict[str, Retry] = {}  # node id -> its failed termination
     pid: int | None = None  # the monitor's
     error: str | None = None  # why the last tick failed

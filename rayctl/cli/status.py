@@ -79,6 +79,12 @@ def _render_autoscaler(report: ClusterStatus) -> None:
     for event in doc.events[-8:]:
         ago = f"{now - event.at:5.0f}s ago"
         out.print(f"  {ago}  {event.action} {event.what}: {event.reason}", markup=False)
+    for node_id, retry in doc.terminating.items():
+        out.print(
+            f"  [red]cannot terminate[/] {node_id} ({retry.reason}): {retry.error}; "
+            f"attempt {retry.attempts}, next in {max(0.0, retry.next_at - now):.0f} s",
+            markup=True,
+        )
     for event in doc.failures[-3:]:
         out.print(f"  [red]{now - event.at:5.0f}s ago  failed[/] {event.what}: {event.reason}")
 

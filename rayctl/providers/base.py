@@ -14,8 +14,11 @@ from typing import TYPE_CHECKING, Protocol
 from rayctl.runtime.nodes import Node, NodeKind, NodeState, NodeStatus, RayStart, Tag
 
 if TYPE_CHECKING:
+    import threading
+
     from rayctl.config.schema import ClusterConfig
     from rayctl.runtime.bootstrap import StageCallback, StageChange
+    from rayctl.runtime.ray_adapter import ClusterSnapshot
     from rayctl.runtime.runner import CommandRunner
 
 __all__ = [
@@ -68,6 +71,23 @@ class NodeProvider(Protocol):
 
     def cleanup(self) -> None:
         """Remove per-cluster resources once the last node is gone. Idempotent."""
+
+
+class SimulatedRay(Protocol):
+    """Ray's side of a provider that simulates it (the fake provider): the GCS snapshot,
+    draining, and node boots, in place of Ray and bootstrap."""
+
+    def snapshot(self, gcs_address: str) -> ClusterSnapshot: ...
+
+    def drain(self, gcs_address: str, ray_node_id: str, message: str) -> tuple[bool, str]: ...
+
+    def boot(self, node: Node, head: Node, cancelled: threading.Event) -> None: ...
+
+
+def simulated_ray(provider: NodeProvider) -> SimulatedRay | None:
+    """The provider's simulated Ray (the fake provider's `ray`), if it has one."""
+    ray: SimulatedRay | None = getattr(provider, "ray", None)
+    return ray if ray is not None and hasattr(ray, "snapshot") else None
 
 
 def recording(provider: NodeProvider, report: StageCallback) -> StageCallback:

@@ -33,6 +33,7 @@ def shell_home(*parts: str) -> str:
 # The autoscaler on the head: the config it runs and the status it writes after each tick.
 MONITOR_CONFIG = home_path("monitor", "cluster.yaml")
 MONITOR_STATUS = home_path("monitor", "status.json")
+MONITOR_LEASE = home_path("monitor", "lease")  # held by the one monitor that acts
 # The runtime venv bootstrap creates (rayctl + Ray), the wheels uploaded to install it, and
 # the wheelhouse synced to the head for the workers its monitor installs.
 RUNTIME_DIR = home_path("runtime")

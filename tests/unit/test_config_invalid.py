@@ -301,7 +301,8 @@ CASES = [
         "provider-type-misspelt",
         "provider:\n  type: locl\n",
         2,
-        "unknown provider type 'locl' (expected one of: local, ssh, aws); did you mean 'local'",
+        "unknown provider type 'locl' (expected one of: local, ssh, aws, fake); "
+        "did you mean 'local'",
     ),
     case("provider-missing", "cluster_name: x\n", 1, "missing required key 'provider'"),
     case(
@@ -618,7 +619,7 @@ def test_messages_name_the_fix(tmp_path: Path, cli, rayctl_home: Path) -> None:
         return [line.split(": ", 1)[1] for line in result.err.splitlines()]
 
     assert errors("provider:\n  type: locl\n") == [
-        "provider.type: unknown provider type 'locl' (expected one of: local, ssh, aws); "
+        "provider.type: unknown provider type 'locl' (expected one of: local, ssh, aws, fake); "
         "did you mean 'local'?"
     ]
     assert errors(LOCAL + "available_node_types:\n  head: {}\n  gpu: {}\n") == [
