@@ -282,6 +282,20 @@ def test_identical_nodes_each_hold_their_share():
     assert reply.terminate == []  # all three are used
 
 
+@pytest.mark.parametrize(
+    ("free", "expected"),
+    [
+        ({"CPU": 4}, {"cpu": 1}),  # {CPU: 3} takes 3 of w's 4; {CPU: 2} no longer fits
+        ({"CPU": 5}, {}),  # 3 + 2 = 5: both fit
+    ],
+)
+def test_capacity_taken_by_one_shape_is_gone_for_the_next(free, expected):
+    t = types(spec("cpu", {"CPU": 8}))
+    nodes = [node("w", "cpu", free=free), busy("b", "cpu")]
+    reply = decide(t, nodes, demands=[Demand({"CPU": 3}), Demand({"CPU": 2})])
+    assert reply.launch == expected
+
+
 def test_node_total_given_overrides_its_types():
     # the node reports 8 CPUs (its type says 4), 8 free: it holds 2 x 4 CPUs and is idle
     nodes = [node("w", "cpu", total={"CPU": 8}, idle_s=1000)]
