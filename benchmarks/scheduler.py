@@ -18,9 +18,10 @@ from the same data by one small function and never timed; before any timing, eve
 read back from all three formats and checked to be the same (node types, each node's type
 and free resources, the bundles of tasks and placement groups).
 
-Before any timing, three tiny inputs show the three decisions side by side: a mixed one,
-one where rayctl picked each shape's node type on its own and launched more than Ray, and
-one where it placed placement groups in the order given (now strict groups go first).
+Before any timing, six tiny inputs show the three decisions side by side: a mixed one,
+one where rayctl picked each shape's node type on its own and launched more than Ray, one
+where it placed placement groups in the order given (now strict groups go first), and three
+where its node types or upscaling_speed cap differed from Ray's (see ray_examples).
 
 For every (nodes, bundles) combination and scheduler it reports the time of one decision (the
 median of up to --runs runs, fewer once a scheduler has spent 20 s on that input), the nodes
@@ -35,8 +36,9 @@ as large in both dimensions as a combination that ran over the cap is not run ("
 It prints the table, the speed ratios (Ray's time / rayctl's; "> N x" where Ray ran over
 the cap) and the targets: at 1,000 nodes x 100,000 bundles rayctl at least 10x faster than
 Ray's v2 scheduler and under 100 ms per decision; rayctl never launching more CPU or GPU
-capacity than Ray for the same input (tiny inputs included). Progress goes to stderr. No
-Ray cluster is started: these are pure in-process calls.
+capacity than Ray for the same input (tiny inputs included); rayctl launching no more nodes
+than the fewer of Ray v1's and v2's + 10% (the ratio is printed per input). Progress goes to
+stderr. No Ray cluster is started: these are pure in-process calls.
 
 Run from the repository root (on 2 cores the default run takes about 8 minutes, --quick 2):
 
@@ -110,6 +112,7 @@ QUICK = ((100, 1_000), (1_000, 100_000))
 TARGET_CELL = (1_000, 100_000)
 TARGET_MS = 100.0
 TARGET_SPEEDUP_V2 = 10.0
+NODE_MARGIN = 0.10  # rayctl's node count at most the fewer of Ray v1's and v2's + this
 REPEAT_BUDGET_S = 20.0  # no further runs of one scheduler on one input past this much time
 PREPARE_TIMEOUT_S = 600.0  # building one scheduler's input in the child (never timed)
 
@@ -182,9 +185,12 @@ class Scenario:
     demands: tuple[tuple[Resources, int], ...]  # shape x count
     placement_groups: tuple[PlacementGroup, ...]
     upscaling_speed: float = UPSCALING_SPEED
+    type_max: Mapping[str, int] | None = None  # per worker type; default: max_workers
 
     def type_max_workers(self, name: str) -> int:
-        return 0 if name == HEAD_TYPE else self.max_workers
+        if name == HEAD_TYPE:
+            return 0
+        return self.max_workers if self.type_max is None else self.type_max[name]
 
 
 def _split(total: int, weights: list[float]) -> list[int]:
@@ -276,9 +282,59 @@ def _types(*names: str) -> dict[str, Resources]:
     return {name: NODE_TYPES[name] for name in (*names, HEAD_TYPE)}
 
 
+def ray_examples() -> list[Scenario]:
+    """Three inputs where rayctl decided unlike Ray: the 100 x {CPU: 1} of Ray's own tests
+    over three sizes (rayctl launched 5 small nodes where Ray launches 2), a STRICT_SPREAD
+    placement group beyond the upscaling_speed cap (rayctl swapped in a bigger type), and a
+    cluster max_workers of 10 with upscaling_speed 9999 (rayctl capped at 5)."""
+    head = {"CPU": 1.0}
+    busy_head = Node("node-head", HEAD_TYPE, True, head, {"CPU": 0.0})
+
+    def example(label: str, types: dict[str, tuple[Resources, int]], **kw: Any) -> Scenario:
+        return Scenario(
+            label=label,
+            node_types={**{n: r for n, (r, _) in types.items()}, HEAD_TYPE: head},
+            nodes=(busy_head,),
+            type_max={n: m for n, (_, m) in types.items()},
+            **kw,
+        )
+
+    return [
+        example(
+            "m4.large, m4.4xlarge, m4.16xlarge (max 10, 8, 4); 100 x {CPU: 1}; speed 9999",
+            {
+                "m4.large": ({"CPU": 2}, 10),
+                "m4.4xlarge": ({"CPU": 16}, 8),
+                "m4.16xlarge": ({"CPU": 64}, 4),
+            },
+            max_workers=100,
+            demands=(({"CPU": 1}, 100),),
+            placement_groups=(),
+            upscaling_speed=9999,
+        ),
+        example(
+            "p2.xlarge (max 10), p2.8xlarge; STRICT_SPREAD 8 x {GPU: 1}; speed 1",
+            {"p2.xlarge": ({"CPU": 16, "GPU": 1}, 10), "p2.8xlarge": ({"CPU": 32, "GPU": 8}, 100)},
+            max_workers=100,
+            demands=(),
+            placement_groups=(PlacementGroup(f"{1:036x}", "STRICT_SPREAD", ({"GPU": 1},) * 8),),
+            upscaling_speed=1,
+        ),
+        example(
+            "cpu (1 CPU), gpu (100 CPU, 1 GPU); max_workers 10; 100 x {CPU: 1}; speed 9999",
+            {"cpu": ({"CPU": 1}, 100), "gpu": ({"CPU": 100, "GPU": 1}, 100)},
+            max_workers=10,
+            demands=(({"CPU": 1}, 100),),
+            placement_groups=(),
+            upscaling_speed=9999,
+        ),
+    ]
+
+
 def tiny_scenarios() -> list[Scenario]:
-    """Inputs small enough to read, checked before any timing: a mixed one, and the two
-    smallest inputs found where rayctl launches more capacity than Ray."""
+    """Inputs small enough to read, checked before any timing: a mixed one, the two
+    smallest inputs found where rayctl launched more capacity than Ray, and Ray's three
+    examples."""
     busy_head = _head({"CPU": 0, "memory": 0})
     return [
         Scenario(
@@ -310,6 +366,7 @@ def tiny_scenarios() -> list[Scenario]:
             demands=(({"CPU": 12}, 1), ({"CPU": 10}, 2)),
             placement_groups=(),
         ),
+        *ray_examples(),
         Scenario(
             label="1 idle cpu-16; SPREAD 2 x {CPU: 6}, then STRICT_SPREAD 2 x {CPU: 8}",
             node_types=_types("cpu-16", "cpu-32"),
@@ -817,6 +874,23 @@ def more_capacity(table: dict[str, dict[str, Capacity]]) -> tuple[int, list[str]
     return compared, problems
 
 
+def node_counts(table: dict[str, dict[str, Capacity]]) -> tuple[int, list[str], list[str]]:
+    """How many inputs had both Ray schedulers decide, rayctl's node count against the fewer
+    of theirs per input, and the inputs where it is above that + NODE_MARGIN."""
+    compared, ratios, problems = 0, [], []
+    for label, caps in table.items():
+        ours, v1, v2 = caps.get("rayctl"), caps.get("ray-v1"), caps.get("ray-v2")
+        if ours is None or v1 is None or v2 is None:
+            continue
+        compared += 1
+        fewer = min(v1.nodes, v2.nodes)
+        ratio = f"{ours.nodes / fewer:.2f}" if fewer else ("1.00" if not ours.nodes else "inf")
+        ratios.append(f"{label}: rayctl {ours.nodes} / {fewer} = {ratio}")
+        if ours.nodes > fewer * (1 + NODE_MARGIN) + 1e-9:
+            problems.append(f"{label}: rayctl {ours.nodes} > {fewer} + {NODE_MARGIN:.0%}")
+    return compared, ratios, problems
+
+
 def _speedup_reached(ratio: tuple[float | None, bool], target: float) -> bool | None:
     """None when unknown: no figure, or a lower bound under the target."""
     value, lower_bound = ratio
@@ -851,12 +925,21 @@ def targets(
                 [fmt_ratio(ratio)],
             )
         )
-    compared, problems = more_capacity(decided_capacity(results, sanity))
+    table = decided_capacity(results, sanity)
+    compared, problems = more_capacity(table)
     checks.append(
         (
             "rayctl never launches more CPU or GPU capacity than Ray",
             not problems if compared else None,
             [f"{len(problems)} excess(es) in {compared} (input, Ray scheduler) pairs", *problems],
+        )
+    )
+    compared, ratios, problems = node_counts(table)
+    checks.append(
+        (
+            f"rayctl launches no more nodes than the fewer of Ray's + {NODE_MARGIN:.0%}",
+            not problems if compared else None,
+            [f"{len(problems)} excess(es) in {compared} inputs; nodes / fewer of Ray's:", *ratios],
         )
     )
     return checks

@@ -19,10 +19,9 @@ shapes cost a few thousand operations. The steps, in order:
 from __future__ import annotations
 
 import enum
-import math
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 Resources = Mapping[str, float]
 _EPS = 1e-9
@@ -131,9 +130,10 @@ def schedule(request: ScheduleRequest) -> ScheduleReply:
 # -- internals ---------------------------------------------------------------------------
 
 Vec = tuple[float, ...]
-_THROTTLED = "held back by upscaling_speed"
-_LOOKAHEAD = 16  # later shapes considered when choosing the node for a shape's remainder
+Need = tuple[tuple[int, float], ...]  # (resource index, amount) of a shape's nonzero resources
 _MANY = 1 << 40  # copies of an empty shape that "fit" anywhere
+_INITIAL_PENDING = 5  # Ray's AUTOSCALER_UPSCALING_INITIAL_NUM_NODES
+_NEAR = 1.1  # capacity per unit held within this factor of the best counts as "as good"
 
 
 def format_bundle(bundle: Resources) -> str:
@@ -148,26 +148,44 @@ def _add(a: Vec, b: Vec) -> Vec:
     return tuple(x + y for x, y in zip(a, b, strict=True))
 
 
-def _copies(free: Vec, shape: Vec) -> int:
-    """How many copies of `shape` fit into `free`."""
+def _need(shape: Vec) -> Need:
+    return tuple((i, s) for i, s in enumerate(shape) if s > _EPS)
+
+
+def _fit(free: Vec, need: Need) -> int:
+    """How many copies of the shape whose nonzero resources are `need` fit into `free`."""
     fit = _MANY
-    for f, s in zip(free, shape, strict=True):
-        if s > _EPS:
-            fit = min(fit, int((f + _EPS) // s))
-            if fit == 0:
+    for i, s in need:
+        copies = int((free[i] + _EPS) // s)
+        if copies < fit:
+            if copies == 0:
                 return 0
+            fit = copies
     return fit
 
 
-@dataclass
+@dataclass(slots=True)
 class _Group:
-    """Nodes of one type with the same total and free resources, pending or not."""
+    """Nodes of one type with the same total and free resources, pending or not. Never
+    changed once made (a snapshot of the group list is then a shallow copy)."""
 
     node_type: str
     pending: bool
     total: Vec
     free: Vec
     ids: list[str]
+
+
+@dataclass(slots=True)
+class _Want:
+    """Copies of one shape still to place; `count` goes down as they are placed."""
+
+    bundle: Resources
+    shape: Vec
+    need: Need
+    amount: float  # one copy's size in capacity units, to weigh what a node holds
+    count: int
+    reason: str  # the reason given for nodes launched for it
 
 
 class _Scheduler:
@@ -192,13 +210,13 @@ class _Scheduler:
             max((v[i] for v in self.type_vec.values()), default=0.0) for i in range(len(self.names))
         ]
         self.capacity = self._capacity_measure()
-        self.later: list[tuple[Vec, int]] = []  # task shapes still to place, for lookahead
+        self.fitting: dict[Vec, list[str]] = {}  # shape -> the types that can hold it
         self.terminate: list[Termination] = []
         self.infeasible: list[Infeasible] = []
-        self.groups: list[_Group] = []  # real free capacity, planned nodes included
+        # Free capacity, running nodes first, then pending and planned ones (first-fit order).
+        self.groups: list[_Group] = []
         self.counts: Counter[str] = Counter()  # workers per type, planned ones included
-        self.launches: list[Launch] = []
-        self.room: dict[str, int] = {}  # nodes of a type that may still go pending for demand
+        self.launched: list[tuple[Launch, bool]] = []  # and whether upscaling_speed caps it
         self.needed: set[str] = set()  # node ids that demand or constraints use
         self.planned = 0  # ids handed out to planned nodes
 
@@ -211,23 +229,29 @@ class _Scheduler:
         else its resources, each normalised by the largest amount any type has."""
         if self.types and all(t.cost is not None for t in self.types.values()):
             return {name: float(t.cost or 0.0) for name, t in self.types.items()}
-        scale = self.scale
-        return {
-            name: sum(x / s for x, s in zip(v, scale, strict=True) if s > 0)
-            for name, v in self.type_vec.items()
-        }
+        return {name: self._amount(v) for name, v in self.type_vec.items()}
+
+    def _amount(self, shape: Vec) -> float:
+        return sum(x / s for x, s in zip(shape, self.scale, strict=True) if s > 0)
+
+    def _want(self, bundle: Resources, count: int, reason: str) -> _Want:
+        shape = self.vec(bundle)
+        return _Want(bundle, shape, _need(shape), self._amount(shape), count, reason)
 
     def run(self) -> ScheduleReply:
         live = self._enforce_limits()
         self._build_groups(live)
-        self._init_upscaling_room(live)
+        room = self._upscaling_room(live)
         self._launch_min_workers()
         self._place_constraints()
         for pg in sorted(self.req.placement_groups, key=_strictest_first):
             self._place_placement_group(pg)
         self._place_demands()
+        self._cap_demand_launches(room)
         self._terminate_idle(live)
-        return ScheduleReply(self.launches, self.terminate, self.infeasible)
+        return ScheduleReply(
+            [launch for launch, _ in self.launched], self.terminate, self.infeasible
+        )
 
     # -- 1. limits ----------------------------------------------------------------------
 
@@ -308,138 +332,153 @@ class _Scheduler:
 
     # -- launching ----------------------------------------------------------------------
 
-    def _init_upscaling_room(self, live: list[NodeView]) -> None:
-        """At most max(5, speed x running) nodes of a type pending at once. Launches for
-        min_workers and constraints are not capped, but they are pending too."""
+    def _upscaling_room(self, live: list[NodeView]) -> dict[str, int]:
+        """Ray's cap: at most max(5, int(speed x max(running, 1))) nodes of a type pending at
+        once; returns how many more may go pending, per type."""
         running: Counter[str] = Counter()
         pending: Counter[str] = Counter()
         for node in live:
             if not node.is_head:
                 (pending if node.pending else running)[node.node_type] += 1
-        self.room = {
-            name: max(5, math.floor(self.req.upscaling_speed * running[name])) - pending[name]
+        speed = self.req.upscaling_speed
+        return {
+            name: max(_INITIAL_PENDING, int(speed * max(running[name], 1))) - pending[name]
             for name in self.types
         }
+
+    def _cap_demand_launches(self, room: dict[str, int]) -> None:
+        """Cut launches for tasks and actors to the upscaling_speed room, the last first.
+        Launches for min_workers, constraints and placement groups are never cut, and the
+        room is at least what they take (Ray's rule): demand gets what they leave of it."""
+        exempt: Counter[str] = Counter()
+        capped: Counter[str] = Counter()
+        for launch, is_capped in self.launched:
+            (capped if is_capped else exempt)[launch.node_type] += launch.count
+        cut = Counter(
+            {
+                name: count - (max(room[name], exempt[name]) - exempt[name])
+                for name, count in capped.items()
+            }
+        )
+        kept: list[tuple[Launch, bool]] = []
+        for launch, is_capped in reversed(self.launched):
+            drop = min(cut[launch.node_type], launch.count) if is_capped else 0
+            if drop > 0:
+                cut[launch.node_type] -= drop
+                if drop == launch.count:
+                    continue
+                launch = replace(launch, count=launch.count - drop)
+            kept.append((launch, is_capped))
+        self.launched = kept[::-1]
 
     def _slots(self, name: str) -> int:
         """How many more workers of `name` the per-type and the global max allow."""
         per_type = self.types[name].max_workers - self.counts[name]
         return max(0, min(per_type, self.req.max_workers - sum(self.counts.values())))
 
-    def _new_nodes(self, name: str, count: int, reason: str) -> _Group:
+    def _new_nodes(self, name: str, count: int, reason: str, *, capped: bool) -> list[str]:
         ids = [f"planned-{self.planned + i}" for i in range(count)]
         self.planned += count
         self.counts[name] += count
-        self.room[name] -= count
-        self.launches.append(Launch(name, count, reason))
-        group = _Group(name, True, self.type_vec[name], self.type_vec[name], ids)
-        self.groups.append(group)
-        return group
+        self.launched.append((Launch(name, count, reason), capped))
+        return ids
 
     def _launch_min_workers(self) -> None:
         for name, spec in sorted(self.types.items()):
             short = min(spec.min_workers - self.counts[name], self._slots(name))
             if short > 0:
-                self._new_nodes(name, short, f"min_workers {spec.min_workers}")
+                ids = self._new_nodes(name, short, f"min_workers {spec.min_workers}", capped=False)
+                vec = self.type_vec[name]
+                self.groups.append(_Group(name, True, vec, vec, ids))
 
     def _fitting_types(self, shape: Vec) -> list[str]:
-        return sorted(name for name, v in self.type_vec.items() if _copies(v, shape) > 0)
+        if shape not in self.fitting:
+            need = _need(shape)
+            self.fitting[shape] = sorted(n for n, v in self.type_vec.items() if _fit(v, need))
+        return self.fitting[shape]
 
-    def _candidate_types(self, shape: Vec, names: list[str] | None = None) -> list[str]:
-        """Of `names` (default: every type that can hold `shape`), the ones to launch for it:
-        GPU types only if no other type will do."""
-        fits = self._fitting_types(shape) if names is None else names
+    def _candidate_types(self, shape: Vec, names: list[str]) -> list[str]:
+        """Of `names`, the ones to launch for `shape`: GPU types only if no other will do."""
         if "GPU" in self.names and shape[self.names.index("GPU")] <= _EPS:
             gpu = self.names.index("GPU")
-            return [name for name in fits if self.type_vec[name][gpu] <= _EPS] or fits
-        return fits
+            return [name for name in names if self.type_vec[name][gpu] <= _EPS] or names
+        return names
 
-    def _launch_for(
-        self, bins: list[_Group], shape: Vec, count: int, reason: str, *, capped: bool
-    ) -> tuple[int, bool]:
-        """Launch nodes for `count` copies of `shape` and place the copies in `bins`: whole
-        nodes of the type with the least capacity per copy (then the most copies per node),
-        and for the remainder the type that holds it for the least capacity. Returns the
-        copies left unplaced, and whether upscaling_speed (not max_workers) held them back:
-        those get nodes on a later tick."""
-        while count > 0:
-            options = []  # (capacity per copy, -copies per node, name, nodes allowed)
-            throttled = False
-            # GPU types for non-GPU work only when every other type that fits is at its max.
-            launchable = [n for n in self._fitting_types(shape) if self._slots(n)]
-            for name in self._candidate_types(shape, launchable):
-                allowed = self._slots(name)
-                if capped and allowed:
-                    allowed = min(allowed, max(0, self.room[name]))
-                    throttled |= allowed == 0
-                if allowed:
-                    per_node = _copies(self.type_vec[name], shape)
-                    per_copy = round(self.capacity[name] / per_node, 9)
-                    options.append((per_copy, -per_node, name, allowed))
-            if not options:
-                return count, throttled
-            _, neg_per_node, name, allowed = min(options)
-            nodes = count // -neg_per_node
-            if nodes == 0:  # less than a node's worth left: the cheapest for what it holds
-                _, nodes, name, allowed = min(
-                    self._remainder_cost(n, -p, shape, count, a) for _, p, n, a in options
-                )
-            group = self._new_nodes(name, min(nodes, allowed), reason)
-            if bins is not self.groups:  # placing into a copy (constraints): mirror the group
-                group = _Group(name, True, group.total, group.total, list(group.ids))
-                bins.append(group)
-            count -= self._place(bins, [group], shape, count)
-        return 0, False
+    def _open_nodes(self, bins: list[_Group], wants: list[_Want], *, capped: bool) -> None:
+        """Launch nodes for the copies in `wants` (hardest shape first) and place them there;
+        copies still in `wants` afterwards found no room under max_workers.
 
-    def _remainder_cost(
-        self, name: str, per_node: int, shape: Vec, count: int, allowed: int
-    ) -> tuple[float, int, str, int]:
-        """Capacity per unit of demand held by the nodes of `name` that take the last
-        `count` copies of `shape`, counting what later shapes would fill into their spare
-        room (so one node for several small remainders beats one node each)."""
-        nodes = -(-count // per_node)
-        spare = _sub(tuple(x * nodes for x in self.type_vec[name]), shape, count)
-        held = count * self._amount(shape)
-        for later, later_count in self.later:
-            took = min(later_count, _copies(spare, later))
-            spare = _sub(spare, later, took)
-            held += took * self._amount(later)
-        per_unit = self.capacity[name] * nodes / held if held else float("inf")
-        return (round(per_unit, 9), nodes, name, allowed)
-
-    def _amount(self, shape: Vec) -> float:
-        return sum(x / s for x, s in zip(shape, self.scale, strict=True) if s > 0)
+        Each node is opened for the first shape still wanted and filled first-fit with it and
+        the shapes after it. Of the types whose node uses its capacity within 10% as well as
+        the best one does (capacity per unit of demand held), the one holding the most wins:
+        fewer, larger nodes, as Ray's utilisation scorer prefers, without its half-empty big
+        nodes. Equal holdings go to the type that fits the first shape alone best (a
+        memory-heavy shape to a high-memory type, leaving the CPU work to fill both). As many
+        identical nodes as the counts allow are launched in one step."""
+        active = [w for w in wants if w.count]
+        while active:
+            head = active[0]
+            launchable = [n for n in self._fitting_types(head.shape) if self._slots(n)]
+            options = []  # (capacity per unit held, -held, capacity per head copy, name, ...)
+            for name in self._candidate_types(head.shape, launchable):
+                free = total = self.type_vec[name]
+                takes: list[int] = []
+                held = 0.0
+                for want in active:
+                    took = min(want.count, _fit(free, want.need))
+                    takes.append(took)
+                    if took:
+                        free = _sub(free, want.shape, took)
+                        held += took * want.amount
+                alone = self.capacity[name] / (_fit(total, head.need) * head.amount)
+                per_unit = self.capacity[name] / held
+                options.append((per_unit, -round(held, 9), round(alone, 9), name, takes, free))
+            if not options:  # no type with room holds it
+                active.pop(0)
+                continue
+            near = min(o[0] for o in options) * _NEAR
+            _, _, _, name, takes, free = min((o for o in options if o[0] <= near), key=_holding)
+            nodes = min(
+                self._slots(name), *(w.count // t for w, t in zip(active, takes, strict=True) if t)
+            )
+            for want, took in zip(active, takes, strict=True):
+                want.count -= nodes * took
+            ids = self._new_nodes(name, nodes, head.reason, capped=capped)
+            total = self.type_vec[name]
+            bins.append(_Group(name, True, total, free, ids))
+            if bins is not self.groups:  # placing into a copy (constraints): real capacity too
+                self.groups.append(_Group(name, True, total, total, list(ids)))
+            active = [w for w in active if w.count]
 
     # -- placing ------------------------------------------------------------------------
 
-    def _place(self, bins: list[_Group], groups: list[_Group], shape: Vec, count: int) -> int:
-        """First-fit up to `count` copies of `shape` into `groups` (members of `bins`), node
-        by node; returns how many were placed. Nodes that take a copy become needed."""
-        placed = 0
-        for group in groups:
-            if placed == count:
+    def _place(self, bins: list[_Group], want: _Want) -> None:
+        """First-fit the wanted copies into `bins`, node by node, in order; a node that
+        takes a copy becomes needed and keeps its place in the order."""
+        if not want.need:  # no resources: fits anywhere, needs no node
+            want.count = 0
+            return
+        out: list[_Group] = []
+        for i, g in enumerate(bins):
+            if not want.count:
+                out.extend(bins[i:])
                 break
-            per_node = _copies(group.free, shape)
-            if per_node == 0 or not group.ids:
+            per_node = _fit(g.free, want.need)
+            if not per_node:
+                out.append(g)
                 continue
-            want = count - placed
-            full = min(len(group.ids), want // per_node)
-            splits = [(full, per_node)] if full else []
-            rest = want - full * per_node
-            if rest and full < len(group.ids):
-                splits.append((1, rest))
-            for nodes, copies in splits:
-                ids = group.ids[:nodes]
-                del group.ids[:nodes]
-                self.needed.update(ids)
-                free = _sub(group.free, shape, copies)
-                bins.append(_Group(group.node_type, group.pending, group.total, free, ids))
-                placed += nodes * copies
-        bins[:] = _compact(bins)
-        return placed
-
-    def _first_fit_order(self, bins: list[_Group]) -> list[_Group]:
-        return sorted(bins, key=lambda g: g.pending)  # running nodes first, stable otherwise
+            full = min(len(g.ids), want.count // per_node)
+            rest = want.count - full * per_node
+            part = 1 if rest and full < len(g.ids) else 0
+            for ids, copies in ((g.ids[:full], per_node), (g.ids[full : full + part], rest)):
+                if ids:
+                    self.needed.update(ids)
+                    free = _sub(g.free, want.shape, copies)
+                    out.append(_Group(g.node_type, g.pending, g.total, free, ids))
+                    want.count -= len(ids) * copies
+            if full + part < len(g.ids):
+                out.append(_Group(g.node_type, g.pending, g.total, g.free, g.ids[full + part :]))
+        bins[:] = out
 
     def _why_never(self, bundle: Resources) -> str:
         shape = self.vec(bundle)
@@ -458,21 +497,23 @@ class _Scheduler:
             f"(cluster max_workers {self.req.max_workers})"
         )
 
-    def _place_or_launch(
-        self, bins: list[_Group], demand: Demand, reason: str, *, capped: bool
-    ) -> None:
-        shape = self.vec(demand.bundle)
-        left = demand.count - self._place(bins, self._first_fit_order(bins), shape, demand.count)
-        if not left:
-            return
-        if not self._candidate_types(shape):
-            self.infeasible.append(
-                Infeasible(dict(demand.bundle), left, self._why_never(demand.bundle))
-            )
-            return
-        left, throttled = self._launch_for(bins, shape, left, reason, capped=capped)
-        if left and not throttled:
-            self.infeasible.append(Infeasible(dict(demand.bundle), left, self._why_full()))
+    def _place_all(self, bins: list[_Group], wants: list[_Want], *, capped: bool) -> None:
+        """Free capacity in `bins` first, then new nodes; report what has no place."""
+        launch = []
+        for want in wants:
+            self._place(bins, want)
+            if not want.count:
+                continue
+            if self._fitting_types(want.shape):
+                launch.append(want)
+            else:
+                self.infeasible.append(
+                    Infeasible(dict(want.bundle), want.count, self._why_never(want.bundle))
+                )
+        self._open_nodes(bins, launch, capped=capped)
+        for want in launch:
+            if want.count:
+                self.infeasible.append(Infeasible(dict(want.bundle), want.count, self._why_full()))
 
     def _hardest_first(self, demands: Sequence[Demand]) -> list[Demand]:
         """Shapes fewer node types can hold first (GPU work launches GPU nodes, whose spare
@@ -487,97 +528,90 @@ class _Scheduler:
     def _place_constraints(self) -> None:
         """request_resources asks for total capacity, whatever is in use: pack into copies
         of every node's total resources, so real free capacity stays for real demand."""
-        bins = [_Group(g.node_type, g.pending, g.total, g.total, list(g.ids)) for g in self.groups]
-        for demand in self._hardest_first(self.req.constraints):
-            reason = f"request_resources {demand.count} x {format_bundle(demand.bundle)}"
-            self._place_or_launch(bins, demand, reason, capped=False)
+        bins = [_Group(g.node_type, g.pending, g.total, g.total, g.ids) for g in self.groups]
+        wants = [
+            self._want(
+                d.bundle, d.count, f"request_resources {d.count} x {format_bundle(d.bundle)}"
+            )
+            for d in self._hardest_first(self.req.constraints)
+        ]
+        self._place_all(bins, wants, capped=False)
+
+    def _demand_wants(self) -> list[_Want]:
+        return [
+            self._want(d.bundle, d.count, f"{d.count} pending {format_bundle(d.bundle)}")
+            for d in self._hardest_first(self.req.demands)
+        ]
 
     def _place_demands(self) -> None:
-        ordered = self._hardest_first(self.req.demands)
-        shapes = [(self.vec(d.bundle), d.count) for d in ordered]
-        for i, demand in enumerate(ordered):
-            # Enough lookahead to pair up remainders, bounded to keep decisions fast.
-            self.later = shapes[i + 1 : i + 1 + _LOOKAHEAD]
-            reason = f"{demand.count} pending {format_bundle(demand.bundle)}"
-            self._place_or_launch(self.groups, demand, reason, capped=True)
-        self.later = []
+        self._place_all(self.groups, self._demand_wants(), capped=True)
 
     # -- placement groups ---------------------------------------------------------------
 
     def _place_placement_group(self, pg: PlacementGroupDemand) -> None:
-        saved = self._snapshot()
+        saved = (list(self.groups), Counter(self.counts), list(self.launched))
+        saved_ids = (set(self.needed), self.planned)
         what = f"placement group {pg.strategy.value} of {len(pg.bundles)} bundles"
         failure = self._try_placement_group(pg, what)
         if failure is None:
             return
-        self._restore(saved)
-        if failure == _THROTTLED:  # placeable, but upscaling_speed defers its nodes
-            return
+        self.groups, self.counts, self.launched = saved
+        self.needed, self.planned = saved_ids
         for bundle, count in Counter(tuple(sorted(b.items())) for b in pg.bundles).items():
             self.infeasible.append(Infeasible(dict(bundle), count, f"{what}: {failure}"))
 
     def _try_placement_group(self, pg: PlacementGroupDemand, what: str) -> str | None:
         """Place the whole group; returns why it cannot be placed, or None."""
         for bundle in pg.bundles:
-            if not self._candidate_types(self.vec(bundle)):
+            if not self._fitting_types(self.vec(bundle)):
                 return self._why_never(bundle)
         if pg.strategy is PlacementStrategy.STRICT_PACK:
             combined = self.vec({})
             for bundle in pg.bundles:
                 combined = _add(combined, self.vec(bundle))
-            if not self._candidate_types(combined):
+            if not self._fitting_types(combined):
                 return "no node type holds all bundles together"
-            return self._place_one(combined, set(), what)
+            return None if self._place_one(combined, set(), what) else self._why_full()
         if pg.strategy is PlacementStrategy.STRICT_SPREAD:
             used: set[str] = set()
             for bundle in sorted(pg.bundles, key=lambda b: -sum(b.values())):
-                if failure := self._place_one(self.vec(bundle), used, what):
-                    return failure
+                if not self._place_one(self.vec(bundle), used, what):
+                    return self._why_full()
             return None
         # PACK and SPREAD are best effort in Ray: any placement of all bundles will do.
-        for bundle, count in Counter(tuple(sorted(b.items())) for b in pg.bundles).items():
-            shape = self.vec(dict(bundle))
-            left = count - self._place(
-                self.groups, self._first_fit_order(self.groups), shape, count
-            )
-            if left:
-                unplaced, throttled = self._launch_for(self.groups, shape, left, what, capped=True)
-                if unplaced:
-                    return _THROTTLED if throttled else self._why_full()
-        return None
+        wants = [
+            self._want(dict(bundle), count, what)
+            for bundle, count in Counter(tuple(sorted(b.items())) for b in pg.bundles).items()
+        ]
+        for want in wants:
+            self._place(self.groups, want)
+        self._open_nodes(self.groups, wants, capped=False)
+        return self._why_full() if any(w.count for w in wants) else None
 
-    def _place_one(self, shape: Vec, exclude: set[str], reason: str) -> str | None:
-        """Put one copy of `shape` on a node not in `exclude` (new if need be); add it there."""
-        for group in self._first_fit_order(self.groups):
-            if _copies(group.free, shape) == 0:
-                continue
-            node = next((i for i in group.ids if i not in exclude), None)
+    def _place_one(self, shape: Vec, exclude: set[str], reason: str) -> bool:
+        """Put one copy of `shape` on a node not in `exclude` (new if need be) and add the
+        node to `exclude`; False if no node can take it."""
+        need = _need(shape)
+        for i, g in enumerate(self.groups):
+            node = (
+                next((n for n in g.ids if n not in exclude), None) if _fit(g.free, need) else None
+            )
             if node is None:
                 continue
-            group.ids.remove(node)
-            free = _sub(group.free, shape, 1)
-            self.groups.append(_Group(group.node_type, group.pending, group.total, free, [node]))
-            self.groups = _compact(self.groups)
+            rest = [n for n in g.ids if n != node]
+            taken = _Group(g.node_type, g.pending, g.total, _sub(g.free, shape, 1), [node])
+            self.groups[i : i + 1] = [taken] + ([replace(g, ids=rest)] if rest else [])
             self.needed.add(node)
             exclude.add(node)
-            return None
-        before = self.planned
-        unplaced, throttled = self._launch_for(self.groups, shape, 1, reason, capped=True)
-        if unplaced:
-            return _THROTTLED if throttled else self._why_full()
-        exclude.add(f"planned-{before}")
-        return None
+            return True
+        want = _Want({}, shape, need, self._amount(shape), 1, reason)
+        self._open_nodes(self.groups, [want], capped=False)
+        if want.count:
+            return False
+        exclude.add(self.groups[-1].ids[0])
+        return True
 
-    def _snapshot(self) -> tuple:
-        groups = [_Group(g.node_type, g.pending, g.total, g.free, list(g.ids)) for g in self.groups]
-        return (groups, Counter(self.counts), list(self.launches), set(self.needed), self.planned)
-
-    def _restore(self, saved: tuple) -> None:
-        self.groups, self.counts, self.launches, self.needed, self.planned = saved
-
-    # -- 6. upscaling speed -------------------------------------------------------------
-
-    # -- 7. idle termination ------------------------------------------------------------
+    # -- idle termination ---------------------------------------------------------------
 
     def _terminate_idle(self, live: list[NodeView]) -> None:
         remaining: Counter[str] = Counter(n.node_type for n in live if not n.is_head)
@@ -594,10 +628,9 @@ class _Scheduler:
                 )
 
 
-def _largest_first(demands: Sequence[Demand]) -> list[Demand]:
-    return sorted(
-        demands, key=lambda d: (-len(d.bundle), -sum(d.bundle.values()), sorted(d.bundle.items()))
-    )
+def _holding(option: tuple) -> tuple:
+    """Most held first, then the least capacity per copy of the first shape, then by name."""
+    return option[1:4]
 
 
 def _strictest_first(pg: PlacementGroupDemand) -> tuple[int, int]:
@@ -609,17 +642,3 @@ def _strictest_first(pg: PlacementGroupDemand) -> tuple[int, int]:
         PlacementStrategy.PACK,
     ]
     return (order.index(pg.strategy), -len(pg.bundles))
-
-
-def _compact(groups: list[_Group]) -> list[_Group]:
-    """Merge groups with the same type, state and resources; drop empty ones (order kept)."""
-    index: dict[tuple[str, bool, Vec, Vec], _Group] = {}
-    for g in groups:
-        if not g.ids:
-            continue
-        key = (g.node_type, g.pending, g.total, g.free)
-        if key in index:
-            index[key].ids.extend(g.ids)
-        else:
-            index[key] = _Group(g.node_type, g.pending, g.total, g.free, list(g.ids))
-    return list(index.values())

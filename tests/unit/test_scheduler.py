@@ -58,9 +58,13 @@ def node(
     idle_s: float = 0.0,
     pending: bool = False,
     head: bool = False,
+    total: dict[str, float] | None = None,
 ) -> NodeView:
-    """A node; `free=None` means all of its type's resources are free."""
-    return NodeView(id, node_type, is_head=head, pending=pending, available=free, idle_s=idle_s)
+    """A node; `free=None` means all of its total resources are free, `total=None` that it
+    has its type's resources."""
+    return NodeView(
+        id, node_type, is_head=head, pending=pending, available=free, total=total, idle_s=idle_s
+    )
 
 
 def busy(id: str, node_type: str, **kw) -> NodeView:
@@ -125,6 +129,17 @@ def test_lowered_global_max_terminates_idle_workers_across_types_not_the_head():
     reply = decide(t, nodes, max_workers=1)
     # 3 workers (head not counted) - global max 1 = 2 dropped: idle g1 (250), c2 (100)
     assert terminated(reply) == [("c2", MAX), ("g1", MAX)]
+    assert reply.launch == {}
+
+
+def test_lowered_global_max_terminates_several_idle_nodes_of_one_type():
+    t = types(CPU4)
+    nodes = [busy("b", "cpu"), node("i1", "cpu", idle_s=5), node("i2", "cpu", idle_s=50)]
+    nodes.append(node("i3", "cpu", idle_s=500))
+    reply = decide(t, nodes, max_workers=1)
+    # 4 workers - global max 1 = 3 dropped: the idle ones i3, i2, i1; busy b stays
+    assert terminated(reply) == [("i1", MAX), ("i2", MAX), ("i3", MAX)]
+    assert reply.terminate[0].detail == "cluster has 4 workers, max_workers 1"
     assert reply.launch == {}
 
 
@@ -259,6 +274,41 @@ def test_demand_uses_free_capacity_first(node_types, nodes, demands, expected):
     assert reply.terminate == []
 
 
+def test_identical_nodes_each_hold_their_share():
+    nodes = [node(f"w{i}", "cpu", idle_s=1000) for i in range(3)]
+    reply = decide(types(CPU4), nodes, demands=[Demand({"CPU": 3}, 3), Demand({"CPU": 1}, 3)])
+    # 3 identical idle nodes (one group) hold 3 x 3 CPUs, then 3 x 1 CPU in what is left
+    assert reply.launch == {}
+    assert reply.terminate == []  # all three are used
+
+
+@pytest.mark.parametrize(
+    ("free", "expected"),
+    [
+        ({"CPU": 4}, {"cpu": 1}),  # {CPU: 3} takes 3 of w's 4; {CPU: 2} no longer fits
+        ({"CPU": 5}, {}),  # 3 + 2 = 5: both fit
+    ],
+)
+def test_capacity_taken_by_one_shape_is_gone_for_the_next(free, expected):
+    t = types(spec("cpu", {"CPU": 8}))
+    nodes = [node("w", "cpu", free=free), busy("b", "cpu")]
+    reply = decide(t, nodes, demands=[Demand({"CPU": 3}), Demand({"CPU": 2})])
+    assert reply.launch == expected
+
+
+def test_node_total_given_overrides_its_types():
+    # the node reports 8 CPUs (its type says 4), 8 free: it holds 2 x 4 CPUs and is idle
+    nodes = [node("w", "cpu", total={"CPU": 8}, idle_s=1000)]
+    assert decide(types(CPU4), nodes, demands=[Demand({"CPU": 4}, 2)]).launch == {}
+    # with nothing asked of it, all 8 of its 8 CPUs free: idle past the timeout
+    assert terminated(decide(types(CPU4), nodes)) == [("w", IDLE)]
+    # 4 of 8 free: busy, whatever its type's 4 CPUs say
+    half = [node("w", "cpu", total={"CPU": 8}, free={"CPU": 4}, idle_s=1000)]
+    assert decide(types(CPU4), half).terminate == []
+    # request_resources counts its total 8: 2 x 4 CPUs need no new node
+    assert decide(types(CPU4), half, constraints=[Demand({"CPU": 4}, 2)]).launch == {}
+
+
 def test_shapes_share_nodes_planned_in_the_same_decision():
     # 2 x 3 CPU need 2 nodes (4 CPUs each, 1 left on each); 2 x 1 CPU fit in those leftovers
     reply = decide(types(CPU4), demands=[Demand({"CPU": 1}, 2), Demand({"CPU": 3}, 2)])
@@ -282,6 +332,42 @@ SMALL_BIG = types(spec("small", {"CPU": 2}), spec("big", {"CPU": 8}))
 )
 def test_new_nodes_least_capacity_then_fewest_nodes(demand, expected):
     assert decide(SMALL_BIG, demands=[demand]).launch == expected
+
+
+def test_ray_example_fewer_larger_nodes():
+    # Ray 2.60 v1 and v2 both launch 1 x 16xlarge + 2 x 4xlarge + 2 x large (100 CPUs)
+    t = types(
+        spec("m4.large", {"CPU": 2}, max_workers=10),
+        spec("m4.4xlarge", {"CPU": 16}, max_workers=8),
+        spec("m4.16xlarge", {"CPU": 64}, max_workers=4),
+    )
+    reply = decide(t, upscaling_speed=9999, demands=[Demand({"CPU": 1}, 100)])
+    # 64 + 2 x 16 + 2 x 2 = 100: each node full, the largest full one first
+    assert reply.launch == {"m4.16xlarge": 1, "m4.4xlarge": 2, "m4.large": 2}
+    assert reply.infeasible == []
+
+
+@pytest.mark.parametrize(
+    ("count", "expected"),
+    [
+        # big holds all 20 for 22/20 = 1.1 x small's capacity per CPU (10/10): within 10%,
+        # and it holds more -> one big node
+        (20, {"big": 1}),
+        # big 22/19 = 1.16 x: too wasteful -> small (10), then 9: small 10/9 beats big 22/9
+        (19, {"small": 2}),
+    ],
+)
+def test_larger_type_only_within_ten_percent_of_the_best_use(count, expected):
+    t = types(spec("small", {"CPU": 10}), spec("big", {"CPU": 22}))
+    assert decide(t, demands=[Demand({"CPU": 1}, count)]).launch == expected
+
+
+def test_memory_heavy_shape_goes_to_the_type_that_fits_it_best():
+    t = types(spec("cpu", {"CPU": 16, "memory": 16}), spec("highmem", {"CPU": 16, "memory": 64}))
+    # 8 x {memory: 8}: cpu holds 2 per node (4 nodes), highmem 8 (1 node); each node's CPUs
+    # then hold the 16 x {CPU: 1}: highmem (16 CPU, 64 memory) holds everything
+    demands = [Demand({"CPU": 1}, 16), Demand({"memory": 8}, 8)]
+    assert decide(t, demands=demands).launch == {"highmem": 1}
 
 
 @pytest.mark.parametrize(
@@ -320,6 +406,14 @@ def test_cpu_work_never_launches_a_gpu_type_when_a_cpu_type_fits():
     t = types(spec("cpu", {"CPU": 4}, cost=10.0), spec("gpu", {"CPU": 4, "GPU": 1}, cost=1.0))
     # gpu is 10x cheaper but has a GPU; cpu fits {CPU: 2} -> cpu
     assert decide(t, demands=[Demand({"CPU": 2}, 1)]).launch == {"cpu": 1}
+
+
+def test_cpu_work_capped_by_max_workers_not_moved_to_a_gpu_type():
+    # Ray's example: 10 x cpu (the global max), never the gpu type for CPU work
+    t = types(spec("cpu", {"CPU": 1}), spec("gpu", {"CPU": 100, "GPU": 1}))
+    reply = decide(t, max_workers=10, upscaling_speed=9999, demands=[Demand({"CPU": 1}, 100)])
+    assert reply.launch == {"cpu": 10}
+    assert infeasible(reply) == [({"CPU": 1}, 90, no_room(10))]
 
 
 def test_cpu_work_launches_a_gpu_type_when_only_it_fits():
@@ -447,9 +541,62 @@ def test_strict_spread_beyond_max_launches_nothing():
 
 def test_spread_is_best_effort_and_may_share_a_node():
     group = pg(SPREAD, *[{"CPU": 1}] * 4)
-    reply = decide(types(CPU4), [node("w", "cpu")], placement_groups=[group])
-    # 4 x 1 CPU fit w's 4 free CPUs: no new node
+    reply = decide(types(CPU4), [node("w", "cpu", idle_s=1000)], placement_groups=[group])
+    # 4 x 1 CPU fit w's 4 free CPUs: no new node, and w holds them (not idle-terminated)
     assert reply.launch == {}
+    assert reply.terminate == []
+    assert reply.infeasible == []
+    # with no node: one 4-CPU node for all four bundles, not four nodes
+    assert decide(types(CPU4), placement_groups=[group]).launch == {"cpu": 1}
+
+
+def test_pack_beyond_max_launches_nothing():
+    t = types(spec("cpu", {"CPU": 4}, max_workers=1))
+    reply = decide(t, placement_groups=[pg(PACK, *[{"CPU": 4}] * 2)])
+    # 2 nodes needed, max 1: the group is not half placed, and it is reported
+    assert reply.launch == {}
+    reason = f"placement group PACK of 2 bundles: {no_room()}"
+    assert infeasible(reply) == [({"CPU": 4}, 2, reason)]
+
+
+@pytest.mark.parametrize(("strategy", "expected"), [(STRICT_PACK, 1), (STRICT_SPREAD, 2)])
+def test_strict_bundles_take_capacity_from_tasks(strategy, expected):
+    group = pg(strategy, {"CPU": 2}, {"CPU": 2})
+    reply = decide(
+        types(CPU4), [node("w", "cpu")], placement_groups=[group], demands=[Demand({"CPU": 3})]
+    )
+    # STRICT_PACK: 4 CPUs on w, full; the 3-CPU task gets a new node.
+    # STRICT_SPREAD: 2 on w, 2 on a new node, 2 left on each; the task gets a third node.
+    assert reply.launch == {"cpu": expected}
+
+
+def test_strict_spread_exempt_from_upscaling_speed():
+    # Ray's example: 8 x p2.xlarge (cap max(5, 1) = 5 does not apply); no bigger type swapped in
+    t = types(
+        spec("p2.xlarge", {"CPU": 16, "GPU": 1}, max_workers=10),
+        spec("p2.8xlarge", {"CPU": 32, "GPU": 8}),
+    )
+    reply = decide(t, placement_groups=[pg(STRICT_SPREAD, *[{"GPU": 1}] * 8)])
+    assert reply.launch == {"p2.xlarge": 8}
+    assert reply.infeasible == []
+
+
+@pytest.mark.parametrize(
+    ("bundles", "expected"),
+    [
+        # group: 8 nodes, beyond the cap of 5: all 8; the room is then max(5, 8) - 8 = 0
+        (8, {"cpu": 8}),
+        # group: 2 nodes; room max(5, 2) - 2 = 3 more for the 20 tasks
+        (2, {"cpu": 5}),
+    ],
+)
+def test_placement_group_nodes_exempt_but_counted_by_upscaling_speed(bundles, expected):
+    reply = decide(
+        types(spec("cpu", {"CPU": 1})),
+        placement_groups=[pg(STRICT_SPREAD, *[{"CPU": 1}] * bundles)],
+        demands=[Demand({"CPU": 1}, 20)],
+    )
+    assert reply.launch == expected
     assert reply.infeasible == []
 
 
@@ -505,19 +652,23 @@ def test_constraint_against_total_capacity(nodes, constraint, expected):
 
 def test_constraint_counts_min_workers_nodes():
     t = types(spec("cpu", {"CPU": 4}, min_workers=2))
-    # 2 min_workers nodes (8 CPUs) already hold 2 x 4 CPUs
-    assert decide(t, constraints=[Demand({"CPU": 4}, 2)]).launch == {"cpu": 2}
+    # 2 min_workers nodes (8 CPUs) hold 2 of 3 x 4 CPUs: 1 more
+    reply = decide(t, constraints=[Demand({"CPU": 4}, 3)])
+    assert reply.launch == {"cpu": 3}
+    assert [(x.node_type, x.count) for x in reply.launches] == [("cpu", 2), ("cpu", 1)]
 
 
 def test_constraint_and_demand_on_the_same_free_node():
     reply = decide(
         types(CPU4),
         [node("w", "cpu")],
-        constraints=[Demand({"CPU": 4}, 1)],
+        constraints=[Demand({"CPU": 4}, 2)],
         demands=[Demand({"CPU": 4}, 1)],
     )
-    # cluster total 4 holds the constraint; w's 4 free CPUs hold the task
-    assert reply.launch == {}
+    # cluster total 4 holds 1 of 2 constrained: 1 new node; w's 4 free CPUs hold the task
+    # (the constraint reserves no real capacity), so no second node
+    assert reply.launch == {"cpu": 1}
+    assert reply.launches[0].reason == "request_resources 2 x {CPU: 4}"
 
 
 def test_constraint_beyond_max_workers_is_reported():
@@ -550,6 +701,10 @@ def test_nodes_a_constraint_needs_are_not_idle_terminated():
         (0.5, 4, 0, 5),  # floor(2) -> max(5, 2) = 5
         (2.5, 3, 0, 7),  # floor(7.5) = 7
         (1.0, 2, 6, 0),  # max(5, 2) - 6 < 0 -> none
+        (9999.0, 0, 0, 100),  # int(9999 x max(0, 1)) = 9999: all 100
+        (7.0, 0, 0, 7),  # int(7 x max(0, 1)) = 7
+        (5.9, 1, 0, 5),  # int(5.9) = 5
+        (6.0, 1, 1, 5),  # 6 - 1 pending
     ],
 )
 def test_upscaling_speed_caps_pending_nodes(speed, running, pending, expected):
@@ -589,6 +744,20 @@ def test_constraint_not_capped_but_counts_as_pending():
     assert reply.launch == {"cpu": 8}
 
 
+def test_capped_launches_cut_last_first():
+    t = types(spec("a", {"CPU": 2}), spec("b", {"X": 1}))
+    demands = [Demand({"CPU": 1}, 8), Demand({"CPU": 2}, 4), Demand({"X": 1}, 3)]
+    reply = decide(t, [busy("r", "a")], demands=demands, upscaling_speed=5)
+    # a: 4 nodes for {CPU: 2}, then 4 for {CPU: 1}; room max(5, int(5 x 1)) = 5 cuts the
+    # last 3; b: 3 < 5, all
+    assert [(x.node_type, x.count, x.reason) for x in reply.launches] == [
+        ("a", 4, "4 pending {CPU: 2}"),
+        ("a", 1, "8 pending {CPU: 1}"),
+        ("b", 3, "3 pending {X: 1}"),
+    ]
+    assert reply.infeasible == []  # held back, not infeasible
+
+
 # -- 7. idle termination -----------------------------------------------------------------
 
 IDLE_TYPES = types(
@@ -605,14 +774,29 @@ IDLE_TYPES = types(
     [
         (node("n", "cpu", idle_s=299), False),  # 299 < 300
         (node("n", "cpu", idle_s=301), True),  # 301 >= 300
+        (node("n", "cpu", idle_s=300), True),  # 300 >= 300: at the timeout exactly
         (node("n", "slow", idle_s=500), False),  # 500 < its own 1000
         (node("n", "fast", idle_s=11), True),  # 11 >= its own 10
+        (node("n", "fast", idle_s=10), True),  # 10 >= its own 10
+        (node("n", "fast", idle_s=9), False),  # 9 < its own 10
         (node("n", "cpu", free={"CPU": 3}, idle_s=1000), False),  # 1 CPU in use
         (node("n", "gpu", free={"CPU": 4}, idle_s=1000), False),  # its GPU is in use
         (node("n", "cpu", pending=True, idle_s=1000), False),  # not running yet
         (node("n", "head", head=True, idle_s=1e9), False),  # never the head
     ],
-    ids=["below", "past", "type-longer", "type-shorter", "busy", "gpu-busy", "pending", "head"],
+    ids=[
+        "below",
+        "past",
+        "at",
+        "type-longer",
+        "type-shorter",
+        "type-at",
+        "type-below",
+        "busy",
+        "gpu-busy",
+        "pending",
+        "head",
+    ],
 )
 def test_idle_timeout(view, goes):
     reply = decide(IDLE_TYPES, [view], idle_timeout_s=300)
