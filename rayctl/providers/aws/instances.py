@@ -308,6 +308,10 @@ class AWSProvider:
             call(self.ec2, "terminate_instances", InstanceIds=end[start : start + BATCH])
         self._await([i["InstanceId"] for i in instances], lambda i: i["State"]["Name"] not in LIVE)
 
+    def forget_nodes(self, ids: Sequence[str]) -> None:
+        """Nothing to forget: EC2's tags are the only record, and an instance that could
+        not be terminated is still there (`down --force` lists it as one that may remain)."""
+
     def _await(
         self,
         ids: Sequence[str],
