@@ -128,6 +128,7 @@ class _Down:
             self._forget([n for n in nodes if n.id in exc.failed], exc.failed)
         except ProviderError as exc:  # says nothing of which: any of them may remain
             if not self.force:
+                exc.args = (f"{exc}; {FORCE_HINT}",)
                 raise
             self._forget(nodes, {n.id: str(exc) for n in nodes})
 

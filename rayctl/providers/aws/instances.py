@@ -248,11 +248,14 @@ class AWSProvider:
         )
 
     def _run_instances(self, params: dict[str, Any]) -> Any:
-        """run_instances, retried after a pause when it failed for a passing reason. The
-        client token makes botocore's own retries of one attempt idempotent."""
+        """run_instances, retried after a pause when it failed for a passing reason. One
+        client token for every retry of this request (botocore's and ours): a call that
+        timed out after EC2 accepted it then returns the instances it launched instead of
+        launching them again. (Another subnet is another request, with a token of its own.)"""
+        token = uuid.uuid4().hex
         for delay in (*LAUNCH_RETRY_DELAYS_S, None):
             try:
-                return call(self.ec2, "run_instances", ClientToken=uuid.uuid4().hex, **params)
+                return call(self.ec2, "run_instances", ClientToken=token, **params)
             except TransientError:
                 if delay is None:
                     raise
