@@ -183,7 +183,7 @@ class LocalProvider:
         for this node when its processes could not be stopped (nothing is removed then)."""
         home = self.node_home(record.id)
         try:
-            result = detached.stop(LocalRunner(home), record.id)
+            result = detached.stop(self.runner(self._node(record)), record.id)
             problem = None if result.ok else f"exit {result.exit_code}:\n{result.tail}"
         except NodeUnreachable:  # its home (and pid file) is gone: find its processes by env
             problem = _stop_orphans(record.id)
