@@ -52,9 +52,31 @@ class TerminationFailed(ProviderError):
 
     retryable = True
 
-    def __init__(self, failed: dict[str, str]) -> None:
+    def __init__(self, failed: dict[str, str], hint: str = "") -> None:
         self.failed = failed
-        super().__init__("\n".join(failed.values()))
+        super().__init__("\n".join([*failed.values(), *([hint] if hint else [])]))
+
+
+class StateCorrupted(ProviderError):
+    """A provider's state file cannot be read. Never read as empty: the nodes it recorded may
+    still run. `nodes` are (id, address) of those it could still make out."""
+
+    def __init__(
+        self, path: str, copy: str, why: str, nodes: list[tuple[str, str]] | None = None
+    ) -> None:
+        self.path = path
+        self.copy = copy
+        self.nodes = nodes or []
+        super().__init__(
+            f"the cluster's state file {path} is unreadable ({why}); a copy of it is kept at "
+            f"{copy}. Nothing was changed. `rayctl down --force` forgets that state (nodes it "
+            "recorded may keep running: it lists what it can make out of them, to remove "
+            "by hand)"
+        )
+
+
+class ClusterBusy(RayctlError):
+    """Another rayctl command on this machine is changing the cluster (`up`, `down`)."""
 
 
 class ClusterNotFound(RayctlError):

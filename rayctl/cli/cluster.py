@@ -20,7 +20,7 @@ from rayctl.cli.output import (
     load,
     out,
 )
-from rayctl.errors import RayctlError
+from rayctl.errors import RayctlError, StateCorrupted
 from rayctl.ops import down as down_op
 from rayctl.ops import up as up_op
 from rayctl.paths import log_dir
@@ -122,54 +122,86 @@ def _render_up(result: UpResult, config: Path) -> None:
     out.print(f"  rayctl status {config}")
 
 
+class MayRemain(BaseModel):
+    id: str
+    address: str  # where to find it (empty when even that is unknown)
+    why: str
+
+
 class DownResult(BaseModel):
     cluster_name: str
     removed: list[str]  # ids of the nodes terminated
     kept_head: bool
     elapsed_s: float
+    may_remain: list[MayRemain] = []  # --force: forgotten without confirming they are gone
+    cleanup_error: str | None = None  # --force: per-cluster resources that may be left
 
 
 def down(
     config: Path = CONFIG_ARG,
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     workers_only: bool = typer.Option(False, "--workers-only", help="Keep the head node."),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help="Forget nodes that cannot be terminated (and state that cannot be read) instead "
+        "of failing; lists what may remain, to remove by hand.",
+    ),
     cluster_name: str | None = NAME_OPT,
     json_output: bool = JSON_OPT,
 ) -> None:
     """Terminate a cluster's nodes and confirm nothing of it is left. Safe to repeat."""
     loaded = load(config, cluster_name)
     provider = make_provider(loaded.config, home=home())
-    nodes = provider.list_nodes()
-    targets = [n for n in nodes if not workers_only or n.kind is NodeKind.WORKER]
+    try:
+        nodes = provider.list_nodes()
+        targets = [n for n in nodes if not workers_only or n.kind is NodeKind.WORKER]
+        question = f"Terminate {len(targets)} node(s) of cluster '{loaded.name}'?"
+    except StateCorrupted:
+        if not force:
+            raise
+        targets = []
+        question = f"Forget the unreadable state of cluster '{loaded.name}'?"
+        nodes = None
     started = time.monotonic()
-    if not targets:
-        if not workers_only:
-            provider.cleanup()
-        result = DownResult(
-            cluster_name=loaded.name, removed=[], kept_head=workers_only, elapsed_s=0.0
-        )
-        emit(result, _render_down, as_json=json_output)
-        return
-    if not confirm(f"Terminate {len(targets)} node(s) of cluster '{loaded.name}'?", assume_yes=yes):
-        raise typer.Exit(1)
-    with err.status(f"Terminating {len(targets)} node(s)..."):
-        report = down_op.down(loaded, home=home(), workers_only=workers_only)
+    if nodes is not None and not targets:
+        if workers_only:  # nothing to do (and the head's autoscaler keeps running)
+            report = down_op.DownReport(removed=[], kept_head=True)
+        else:  # nothing to ask about; `down` still cleans up, under the cluster's lock
+            report = down_op.down(loaded, home=home(), force=force)
+    else:
+        if not confirm(question, assume_yes=yes):
+            raise typer.Exit(1)
+        with err.status(f"Terminating {len(targets)} node(s)..."):
+            report = down_op.down(loaded, home=home(), workers_only=workers_only, force=force)
     result = DownResult(
         cluster_name=loaded.name,
         removed=[n.id for n in report.removed],
         kept_head=report.kept_head,
         elapsed_s=round(time.monotonic() - started, 2),
+        may_remain=[MayRemain(id=r.id, address=r.address, why=r.why) for r in report.may_remain],
+        cleanup_error=report.cleanup_error,
     )
     emit(result, _render_down, as_json=json_output)
 
 
 def _render_down(result: DownResult) -> None:
-    if not result.removed:
+    if not result.removed and not result.may_remain:
         what = "workers" if result.kept_head else "nodes"
         out.print(f"Cluster '{result.cluster_name}' has no {what}; nothing to do.")
-        return
-    kept = " (head kept)" if result.kept_head else "; nothing is left"
-    out.print(
-        f"Cluster '{result.cluster_name}': terminated {len(result.removed)} node(s) in "
-        f"{result.elapsed_s:.1f} s{kept}."
-    )
+    elif not result.may_remain:
+        kept = " (head kept)" if result.kept_head else "; nothing is left"
+        out.print(
+            f"Cluster '{result.cluster_name}': terminated {len(result.removed)} node(s) in "
+            f"{result.elapsed_s:.1f} s{kept}."
+        )
+    else:
+        out.print(
+            f"Cluster '{result.cluster_name}': terminated {len(result.removed)} node(s); "
+            f"forgot {len(result.may_remain)} that may remain (remove them by hand):"
+        )
+        for node in result.may_remain:
+            where = f" at {node.address}" if node.address else ""
+            out.print(f"  {node.id}{where}: {node.why}", markup=False)
+    if result.cleanup_error:
+        out.print(f"Cleanup left things behind: {result.cleanup_error}", markup=False)

@@ -1,17 +1,20 @@
 """`down`: remove every trace of a cluster. It rebuilds its view from the provider's tags,
-so it is idempotent and undoes any failed `up`."""
+so it is idempotent and undoes any failed `up`. With `force`, nodes that cannot be
+terminated (and state that cannot be read) are forgotten instead, and reported as nodes
+that may remain (like `sky down --purge`)."""
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rayctl.config.loader import LoadedConfig
-from rayctl.errors import AuthError, ProviderError
+from rayctl.errors import AuthError, ProviderError, StateCorrupted, TerminationFailed
 from rayctl.ops.head import stop_monitor
-from rayctl.providers.base import Node, NodeKind, NodeProvider
+from rayctl.ops.lock import cluster_lock
+from rayctl.providers.base import Node, NodeKind, NodeProvider, Tag
 from rayctl.providers.registry import make_provider
 from rayctl.runtime.runner import NodeUnreachable
 
@@ -19,59 +22,137 @@ from rayctl.runtime.runner import NodeUnreachable
 # instance; until then it may launch: list and terminate again this many times, so apart.
 SWEEP_ROUNDS = 3
 SWEEP_PAUSE_S = 2.0
+FORCE_HINT = (
+    "run `rayctl down` again, or `rayctl down --force` to forget them (they may keep running; "
+    "it lists them so you can remove them by hand)"
+)
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Remaining:
+    """A node `down --force` forgot without confirming it is gone."""
+
+    id: str
+    address: str
+    why: str
 
 
 @dataclass(frozen=True)
 class DownReport:
     removed: list[Node]
     kept_head: bool
+    may_remain: list[Remaining] = field(default_factory=list)
+    cleanup_error: str | None = None  # with force: per-cluster resources left behind
 
 
-def down(loaded: LoadedConfig, *, home: Path, workers_only: bool = False) -> DownReport:
+def down(
+    loaded: LoadedConfig, *, home: Path, workers_only: bool = False, force: bool = False
+) -> DownReport:
     """Terminate the cluster's nodes (all at once) and confirm none is left before
-    forgetting the cluster. A head that cannot be reached (it never answered SSH, or this
-    machine cannot reach it) does not stop `down`: its monitor goes with the head, and what
-    it launched meanwhile is swept up after."""
+    forgetting the cluster, holding the cluster's lock. A head that cannot be reached (it
+    never answered SSH, or this machine cannot reach it) does not stop `down`: its monitor
+    goes with the head, and what it launched meanwhile is swept up after."""
     provider = make_provider(loaded.config, home=home)
-    try:
-        stop_monitor(provider)  # or it would replace the workers we remove
-        monitor_stopped = True
-    except (NodeUnreachable, AuthError) as exc:  # e.g. a machine without the head's key
-        if workers_only:  # the head stays, and so would its monitor
-            raise ProviderError(
-                f"cannot stop the autoscaler on the head ({exc}): it would replace the "
-                "workers; run `rayctl down` without --workers-only to remove everything"
-            ) from None
-        log.warning("cannot reach the head to stop its autoscaler (%s); terminating it", exc)
-        monitor_stopped = False
-    nodes = provider.list_nodes()
-    targets = [n for n in nodes if not workers_only or n.kind is NodeKind.WORKER]
-    if targets:
-        provider.terminate_nodes([n.id for n in targets])
-    if not monitor_stopped:
-        targets += _sweep(provider)
-    target_ids = {n.id for n in targets}
-    leaked = [n.id for n in provider.list_nodes() if n.id in target_ids]
-    if leaked:
-        raise ProviderError(
-            f"these nodes are still there after termination: {', '.join(leaked)}; "
-            "run `rayctl down` again"
+    with cluster_lock(home, loaded.name, "down"):
+        return _Down(provider, workers_only=workers_only, force=force).run()
+
+
+class _Down:
+    def __init__(self, provider: NodeProvider, *, workers_only: bool, force: bool) -> None:
+        self.provider = provider
+        self.workers_only = workers_only
+        self.force = force
+        self.forgotten: list[Remaining] = []
+
+    def run(self) -> DownReport:
+        provider = self.provider
+        try:
+            heads = provider.list_nodes(**{Tag.KIND: NodeKind.HEAD.value})
+        except StateCorrupted as exc:
+            if not self.force:
+                raise
+            self._forget_state(exc)
+            heads = provider.list_nodes(**{Tag.KIND: NodeKind.HEAD.value})
+        try:
+            stop_monitor(provider, heads)  # or it would replace the workers we remove
+            monitor_stopped = True
+        except (NodeUnreachable, AuthError) as exc:  # e.g. a machine without the head's key
+            if self.workers_only:  # the head stays, and so would its monitor
+                raise ProviderError(
+                    f"cannot stop the autoscaler on the head ({exc}): it would replace the "
+                    "workers; run `rayctl down` without --workers-only to remove everything"
+                ) from None
+            log.warning("cannot reach the head to stop its autoscaler (%s); terminating it", exc)
+            monitor_stopped = False
+        nodes = provider.list_nodes()
+        targets = [n for n in nodes if not self.workers_only or n.kind is NodeKind.WORKER]
+        self._terminate(targets)
+        if not monitor_stopped:
+            targets += self._sweep()
+        forgotten = {r.id for r in self.forgotten}
+        target_ids = {n.id for n in targets} - forgotten
+        leaked = [n for n in provider.list_nodes() if n.id in target_ids]
+        if leaked:
+            if not self.force:
+                raise ProviderError(
+                    "these nodes are still there after termination: "
+                    f"{', '.join(n.id for n in leaked)}; {FORCE_HINT}"
+                )
+            self._forget(leaked, {n.id: "still listed after termination" for n in leaked})
+        cleanup_error = None
+        if not self.workers_only:
+            try:
+                provider.cleanup()
+            except ProviderError as exc:
+                if not self.force:
+                    raise
+                cleanup_error = str(exc)
+        forgotten = {r.id for r in self.forgotten}
+        return DownReport(
+            removed=[n for n in targets if n.id not in forgotten],
+            kept_head=self.workers_only,
+            may_remain=self.forgotten,
+            cleanup_error=cleanup_error,
         )
-    if not workers_only:
-        provider.cleanup()
-    return DownReport(removed=targets, kept_head=workers_only)
 
+    def _terminate(self, nodes: list[Node]) -> None:
+        if not nodes:
+            return
+        try:
+            self.provider.terminate_nodes([n.id for n in nodes])
+        except TerminationFailed as exc:
+            if not self.force:
+                raise TerminationFailed(exc.failed, hint=FORCE_HINT) from None
+            self._forget([n for n in nodes if n.id in exc.failed], exc.failed)
+        except ProviderError as exc:  # says nothing of which: any of them may remain
+            if not self.force:
+                exc.args = (f"{exc}; {FORCE_HINT}",)
+                raise
+            self._forget(nodes, {n.id: str(exc) for n in nodes})
 
-def _sweep(provider: NodeProvider) -> list[Node]:
-    """Terminate what a monitor that could not be stopped launched before its head went
-    (a bounded number of rounds); returns those nodes."""
-    swept: list[Node] = []
-    for _ in range(SWEEP_ROUNDS):
-        time.sleep(SWEEP_PAUSE_S)
-        late = provider.list_nodes()
-        if late:
-            provider.terminate_nodes([n.id for n in late])
+    def _forget(self, nodes: list[Node], why: dict[str, str]) -> None:
+        self.provider.forget_nodes([n.id for n in nodes])
+        self.forgotten += [
+            Remaining(n.id, n.external_ip or n.internal_ip, why.get(n.id, "")) for n in nodes
+        ]
+
+    def _forget_state(self, exc: StateCorrupted) -> None:
+        why = f"recorded in the unreadable {exc.path} (copy: {exc.copy})"
+        self.provider.forget_nodes([node_id for node_id, _ in exc.nodes])
+        self.forgotten += [Remaining(i, address, why) for i, address in exc.nodes] or [
+            Remaining("unknown", "", f"whatever was {why}")
+        ]
+
+    def _sweep(self) -> list[Node]:
+        """Terminate what a monitor that could not be stopped launched before its head went
+        (a bounded number of rounds); returns those nodes."""
+        swept: list[Node] = []
+        for _ in range(SWEEP_ROUNDS):
+            time.sleep(SWEEP_PAUSE_S)
+            forgotten = {r.id for r in self.forgotten}
+            late = [n for n in self.provider.list_nodes() if n.id not in forgotten]
+            self._terminate(late)
             swept += late
-    return swept
+        return swept

@@ -13,6 +13,7 @@ from pathlib import Path
 from rayctl.config.loader import LoadedConfig
 from rayctl.errors import BootstrapError, ProviderError
 from rayctl.ops.head import find_head, start_monitor, stop_monitor
+from rayctl.ops.lock import cluster_lock
 from rayctl.paths import log_dir
 from rayctl.providers.base import Node, NodeKind, Tag, recording
 from rayctl.providers.registry import make_provider
@@ -54,7 +55,20 @@ def up(
     confirm: Callable[[str], bool],
     wait: bool = True,
 ) -> UpReport:
-    """Create or update the head and each type's min_workers, bootstrapping in parallel."""
+    """Create or update the head and each type's min_workers, bootstrapping in parallel,
+    holding the cluster's lock (no other `up` or `down` of it from this machine meanwhile)."""
+    with cluster_lock(home, loaded.name, "up"):
+        return _up(loaded, home=home, on_stage=on_stage, confirm=confirm, wait=wait)
+
+
+def _up(
+    loaded: LoadedConfig,
+    *,
+    home: Path,
+    on_stage: StageCallback,
+    confirm: Callable[[str], bool],
+    wait: bool,
+) -> UpReport:
     config = loaded.config
     provider = make_provider(loaded.config, home=home)
     provider.bootstrap()

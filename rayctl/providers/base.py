@@ -52,6 +52,12 @@ class NodeProvider(Protocol):
         Nodes that cannot be terminated raise TerminationFailed naming them (the others are
         gone); an error that says nothing of which nodes is a ProviderError."""
 
+    def forget_nodes(self, ids: Sequence[str]) -> None:
+        """Stop tracking nodes that could not be terminated (`down --force`), without
+        terminating them: they may keep running, and the caller tells the user where. A
+        provider state that cannot be read (StateCorrupted, which kept a copy) is set aside
+        whole. Idempotent."""
+
     def set_tags(self, node_id: str, tags: Mapping[str, str]) -> None:
         """Merge `tags` into the node's tags."""
 

@@ -13,6 +13,7 @@ import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import boto3
 import pytest
@@ -23,7 +24,9 @@ from moto import mock_aws
 
 from rayctl.cli.app import run
 from rayctl.config import ClusterConfig
+from rayctl.config.loader import LoadedConfig
 from rayctl.errors import AuthError, CapacityError, ProviderError, QuotaError, TransientError
+from rayctl.ops import down as down_module
 from rayctl.providers.aws import instances as aws_module
 from rayctl.providers.aws import setup as aws_setup
 from rayctl.providers.aws.errors import convert
@@ -631,6 +634,63 @@ def test_a_passing_failure_is_retried_in_the_same_subnet(provider: AWSProvider) 
     (node,) = provider.create_nodes("worker", 1, launch_tags(NodeKind.WORKER))
     assert len(failed) == 1
     assert node.id
+
+
+def test_retries_of_one_launch_carry_one_client_token_another_subnet_a_new_one(
+    provider: AWSProvider,
+) -> None:
+    """A retried RunInstances that EC2 had accepted (a timeout) must not launch twice: EC2
+    returns the first launch for a token it has seen. moto does not implement that
+    idempotency, so this checks the tokens sent."""
+    provider.bootstrap()
+    first = provider._launch_context().subnets["worker"][0]
+    runs = calls(provider.ec2, "RunInstances")  # first: it sees the failing calls too
+    throttled = fail_when(
+        provider.ec2,
+        "RunInstances",
+        "RequestLimitExceeded",
+        lambda b: not_dry(b) and len(throttled) < 2,
+    )
+    (node,) = provider.create_nodes("worker", 1, launch_tags(NodeKind.WORKER))
+    assert len(throttled) == 2 and len(runs) == 3
+    assert {b["SubnetId"] for b in runs} == {first.id}
+    assert len({b["ClientToken"] for b in runs}) == 1
+    assert [n.id for n in provider.list_nodes()] == [node.id]
+
+    runs.clear()
+    fail_when(
+        provider.ec2,
+        "RunInstances",
+        "InsufficientInstanceCapacity",
+        lambda b: not_dry(b) and b["SubnetId"] == first.id,
+    )
+    provider.create_nodes("worker", 1, launch_tags(NodeKind.WORKER))
+    assert len(runs) == 2 and runs[0]["SubnetId"] == first.id != runs[1]["SubnetId"]
+    assert runs[0]["ClientToken"] != runs[1]["ClientToken"]
+
+
+def test_down_force_lists_instances_that_cannot_be_terminated(
+    provider: AWSProvider, config: ClusterConfig, home: Path
+) -> None:
+    provider.bootstrap()
+    (head,) = provider.create_nodes("head", 1, launch_tags(NodeKind.HEAD))
+    fail_when(provider.ec2, "TerminateInstances", "UnauthorizedOperation")
+    provider.forget_nodes([head.id])  # nothing to forget: EC2's tags are the record
+    assert [n.id for n in provider.list_nodes()] == [head.id]
+
+    loaded = LoadedConfig(config=config, path=home / "cluster.yaml")
+    # No monitor to stop, and nothing may connect to moto's (public) instance addresses.
+    with (
+        mock.patch.object(down_module, "make_provider", return_value=provider),
+        mock.patch.object(down_module, "stop_monitor"),
+    ):
+        with pytest.raises(AuthError, match="--force"):
+            down_module.down(loaded, home=home)
+        report = down_module.down(loaded, home=home, force=True)
+    assert [(r.id, r.address) for r in report.may_remain] == [(head.id, head.external_ip)]
+    assert "ec2:TerminateInstances" in report.may_remain[0].why
+    assert report.cleanup_error and head.id in report.cleanup_error  # still running
+    assert report.removed == []
 
 
 def test_monitor_on_the_head_launches_without_bootstrapping(

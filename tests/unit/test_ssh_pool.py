@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from rayctl.providers.base import NodeKind, Tag
+from rayctl.providers.registry import load_config, make_provider
 from rayctl.providers.ssh import pool as ssh_pool
+from rayctl.providers.ssh.instances import SSHProvider
 from rayctl.runtime.head_paths import pool_dir
+from rayctl.runtime.runner import LocalRunner
 
 POOL = pool_dir("c")  # as the provider names it
 HOSTS = ["10.0.0.3", "10.0.0.4", "10.0.0.5"]
@@ -57,3 +65,128 @@ def test_drop_removes_the_state_only_once_no_host_is_held(home: Path) -> None:
     ssh_pool.apply(POOL, "release", {"hosts": [HOSTS[0]]})
     ssh_pool.apply(POOL, "drop", {})
     assert not (home / ".rayctl/pool/c").exists()
+
+
+# --- durability and corrupt state ------------------------------------------------------
+
+
+def test_hosts_json_is_replaced_durably(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src: str, dst: str) -> None:
+        events.append(("replace", dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    allocate(1)
+    directory = home / POOL
+    state = directory / "hosts.json"
+    assert events == [("fsync", f"{state}.tmp"), ("replace", str(state)), ("fsync", str(directory))]
+
+
+@pytest.mark.parametrize("content", ["", '{"held": {"10.0.0.3": ', "[]", '{"held": 1}'])
+def test_a_corrupt_or_empty_hosts_json_is_reported_and_kept_not_read_as_empty(
+    home: Path, content: str
+) -> None:
+    allocate(1)
+    state = home / POOL / "hosts.json"
+    state.write_text(content)
+    # As the provider runs it on the head: a distinct exit code and what to report.
+    script = Path(ssh_pool.__file__).read_text()
+    env = {**os.environ, "HOME": str(home)}
+    for op, args in (("list", {}), ("allocate", {"hosts": HOSTS, "count": 1, "record": RECORD})):
+        ran = subprocess.run(
+            [sys.executable, "-I", "-S", "-c", script, POOL, op, json.dumps(args)],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        assert ran.returncode == ssh_pool.CORRUPT_EXIT, ran.stderr
+        reported = json.loads(ran.stdout.splitlines()[-1])
+        assert reported["corrupt"] == str(state)
+        assert Path(reported["copy"]).read_text() == content
+    assert state.read_text() == content  # nothing handed out, nothing overwritten
+    assert len(list(state.parent.glob("hosts.json.corrupt-*"))) == 1  # one copy per content
+
+    ssh_pool.apply(POOL, "forget", {"hosts": []})  # `down --force`: set aside, start afresh
+    assert ssh_pool.apply(POOL, "list", {}) == {}
+    assert Path(reported["copy"]).read_text() == content
+
+
+def test_forget_gives_hosts_back_like_release() -> None:
+    allocate(2)
+    ssh_pool.apply(POOL, "forget", {"hosts": [HOSTS[0]]})
+    assert list(ssh_pool.apply(POOL, "list", {})) == [HOSTS[1]]
+    assert allocate(1) == [HOSTS[2]]  # the forgotten host goes to the back of the line
+
+
+# --- through the provider and `down` (the head's shell is a local one here) -----------
+
+HEAD_IP = "10.0.0.2"  # never contacted: every command "on a host" runs locally
+
+
+@pytest.fixture
+def ssh_config(tmp_path: Path) -> Path:
+    key = tmp_path / "id_ed25519"
+    key.write_text("not used\n")
+    key.chmod(0o600)
+    path = tmp_path / "onprem.yaml"
+    path.write_text(
+        "cluster_name: c\n"
+        f"provider: {{type: ssh, head_ip: {HEAD_IP}, worker_ips: {json.dumps(HOSTS)}}}\n"
+        f"auth: {{ssh_user: me, ssh_private_key: {key}}}\n"
+        "available_node_types: {head: {resources: {}}, worker: {resources: {}}}\n"
+        "head_node_type: head\n"
+    )
+    return path
+
+
+@pytest.fixture
+def unreachable(home: Path, monkeypatch: pytest.MonkeyPatch) -> set[str]:
+    """Hosts whose shell cannot be reached; the others (and the head) run in `home`."""
+    down_hosts: set[str] = set()
+
+    def runner_for(self: SSHProvider, host: str) -> LocalRunner:
+        return LocalRunner(home / "gone" if host in down_hosts else home)
+
+    monkeypatch.setattr(SSHProvider, "_runner_for", runner_for)
+    return down_hosts
+
+
+def test_ssh_down_force_releases_an_unreachable_host_and_forgets_a_corrupt_pool(
+    ssh_config: Path, home: Path, unreachable: set[str], cli, rayctl_home: Path
+) -> None:
+    provider = make_provider(load_config(ssh_config).config, home=rayctl_home)
+    assert isinstance(provider, SSHProvider)
+    provider.create_nodes("head", 1, {Tag.KIND: NodeKind.HEAD.value})
+    (worker,) = provider.create_nodes("worker", 1, {Tag.KIND: NodeKind.WORKER.value})
+    provider.set_tags(worker.id, {Tag.START_HASH: "h"})  # its Ray was started
+    unreachable.add(worker.id)
+
+    failed = cli("down", ssh_config, "--yes")
+    assert failed.code == 3 and worker.id in failed.err and "--force" in failed.err
+    assert [n.id for n in provider.list_nodes()] == [worker.id]  # still held
+    forced = cli("down", ssh_config, "--yes", "--force", "--json")
+    assert forced.code == 0, forced.text
+    (remains,) = json.loads(forced.out)["may_remain"]
+    assert (remains["id"], remains["address"]) == (worker.id, worker.id)
+    assert not (home / POOL).exists()  # released, then dropped by cleanup
+
+    provider.create_nodes("head", 1, {Tag.KIND: NodeKind.HEAD.value})
+    (home / POOL / "hosts.json").write_text("")
+    status = cli("status", ssh_config)
+    assert status.code == 3 and "internal error" not in status.err
+    said = status.err.replace("\n", "")
+    assert f"{home / POOL / 'hosts.json'} on the head {HEAD_IP}" in said
+    assert "down --force" in said
+    forced = cli("down", ssh_config, "--yes", "--force", "--json")
+    assert forced.code == 0, forced.text
+    remain = json.loads(forced.out)["may_remain"]
+    assert [r["id"] for r in remain] == [HEAD_IP, *HOSTS]  # which it held is unknown
+    assert cli("status", ssh_config).code == 0

@@ -248,11 +248,14 @@ class AWSProvider:
         )
 
     def _run_instances(self, params: dict[str, Any]) -> Any:
-        """run_instances, retried after a pause when it failed for a passing reason. The
-        client token makes botocore's own retries of one attempt idempotent."""
+        """run_instances, retried after a pause when it failed for a passing reason. One
+        client token for every retry of this request (botocore's and ours): a call that
+        timed out after EC2 accepted it then returns the instances it launched instead of
+        launching them again. (Another subnet is another request, with a token of its own.)"""
+        token = uuid.uuid4().hex
         for delay in (*LAUNCH_RETRY_DELAYS_S, None):
             try:
-                return call(self.ec2, "run_instances", ClientToken=uuid.uuid4().hex, **params)
+                return call(self.ec2, "run_instances", ClientToken=token, **params)
             except TransientError:
                 if delay is None:
                     raise
@@ -307,6 +310,10 @@ class AWSProvider:
         for start in range(0, len(end), BATCH):
             call(self.ec2, "terminate_instances", InstanceIds=end[start : start + BATCH])
         self._await([i["InstanceId"] for i in instances], lambda i: i["State"]["Name"] not in LIVE)
+
+    def forget_nodes(self, ids: Sequence[str]) -> None:
+        """Nothing to forget: EC2's tags are the only record, and an instance that could
+        not be terminated is still there (`down --force` lists it as one that may remain)."""
 
     def _await(
         self,

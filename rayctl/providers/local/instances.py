@@ -2,16 +2,22 @@
 
 Each node has its own loopback address, its own home directory (what `~` means on the node),
 its own Ray temp dir and its own ports, so several clusters run side by side. State lives in
-`<rayctl home>/clusters/<name>/nodes.json`, written atomically under a file lock.
+`<rayctl home>/clusters/<name>/nodes.json`, replaced durably under a file lock.
+
+A node's record goes last: its process is stopped, then its directories and address lease
+are removed, then the record. Every step is idempotent, so a `down` that was interrupted
+anywhere is finished by the next one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -20,16 +26,20 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from filelock import FileLock
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from rayctl.config.schema import ClusterConfig
+from rayctl.errors import StateCorrupted, TerminationFailed
 from rayctl.paths import cluster_dir
 from rayctl.providers.base import Node, NodeKind, NodeState, NodeStatus, RayStart, Tag
 from rayctl.providers.local import loopback
 from rayctl.runtime import detached, head_paths
-from rayctl.runtime.runner import LocalRunner
+from rayctl.runtime.runner import LocalRunner, NodeUnreachable
+from rayctl.statefile import keep_copy, write_atomic
 
 DASHBOARD_PORT = 8265
+# How long processes of a node whose home is gone get to exit on SIGTERM before SIGKILL.
+ORPHAN_GRACE_S = 5.0
 
 
 class _Record(BaseModel):
@@ -56,16 +66,27 @@ class LocalProvider:
         with FileLock(self.state_dir / "nodes.lock", timeout=60):
             records = self._read()
             yield records
-            tmp = self._state_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps({k: r.model_dump() for k, r in records.items()}, indent=1))
-            os.replace(tmp, self._state_file)
+            text = json.dumps({k: r.model_dump() for k, r in records.items()}, indent=1)
+            write_atomic(self._state_file, text)
 
     def _read(self) -> dict[str, _Record]:
+        """The records; a file that does not parse or validate raises StateCorrupted (read
+        as empty, it would leak the nodes it recorded)."""
         try:
-            raw = json.loads(self._state_file.read_text())
+            text = self._state_file.read_text()
         except FileNotFoundError:
             return {}
-        return {k: _Record.model_validate(v) for k, v in raw.items()}
+        raw: object = None
+        try:
+            raw = json.loads(text)
+            if not isinstance(raw, dict):
+                raise ValueError(f"a JSON {type(raw).__name__}, not an object of records")
+            return {k: _Record.model_validate(v) for k, v in raw.items()}
+        except (ValueError, ValidationError) as exc:  # JSONDecodeError is a ValueError
+            why = str(exc).splitlines()[0]
+            raise StateCorrupted(
+                str(self._state_file), str(keep_copy(self._state_file)), why, _salvage(raw)
+            ) from None
 
     def node_home(self, node_id: str) -> Path:
         return self.state_dir / "nodes" / node_id
@@ -141,20 +162,49 @@ class LocalProvider:
         targets = [records[i] for i in ids if i in records]
         if not targets:
             return
+        failed: dict[str, str] = {}
         with ThreadPoolExecutor(max_workers=min(32, len(targets))) as pool:
-            list(pool.map(self._stop_and_remove, targets))
+            for future in [pool.submit(self._stop_and_remove, r) for r in targets]:
+                try:
+                    future.result()
+                except TerminationFailed as exc:
+                    failed |= exc.failed
+        # Only the records of nodes that are gone: the others stay for a later `down`.
         with self._locked() as current:
             for record in targets:
-                current.pop(record.id, None)
+                if record.id not in failed:
+                    current.pop(record.id, None)
+        if failed:
+            raise TerminationFailed(failed)
 
     def _stop_and_remove(self, record: _Record) -> None:
+        """Stop the node's processes, then remove its directories and lease (not its record).
+        Each step is a no-op when an interrupted run already did it. Raises TerminationFailed
+        for this node when its processes could not be stopped (nothing is removed then)."""
         home = self.node_home(record.id)
-        result = detached.stop(self.runner(self._node(record)), record.id)
-        if not result.ok:
-            raise RuntimeError(f"could not stop node {record.id}: {result.tail}")
+        try:
+            result = detached.stop(self.runner(self._node(record)), record.id)
+            problem = None if result.ok else f"exit {result.exit_code}:\n{result.tail}"
+        except NodeUnreachable:  # its home (and pid file) is gone: find its processes by env
+            problem = _stop_orphans(record.id)
+        if problem is not None:
+            raise TerminationFailed({record.id: f"could not stop node {record.id}: {problem}"})
         shutil.rmtree(self._ray_temp_dir(record.id), ignore_errors=True)
         loopback.release(record.ip, home)
         shutil.rmtree(home, ignore_errors=True)
+
+    def forget_nodes(self, ids: Sequence[str]) -> None:
+        """Drop the records and address leases of `ids`, whose processes may still run
+        (`down --force`); an unreadable state file is set aside (StateCorrupted kept a copy)."""
+        try:
+            self._read()
+        except StateCorrupted:
+            self._state_file.unlink(missing_ok=True)
+        with self._locked() as records:
+            for node_id in ids:
+                record = records.pop(node_id, None)
+                if record is not None:
+                    loopback.release(record.ip, self.node_home(node_id))
 
     def set_tags(self, node_id: str, tags: Mapping[str, str]) -> None:
         with self._locked() as records:
@@ -198,8 +248,64 @@ class LocalProvider:
         return config, {"RAYCTL_HOME": str(self._home)}
 
     def cleanup(self) -> None:
-        if self.state_dir.exists() and not self._read():
-            shutil.rmtree(self.state_dir, ignore_errors=True)
+        """Once no node is recorded: remove this provider's own files (not other files in
+        the cluster's dir, such as `up`/`down`'s lock or a corrupt state's copy), then the
+        dir if nothing else is left."""
+        if not self.state_dir.exists() or self._read():
+            return
+        shutil.rmtree(self.state_dir / "nodes", ignore_errors=True)
+        for name in ("nodes.json", "nodes.json.tmp", "nodes.lock"):
+            (self.state_dir / name).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self.state_dir.rmdir()
+
+
+def _salvage(raw: object) -> list[tuple[str, str]]:
+    """(id, address) of the records that can still be made out of a state that does not
+    validate, so `down --force` can say what may remain."""
+    if not isinstance(raw, dict):
+        return []
+    found = []
+    for key, value in raw.items():
+        ip = value.get("ip") if isinstance(value, dict) else None
+        found.append((str(key), ip if isinstance(ip, str) else ""))
+    return found
+
+
+def _node_pids(node_id: str) -> list[int]:
+    """PIDs of the processes started for node `node_id` (its marker is in their environment,
+    inherited by Ray's own processes)."""
+    marker = f"RAYCTL_PROC={node_id}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "environ").read_bytes().split(b"\0"):
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def _stop_orphans(node_id: str) -> str | None:
+    """Stop what still runs of a node whose home is gone: SIGTERM, then SIGKILL after a
+    grace period. A problem as a message, else None."""
+    for sig, wait_s in ((signal.SIGTERM, ORPHAN_GRACE_S), (signal.SIGKILL, 2.0)):
+        pids = _node_pids(node_id)
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+            except PermissionError as exc:
+                return f"cannot signal its process {pid}: {exc}"
+        deadline = time.monotonic() + wait_s
+        while pids and time.monotonic() < deadline:
+            time.sleep(0.1)
+            pids = _node_pids(node_id)
+        if not pids:
+            return None
+    return f"its processes {pids} survived SIGKILL"
 
 
 def _free_port(host: str = "", preferred: int = 0) -> int:

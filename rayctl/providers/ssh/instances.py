@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rayctl.config.schema import ClusterConfig
-from rayctl.errors import CapacityError, ProviderError, TerminationFailed
+from rayctl.errors import CapacityError, ProviderError, StateCorrupted, TerminationFailed
 from rayctl.providers.base import Node, NodeKind, NodeState, RayStart, Tag
 from rayctl.providers.ssh import pool
 from rayctl.providers.ssh.config import SSHProviderConfig
@@ -67,7 +67,18 @@ class SSHProvider:
                 json.dumps(args or {}),
             ]
         )
-        result = self._runner_for(self._provider.head_ip).run(command, timeout_s=60)
+        head = self._provider.head_ip
+        result = self._runner_for(head).run(command, timeout_s=60)
+        if result.exit_code == pool.CORRUPT_EXIT:
+            details = json.loads(result.tail.splitlines()[-1])
+            # Which hosts it held is unknown: any of the config's may run this cluster's Ray.
+            hosts = [head, *self._provider.worker_ips]
+            raise StateCorrupted(
+                f"{details['corrupt']} on the head {head}",
+                details["copy"],
+                details["why"],
+                [(host, host) for host in hosts],
+            )
         if not result.ok:
             raise ProviderError(
                 f"could not {op} hosts in the pool kept on the head {self._provider.head_ip} "
@@ -135,6 +146,10 @@ class SSHProvider:
         if not result.ok:
             return f"could not stop Ray on {node.id} (exit {result.exit_code}):\n{result.tail}"
         return None
+
+    def forget_nodes(self, ids: Sequence[str]) -> None:
+        """Give the hosts back to the pool though their Ray may still run (`down --force`)."""
+        self._pool("forget", {"hosts": list(ids)})
 
     def set_tags(self, node_id: str, tags: Mapping[str, str]) -> None:
         self._pool("set-tags", {"host": node_id, "tags": dict(tags)})

@@ -12,43 +12,94 @@ DIR being the pool's directory relative to the home (rayctl.runtime.head_paths.p
                                             goes to the back of the line)
   set-tags {host, tags}                  -> null (merged into the host's tags)
   release {hosts}                        -> null
+  forget {hosts}                         -> null (release, for hosts whose Ray may still
+                                            run; an unreadable state is set aside whole)
   drop                                   -> null (the state itself, once no host is held)
 
-A record is {"node_type", "kind", "tags", "launched_at"}.
+A record is {"node_type", "kind", "tags", "launched_at"}. The file is replaced durably
+(fsync, rename, fsync of the directory), so a crash leaves the old state or the new. One
+that cannot be read anyway is never taken for an empty pool (that would hand out hosts
+that are in use): it is copied aside and the script exits with CORRUPT_EXIT, printing
+{"corrupt": path, "copy": path of the copy, "why": ...}.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
+import shutil
 import sys
 import time
 from typing import Any
+
+CORRUPT_EXIT = 3
+
+
+class Corrupt(Exception):
+    def __init__(self, path: str, copy: str, why: str) -> None:
+        super().__init__(why)
+        self.details = {"corrupt": path, "copy": copy, "why": why}
 
 
 def _state_dir(relative: str) -> str:
     return os.path.join(os.path.expanduser("~"), relative)
 
 
+def _read(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return {"held": {}, "released": {}}
+    try:
+        state = json.loads(data) if data.strip() else None
+        if state is None:
+            raise ValueError("the file is empty")
+        if not (isinstance(state.get("held"), dict) and isinstance(state.get("released"), dict)):
+            raise ValueError("no 'held' and 'released' maps of hosts")
+        return state
+    except (ValueError, AttributeError) as exc:
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        copy = f"{path}.corrupt-{hashlib.sha256(data).hexdigest()[:8]}"
+        if not os.path.exists(copy):
+            shutil.copy2(path, copy)
+        raise Corrupt(path, copy, why) from None
+
+
+def _write(path: str, state: dict[str, Any]) -> None:
+    """Written whole, synced, renamed, and the rename synced: after a crash the file holds
+    the old state or the new, never a part or nothing."""
+    with open(path + ".tmp", "w") as f:
+        json.dump(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(path + ".tmp", path)
+    fd = os.open(os.path.dirname(path), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
-def _locked(where: str, *, write: bool):
+def _locked(where: str, *, write: bool, reset_corrupt: bool = False):
     directory = _state_dir(where)
     os.makedirs(directory, mode=0o700, exist_ok=True)
     path = os.path.join(directory, "hosts.json")
     with open(os.path.join(directory, "lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            with open(path) as f:
-                state = json.load(f)
-        except FileNotFoundError:
-            state = {"held": {}, "released": {}}
+            state = _read(path)
+        except Corrupt:
+            if not reset_corrupt:
+                raise
+            state = {"held": {}, "released": {}}  # the copy _read kept is what it was
         yield state
-        if write:  # written whole, then renamed: a reader never sees half a file
-            with open(path + ".tmp", "w") as f:
-                json.dump(state, f)
-            os.replace(path + ".tmp", path)
+        if write:
+            _write(path, state)
 
 
 def apply(where: str, op: str, args: dict[str, Any]) -> Any:
@@ -70,8 +121,8 @@ def apply(where: str, op: str, args: dict[str, Any]) -> Any:
             if args["host"] in state["held"]:
                 state["held"][args["host"]]["tags"].update(args["tags"])
             return None
-    if op == "release":
-        with _locked(where, write=True) as state:
+    if op in ("release", "forget"):
+        with _locked(where, write=True, reset_corrupt=op == "forget") as state:
             for host in args["hosts"]:
                 if state["held"].pop(host, None) is not None:
                     state["released"][host] = time.time()
@@ -90,4 +141,8 @@ def apply(where: str, op: str, args: dict[str, Any]) -> Any:
 
 
 if __name__ == "__main__":
-    print(json.dumps(apply(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]))))
+    try:
+        print(json.dumps(apply(sys.argv[1], sys.argv[2], json.loads(sys.argv[3]))))
+    except Corrupt as exc:
+        print(json.dumps(exc.details))
+        sys.exit(CORRUPT_EXIT)
