@@ -18,7 +18,7 @@ from filelock import FileLock, Timeout
 from rayctl.autoscaler.boots import bootstrap_worker
 from rayctl.autoscaler.reconciler import Reconciler, SnapshotFn
 from rayctl.autoscaler.status import AutoscalerStatus
-from rayctl.paths import rayctl_home
+from rayctl.paths import rayctl_home, write_atomic
 from rayctl.providers.base import simulated_ray
 from rayctl.providers.registry import load_config, make_provider
 from rayctl.runtime import head_paths
@@ -53,9 +53,7 @@ class _JsonLines(logging.Formatter):
 
 def _write_status(path: Path, document: AutoscalerStatus) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(document.model_dump_json(indent=1))
-    os.replace(tmp, path)
+    write_atomic(path, document.model_dump_json(indent=1))
 
 
 def _demand_key(snap: ClusterSnapshot) -> tuple:

@@ -19,8 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from rayctl.errors import ClusterBusy
-from rayctl.paths import cluster_dir
-from rayctl.statefile import write_atomic
+from rayctl.paths import cluster_dir, write_atomic
 
 LOCK_NAME = "ops.lock"
 HOLDER_NAME = "ops.holder"

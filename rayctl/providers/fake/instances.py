@@ -14,7 +14,6 @@ monitor process and the CLI share them.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections import Counter
@@ -35,6 +34,7 @@ from rayctl.errors import (
     TerminationFailed,
     TransientError,
 )
+from rayctl.paths import write_atomic
 from rayctl.providers.base import Node, NodeKind, NodeState, NodeStatus, RayStart, Tag
 from rayctl.providers.fake.config import FakeProviderConfig
 from rayctl.runtime.ray_adapter import Bundle, ClusterSnapshot, RayNode
@@ -129,12 +129,7 @@ class FakeProvider:
                 except FileNotFoundError:
                     state = _State()
                 yield state
-                tmp = self._file.with_suffix(".tmp")
-                with open(tmp, "w") as f:
-                    json.dump(state.dump(), f)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, self._file)
+                write_atomic(self._file, json.dumps(state.dump()))
 
     def _call(self, method: str) -> None:
         self.calls[method] += 1
@@ -216,6 +211,12 @@ class FakeProvider:
                 del state.nodes[node_id]
         if failed:
             raise TerminationFailed(failed)
+
+    def forget_nodes(self, ids: Sequence[str]) -> None:
+        """`down --force`: the records go, whatever the faults say."""
+        with self.state() as state:
+            for node_id in ids:
+                state.nodes.pop(node_id, None)
 
     def set_tags(self, node_id: str, tags: Mapping[str, str]) -> None:
         self._call("set_tags")

@@ -30,12 +30,11 @@ from pydantic import BaseModel, ValidationError
 
 from rayctl.config.schema import ClusterConfig
 from rayctl.errors import StateCorrupted, TerminationFailed
-from rayctl.paths import cluster_dir
+from rayctl.paths import cluster_dir, keep_copy, write_atomic
 from rayctl.providers.base import Node, NodeKind, NodeState, NodeStatus, RayStart, Tag
 from rayctl.providers.local import loopback
 from rayctl.runtime import detached, head_paths
 from rayctl.runtime.runner import LocalRunner, NodeUnreachable
-from rayctl.statefile import keep_copy, write_atomic
 
 DASHBOARD_PORT = 8265
 # How long processes of a node whose home is gone get to exit on SIGTERM before SIGKILL.
