@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from rayctl.autoscaler.lifecycle import Phase, check_move
 from rayctl.autoscaler.scheduler import (
     Demand,
+    Launch,
     NodeTypeSpec,
     NodeView,
     PlacementGroupDemand,
@@ -57,9 +58,9 @@ class Observation:
 class Policy:
     node_types: Mapping[str, NodeTypeSpec]
     max_workers: int
-    upscaling_speed: float = 1.0
-    idle_timeout_s: float = 300.0
-    boot_timeout_s: float = 600.0
+    upscaling_speed: float
+    idle_timeout_s: float
+    boot_timeout_s: float
 
 
 @dataclass(frozen=True)
@@ -122,13 +123,13 @@ def decide(
     # A type whose boot just timed out is backed off from this tick on.
     backed_off = backed_off | {node_type for node_type, _, _ in timed_out}
     reply = schedule(_request(observed, policy, backed_off, leaving))
-    launches: dict[str, tuple[int, str]] = {}
-    for launch in reply.launches:
-        count, why = launches.get(launch.node_type, (0, ""))
-        reasons = why.split("; ") if why else []
-        if launch.reason not in reasons:
-            reasons.append(launch.reason)
-        launches[launch.node_type] = (count + launch.count, "; ".join(reasons))
+    by_type: dict[str, list[Launch]] = {}
+    for launch in reply.launches:  # one provider call per type, with every reason
+        by_type.setdefault(launch.node_type, []).append(launch)
+    launches = {
+        name: (sum(x.count for x in group), "; ".join(dict.fromkeys(x.reason for x in group)))
+        for name, group in by_type.items()
+    }
 
     views = {v.node.id: v for v in observed.workers}
     drain: list[tuple[str, str, str]] = []
