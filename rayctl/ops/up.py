@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rayctl.config.loader import LoadedConfig
-from rayctl.errors import BootstrapError, ProviderError
+from rayctl.errors import BootstrapError, ProviderError, RayctlError
 from rayctl.ops.head import find_head, start_monitor, stop_monitor
 from rayctl.ops.lock import cluster_lock
 from rayctl.paths import log_dir
-from rayctl.providers.base import Node, NodeKind, Tag, recording
+from rayctl.providers.base import Node, NodeKind, Tag, recording, simulated_ray
 from rayctl.providers.registry import make_provider
 from rayctl.runtime.bootstrap import (
     Bootstrapper,
@@ -71,6 +71,12 @@ def _up(
 ) -> UpReport:
     config = loaded.config
     provider = make_provider(loaded.config, home=home)
+    if simulated_ray(provider) is not None:
+        raise RayctlError(
+            f"the {config.provider.type} provider simulates nodes and Ray for the autoscaler's "
+            "tests and benchmarks (rayctl validate and plan take its configs); it has no "
+            "nodes to bring up"
+        )
     provider.bootstrap()
     heads = provider.list_nodes(**{Tag.KIND: NodeKind.HEAD.value})
     # Restarted at the end with this config; meanwhile nothing launches behind our back.

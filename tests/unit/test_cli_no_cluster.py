@@ -49,3 +49,11 @@ def test_validate_as_json_and_as_text_say_the_same(cli):
     for worker in as_json["worker_types"]:
         assert f"{worker['name']} ({worker['min_workers']}..{worker['max_workers']})" in text
     assert f"max_workers {as_json['max_workers']}" in text
+
+
+def test_the_fake_provider_validates_but_brings_nothing_up(cli, rayctl_home: Path, tmp_path: Path):
+    config = tmp_path / "fake.yaml"
+    config.write_text("cluster_name: sim\nprovider: {type: fake, boot_s: 1}\n")
+    assert cli("validate", config).code == 0
+    up = cli("up", config)
+    assert up.code == 1 and "simulates nodes and Ray" in up.err
