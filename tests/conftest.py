@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from rayctl.cli.app import run
+from rayctl.providers.local.instances import marked_pids
 from tests.sshhosts import HostNetwork, missing_capabilities
 
 REPO = Path(__file__).resolve().parent.parent
@@ -82,17 +83,7 @@ print("hosts:", sorted(ray.get([a.host.remote() for a in actors], timeout=120)))
 
 def cluster_pids(cluster_name: str) -> list[int]:
     """PIDs of processes started for `cluster_name` (they carry RAYCTL_CLUSTER in their env)."""
-    marker = f"RAYCTL_CLUSTER={cluster_name}".encode()
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if marker in (entry / "environ").read_bytes().split(b"\0"):
-                pids.append(int(entry.name))
-        except OSError:
-            continue
-    return pids
+    return marked_pids("RAYCTL_CLUSTER", cluster_name)
 
 
 def kill_leftovers(cluster_name: str) -> list[int]:

@@ -271,10 +271,11 @@ def _salvage(raw: object) -> list[tuple[str, str]]:
     return found
 
 
-def _node_pids(node_id: str) -> list[int]:
-    """PIDs of the processes started for node `node_id` (its marker is in their environment,
-    inherited by Ray's own processes)."""
-    marker = f"RAYCTL_PROC={node_id}".encode()
+def marked_pids(variable: str, value: str) -> list[int]:
+    """PIDs of this machine's processes whose environment has `variable=value`: rayctl marks
+    what it starts (RAYCTL_PROC=<node id>, RAYCTL_CLUSTER=<name>) and Ray's own processes
+    inherit the mark."""
+    marker = f"{variable}={value}".encode()
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -290,7 +291,7 @@ def _stop_orphans(node_id: str) -> str | None:
     """Stop what still runs of a node whose home is gone: SIGTERM, then SIGKILL after a
     grace period. A problem as a message, else None."""
     for sig, wait_s in ((signal.SIGTERM, ORPHAN_GRACE_S), (signal.SIGKILL, 2.0)):
-        pids = _node_pids(node_id)
+        pids = marked_pids("RAYCTL_PROC", node_id)
         for pid in pids:
             try:
                 os.kill(pid, sig)
@@ -301,7 +302,7 @@ def _stop_orphans(node_id: str) -> str | None:
         deadline = time.monotonic() + wait_s
         while pids and time.monotonic() < deadline:
             time.sleep(0.1)
-            pids = _node_pids(node_id)
+            pids = marked_pids("RAYCTL_PROC", node_id)
         if not pids:
             return None
     return f"its processes {pids} survived SIGKILL"
