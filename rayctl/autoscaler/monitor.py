@@ -89,6 +89,7 @@ class Monitor:
         self._last_tick = float("-inf")
         self._demand: tuple | None = None
         self.error: str | None = None
+        self._standing_by = False
 
     @property
     def active(self) -> bool:
@@ -103,8 +104,11 @@ class Monitor:
     def step(self) -> bool:
         """Tick if one is due (time, or changed demand). Returns whether it ticked."""
         if not self.active:
-            self._write(standby=True)
+            if not self._standing_by:  # the status file is the active monitor's to write
+                log.warning("another monitor holds %s; standing by", self._lease.lock_file)
+                self._standing_by = True
             return False
+        self._standing_by = False
         snap = None
         due = time.monotonic() - self._last_tick >= self._tick_s
         gcs = self.reconciler.gcs_address
@@ -128,15 +132,12 @@ class Monitor:
         except Exception as exc:  # keep the loop alive; the status says what broke
             self.error = f"{type(exc).__name__}: {exc}"
             log.exception("tick failed")
-        self._write(standby=False)
+        self._write()
         return True
 
-    def _write(self, *, standby: bool) -> None:
+    def _write(self) -> None:
         document = self.reconciler.status_document()
-        document.pid = os.getpid()
-        document.error = (
-            "another monitor holds this cluster's lease; standing by" if standby else self.error
-        )
+        document.pid, document.error = os.getpid(), self.error
         _write_status(self._status_path, document)
 
     def close(self) -> None:

@@ -292,7 +292,8 @@ def test_a_second_monitor_on_the_same_cluster_does_not_act(sim: Sim, tmp_path: P
     calls = dict(sim.provider.calls)
     assert second.step() is False
     assert dict(sim.provider.calls) == calls
-    assert "standing by" in (tmp_path / "second.json").read_text()
+    assert not (tmp_path / "second.json").exists()  # the status is the active one's
+    assert (tmp_path / "first.json").exists()
     first.close()
     assert second.step() is True  # the lease is free again
     second.close()
