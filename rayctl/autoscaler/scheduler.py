@@ -158,7 +158,7 @@ def _fit(free: Vec, need: Need) -> int:
     for i, s in need:
         copies = int((free[i] + _EPS) // s)
         if copies < fit:
-            if copies <= 0:  # none, or less than none: free can be negative (used > total)
+            if copies < 1:  # none, or less than none: free can be negative (used > total)
                 return 0
             fit = copies
     return fit
@@ -454,8 +454,7 @@ class _Scheduler:
         """First-fit the wanted copies into `bins`, node by node, in order; a node that
         takes a copy becomes needed and keeps its place in the order."""
         if not want.need:  # no resources: fits anywhere, needs no node
-            want.count = 0
-            return
+            want.count = 0  # (the loop below then leaves `bins` as they are)
         out: list[_Group] = []
         for i, g in enumerate(bins):
             if not want.count:
@@ -467,7 +466,7 @@ class _Scheduler:
                 continue
             full = min(len(g.ids), want.count // per_node)
             rest = want.count - full * per_node
-            part = 1 if rest and full < len(g.ids) else 0
+            part = 1 if rest else 0  # a node for the rest (none if g.ids[full:] is empty)
             for ids, copies in ((g.ids[:full], per_node), (g.ids[full : full + part], rest)):
                 if ids:
                     self.needed.update(ids)
@@ -590,6 +589,8 @@ class _Scheduler:
         """Put one copy of `shape` on a node not in `exclude` (new if need be) and add the
         node to `exclude`; False if no node can take it."""
         need = _need(shape)
+        if not need:  # no resources: fits anywhere, needs no node
+            return True
         for i, g in enumerate(self.groups):
             node = (
                 next((n for n in g.ids if n not in exclude), None) if _fit(g.free, need) else None

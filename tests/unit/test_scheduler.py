@@ -1114,3 +1114,15 @@ def test_upscaling_speed_cuts_a_single_node():
     # 6 one-CPU tasks -> 6 nodes; room max(5, 1) = 5: one cut
     reply = decide(types(spec("cpu", {"CPU": 1})), demands=[Demand({"CPU": 1}, 6)])
     assert reply.launch == {"cpu": 5}
+
+
+@pytest.mark.parametrize("strategy", [PACK, SPREAD, STRICT_PACK, STRICT_SPREAD])
+@pytest.mark.parametrize("nodes", [[], [node("w", "cpu", idle_s=1000)]], ids=["none", "idle"])
+def test_placement_group_of_empty_bundles_needs_no_node(strategy, nodes):
+    # {} and {CPU: 0} ask for nothing: placed without a node (was a ZeroDivisionError for
+    # the strict strategies), and an idle w (1000 >= 300) is not kept for them
+    group = pg(strategy, {}, {"CPU": 0})
+    reply = decide(types(CPU4), nodes, placement_groups=[group])
+    assert reply.launch == {}
+    assert reply.infeasible == []
+    assert terminated(reply) == [(n.id, IDLE) for n in nodes]
