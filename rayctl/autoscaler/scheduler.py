@@ -158,7 +158,7 @@ def _fit(free: Vec, need: Need) -> int:
     for i, s in need:
         copies = int((free[i] + _EPS) // s)
         if copies < fit:
-            if copies == 0:
+            if copies < 1:  # none, or less than none: free can be negative (used > total)
                 return 0
             fit = copies
     return fit
@@ -170,7 +170,6 @@ class _Group:
     changed once made (a snapshot of the group list is then a shallow copy)."""
 
     node_type: str
-    pending: bool
     total: Vec
     free: Vec
     ids: list[str]
@@ -220,8 +219,7 @@ class _Scheduler:
         self.needed: set[str] = set()  # node ids that demand or constraints use
         self.planned = 0  # ids handed out to planned nodes
 
-    def vec(self, resources: Resources | None) -> Vec:
-        resources = resources or {}
+    def vec(self, resources: Resources) -> Vec:
         return tuple(float(resources.get(n, 0.0)) for n in self.names)
 
     def _capacity_measure(self) -> dict[str, float]:
@@ -326,7 +324,7 @@ class _Scheduler:
             free = self.vec(node.available) if node.available is not None else total
             key = (node.node_type, node.pending, total, free)
             if key not in index:
-                index[key] = _Group(node.node_type, node.pending, total, free, [])
+                index[key] = _Group(node.node_type, total, free, [])
                 self.groups.append(index[key])
             index[key].ids.append(node.id)
 
@@ -389,7 +387,7 @@ class _Scheduler:
             if short > 0:
                 ids = self._new_nodes(name, short, f"min_workers {spec.min_workers}", capped=False)
                 vec = self.type_vec[name]
-                self.groups.append(_Group(name, True, vec, vec, ids))
+                self.groups.append(_Group(name, vec, vec, ids))
 
     def _fitting_types(self, shape: Vec) -> list[str]:
         if shape not in self.fitting:
@@ -445,9 +443,9 @@ class _Scheduler:
                 want.count -= nodes * took
             ids = self._new_nodes(name, nodes, head.reason, capped=capped)
             total = self.type_vec[name]
-            bins.append(_Group(name, True, total, free, ids))
+            bins.append(_Group(name, total, free, ids))
             if bins is not self.groups:  # placing into a copy (constraints): real capacity too
-                self.groups.append(_Group(name, True, total, total, list(ids)))
+                self.groups.append(_Group(name, total, total, list(ids)))
             active = [w for w in active if w.count]
 
     # -- placing ------------------------------------------------------------------------
@@ -456,8 +454,7 @@ class _Scheduler:
         """First-fit the wanted copies into `bins`, node by node, in order; a node that
         takes a copy becomes needed and keeps its place in the order."""
         if not want.need:  # no resources: fits anywhere, needs no node
-            want.count = 0
-            return
+            want.count = 0  # (the loop below then leaves `bins` as they are)
         out: list[_Group] = []
         for i, g in enumerate(bins):
             if not want.count:
@@ -469,15 +466,15 @@ class _Scheduler:
                 continue
             full = min(len(g.ids), want.count // per_node)
             rest = want.count - full * per_node
-            part = 1 if rest and full < len(g.ids) else 0
+            part = 1 if rest else 0  # a node for the rest (none if g.ids[full:] is empty)
             for ids, copies in ((g.ids[:full], per_node), (g.ids[full : full + part], rest)):
                 if ids:
                     self.needed.update(ids)
                     free = _sub(g.free, want.shape, copies)
-                    out.append(_Group(g.node_type, g.pending, g.total, free, ids))
+                    out.append(_Group(g.node_type, g.total, free, ids))
                     want.count -= len(ids) * copies
             if full + part < len(g.ids):
-                out.append(_Group(g.node_type, g.pending, g.total, g.free, g.ids[full + part :]))
+                out.append(_Group(g.node_type, g.total, g.free, g.ids[full + part :]))
         bins[:] = out
 
     def _why_never(self, bundle: Resources) -> str:
@@ -528,7 +525,7 @@ class _Scheduler:
     def _place_constraints(self) -> None:
         """request_resources asks for total capacity, whatever is in use: pack into copies
         of every node's total resources, so real free capacity stays for real demand."""
-        bins = [_Group(g.node_type, g.pending, g.total, g.total, g.ids) for g in self.groups]
+        bins = [_Group(g.node_type, g.total, g.total, g.ids) for g in self.groups]
         wants = [
             self._want(
                 d.bundle, d.count, f"request_resources {d.count} x {format_bundle(d.bundle)}"
@@ -592,6 +589,8 @@ class _Scheduler:
         """Put one copy of `shape` on a node not in `exclude` (new if need be) and add the
         node to `exclude`; False if no node can take it."""
         need = _need(shape)
+        if not need:  # no resources: fits anywhere, needs no node
+            return True
         for i, g in enumerate(self.groups):
             node = (
                 next((n for n in g.ids if n not in exclude), None) if _fit(g.free, need) else None
@@ -599,7 +598,7 @@ class _Scheduler:
             if node is None:
                 continue
             rest = [n for n in g.ids if n != node]
-            taken = _Group(g.node_type, g.pending, g.total, _sub(g.free, shape, 1), [node])
+            taken = _Group(g.node_type, g.total, _sub(g.free, shape, 1), [node])
             self.groups[i : i + 1] = [taken] + ([replace(g, ids=rest)] if rest else [])
             self.needed.add(node)
             exclude.add(node)

@@ -894,3 +894,235 @@ def test_same_request_same_reply():
     assert schedule(req) == first
     assert schedule(copy.deepcopy(req)) == first
     assert first.launches  # a non-trivial decision
+
+
+# -- defaults of the request types -------------------------------------------------------
+
+
+def test_node_type_spec_defaults_no_min_and_no_max():
+    # NodeTypeSpec defaults: min_workers 0, max_workers 0 (the type may not be launched)
+    reply = schedule(ScheduleRequest({"cpu": NodeTypeSpec("cpu", {"CPU": 4})}, 10, []))
+    assert reply.launch == {}  # min_workers 0: nothing to launch on its own
+    t = {"cpu": NodeTypeSpec("cpu", {"CPU": 4}, max_workers=5)}
+    assert schedule(ScheduleRequest(t, 10, [])).launch == {}  # min_workers 0 by default
+    t = {"cpu": NodeTypeSpec("cpu", {"CPU": 4})}
+    reply = schedule(ScheduleRequest(t, 10, [], demands=[Demand({"CPU": 4})]))
+    # max_workers 0 by default: no room for the task
+    assert reply.launch == {}
+    assert infeasible(reply) == [({"CPU": 4}, 1, no_room(10))]
+
+
+def test_node_view_defaults_a_running_worker_idle_for_no_time():
+    # NodeView defaults: not the head, not pending, all free, idle 0 s
+    reply = decide(types(CPU4), [NodeView("w", "cpu", idle_s=10)], idle_timeout_s=5)
+    assert terminated(reply) == [("w", IDLE)]  # a running worker, idle 10 >= 5
+    reply = decide(types(CPU4), [NodeView("w", "cpu")], idle_timeout_s=0.5)
+    assert reply.terminate == []  # idle 0 s < 0.5
+
+
+# -- found by mutation testing: limits ---------------------------------------------------
+
+
+def test_lowered_type_max_terminates_idle_before_pending():
+    t = types(spec("cpu", {"CPU": 4}, max_workers=1))
+    # both idle 0 s; z is running with nothing in use, a pending: 2 > max 1 -> the idle one
+    # goes first, whatever the ids' order
+    reply = decide(t, [node("z", "cpu"), node("a", "cpu", pending=True)])
+    assert terminated(reply) == [("z", MAX)]
+
+
+@pytest.mark.parametrize(
+    ("cluster_max", "dropped"),
+    [
+        # 4 workers - 1 = 3 to drop: a1, a2 (a above its min 1: 3 -> 2 -> 1), then a is at
+        # its min, so busy b1 (b above its min 0); a3 stays for a's min_workers
+        (1, ["a1", "a2", "b1"]),
+        # 4 - 2 = 2 to drop: a1, a2 (a: 3 -> 2 -> 1, still >= min 1); busy b1 stays
+        (2, ["a1", "a2"]),
+    ],
+)
+def test_lowered_global_max_counts_down_each_types_workers(cluster_max, dropped):
+    t = types(spec("a", {"CPU": 4}, min_workers=1), spec("b", {"CPU": 4}))
+    nodes = [node("a1", "a", idle_s=30), node("a2", "a", idle_s=20), node("a3", "a", idle_s=10)]
+    nodes.append(busy("b1", "b"))
+    reply = decide(t, nodes, max_workers=cluster_max)
+    assert terminated(reply) == [(i, MAX) for i in dropped]
+
+
+def test_resource_only_the_node_reports_counts_for_idleness():
+    # the node's total has "foo", which no type, demand or constraint names; foo is in use
+    nodes = [node("w", "cpu", total={"CPU": 4, "foo": 1}, free={"CPU": 4}, idle_s=1000)]
+    assert decide(types(CPU4), nodes).terminate == []  # foo 0 of 1 free: busy
+    nodes = [node("w", "cpu", total={"CPU": 4, "foo": 1}, idle_s=1000)]
+    assert terminated(decide(types(CPU4), nodes)) == [("w", IDLE)]  # all free: idle
+
+
+# -- found by mutation testing: placing --------------------------------------------------
+
+
+def test_empty_shape_needs_no_node():
+    # {} (e.g. a zero-CPU actor) runs anywhere: no launch, nothing infeasible, and it does
+    # not keep an idle node (idle 1000 >= 300) alive
+    reply = decide(types(CPU4), demands=[Demand({}, 3)])
+    assert reply.launch == {}
+    assert reply.infeasible == []
+    reply = decide(types(CPU4), [node("w", "cpu", idle_s=1000)], demands=[Demand({}, 3)])
+    assert reply.launch == {}
+    assert terminated(reply) == [("w", IDLE)]
+
+
+@pytest.mark.parametrize(
+    ("count", "expected"),
+    [
+        (1, {}),  # w1 (4 free) holds {CPU: 4}; w2 (2 free) holds the one {CPU: 2}
+        (2, {"cpu": 1}),  # w2 holds one of two {CPU: 2}: 1 new node for the other
+    ],
+)
+def test_nodes_after_the_one_that_took_the_last_copy_stay_available(count, expected):
+    nodes = [node("w1", "cpu"), node("w2", "cpu", free={"CPU": 2})]
+    reply = decide(types(CPU4), nodes, demands=[Demand({"CPU": 4}), Demand({"CPU": 2}, count)])
+    assert reply.launch == expected
+
+
+def test_node_too_small_for_one_shape_stays_available_for_the_next():
+    nodes = [node("w", "cpu", free={"CPU": 1})]
+    reply = decide(types(CPU4), nodes, demands=[Demand({"CPU": 4}), Demand({"CPU": 1})])
+    # {CPU: 4} does not fit w's 1 free CPU: 1 new node (full); {CPU: 1} fits w
+    assert reply.launch == {"cpu": 1}
+
+
+@pytest.mark.parametrize(
+    ("count", "used"),
+    [
+        (3, ["w0", "w1"]),  # 2 per node: w0 holds 2, w1 the 3rd; w2 unused
+        (4, ["w0", "w1"]),  # w0 and w1 hold 2 each; w2 unused
+    ],
+)
+def test_identical_nodes_only_those_used_are_kept(count, used):
+    nodes = [node(f"w{i}", "cpu", idle_s=1000) for i in range(3)]
+    reply = decide(types(CPU4), nodes, demands=[Demand({"CPU": 2}, count)])
+    assert reply.launch == {}
+    # the unused one, idle 1000 >= 300, goes
+    assert terminated(reply) == [(n, IDLE) for n in ["w0", "w1", "w2"] if n not in used]
+
+
+def test_identical_nodes_left_over_by_one_shape_hold_the_next():
+    nodes = [node(f"w{i}", "cpu", idle_s=1000) for i in range(3)]
+    demands = [Demand({"CPU": 3}, 2), Demand({"CPU": 1}, 4)]
+    reply = decide(types(CPU4), nodes, demands=demands)
+    # {CPU: 3} x2 on w0, w1 (1 free each); {CPU: 1} x4: 1 + 1 there, 2 on w2's 4
+    assert reply.launch == {}
+    assert reply.terminate == []
+
+
+def test_shape_held_by_existing_nodes_is_not_infeasible_for_want_of_a_type():
+    # w reports 16 CPUs (its type says 4): it holds 2 x 8 CPUs, which no type could
+    nodes = [node("w", "cpu", total={"CPU": 16})]
+    reply = decide(types(CPU4), nodes, demands=[Demand({"CPU": 8}, 2)])
+    assert reply.launch == {}
+    assert reply.infeasible == []
+
+
+@pytest.mark.parametrize(
+    ("free", "expected"),
+    [
+        ({"CPU": -1}, {"cpu": 1}),  # 3 x 1 CPU: none fits w; 1 new node holds all 3
+        ({"CPU": 0}, {"cpu": 1}),
+    ],
+)
+def test_node_using_more_than_its_total_holds_nothing(free, expected):
+    # available = total - used is negative when Ray reports more used than the total
+    nodes = [node(f"w{i}", "cpu", free=free) for i in range(5)]
+    reply = decide(types(CPU4), nodes, demands=[Demand({"CPU": 1}, 3)])
+    assert [(x.node_type, x.count) for x in reply.launches] == [("cpu", 1)]
+    assert reply.launch == expected
+    reply = decide(types(CPU4), nodes[:1], placement_groups=[pg(STRICT_PACK, {"CPU": 1})])
+    assert reply.launch == {"cpu": 1}  # the group's one bundle does not fit w either
+
+
+def test_type_with_zero_cost_is_preferred():
+    t = types(spec("free", {"CPU": 4}, cost=0.0), spec("paid", {"CPU": 8}, cost=1.0))
+    # every type has a cost: free costs 0 per node, paid 1 -> free
+    assert decide(t, demands=[Demand({"CPU": 4})]).launch == {"free": 1}
+
+
+def test_type_holding_more_within_ten_percent_wins_over_a_cheaper_fit_per_copy():
+    t = types(spec("small", {"CPU": 2}, cost=1.0), spec("big", {"CPU": 4}, cost=2.1))
+    # 4 x 1 CPU: small holds 2 for 1.0 (0.5 per copy), big holds 4 for 2.1 (0.525 per
+    # copy, within 10%): big holds more -> 1 big, not 2 small
+    assert decide(t, demands=[Demand({"CPU": 1}, 4)]).launch == {"big": 1}
+
+
+def test_reason_names_only_the_resources_no_type_has_enough_of():
+    # memory in bytes: 16e9 - 1e-9 == 16e9 in floats, and cpu has exactly 16e9
+    t = types(spec("cpu", {"CPU": 8, "memory": 16e9}))
+    reply = decide(t, demands=[Demand({"CPU": 16, "memory": 16e9})])
+    assert infeasible(reply) == [({"CPU": 16, "memory": 16e9}, 1, "no node type has enough CPU")]
+
+
+# -- found by mutation testing: constraints, placement groups, upscaling_speed -----------
+
+
+def test_node_launched_for_a_constraint_has_all_its_capacity_free_for_demand():
+    t = types(spec("a", {"CPU": 8}), spec("b", {"CPU": 2}))
+    # constraint 4 x 2 CPUs: a holds 4 (1 node), b holds 1 (4 nodes), same capacity per
+    # unit -> a x1; the constraint reserves nothing, so the task's 8 CPUs fit on it
+    reply = decide(t, constraints=[Demand({"CPU": 2}, 4)], demands=[Demand({"CPU": 8})])
+    assert reply.launch == {"a": 1}
+
+
+def test_strict_spread_uses_each_planned_node_once_not_twice():
+    t = types(spec("a", {"CPU": 2}, min_workers=2), spec("b", {"CPU": 2, "GPU": 1}))
+    group = pg(STRICT_SPREAD, {"CPU": 1, "GPU": 1}, {"CPU": 1}, {"CPU": 1})
+    reply = decide(t, placement_groups=[group])
+    # the GPU bundle on a new b node; the two CPU bundles on the 2 min_workers a nodes
+    assert reply.launch == {"a": 2, "b": 1}
+
+
+def test_failed_placement_group_does_not_keep_idle_nodes():
+    nodes = [node("w", "cpu", idle_s=1000)]
+    group = pg(STRICT_SPREAD, {"CPU": 4}, {"CPU": 4})
+    reply = decide(types(CPU4), nodes, max_workers=1, placement_groups=[group])
+    # w + a new node, but global max 1: rolled back; w is then idle 1000 >= 300 -> goes
+    assert reply.launch == {}
+    assert terminated(reply) == [("w", IDLE)]
+
+
+def test_pack_group_exempt_from_upscaling_speed():
+    group = pg(PACK, *[{"CPU": 1}] * 8)
+    # 8 one-CPU nodes, beyond max(5, 1) = 5: placement groups are not capped
+    assert decide(types(spec("cpu", {"CPU": 1})), placement_groups=[group]).launch == {"cpu": 8}
+
+
+def test_strict_pack_on_an_existing_node_leaves_the_rest_free():
+    t = types(spec("cpu", {"CPU": 8}))
+    group = pg(STRICT_PACK, {"CPU": 1}, {"CPU": 1})
+    reply = decide(t, [node("w", "cpu")], placement_groups=[group], demands=[Demand({"CPU": 6})])
+    # the group takes 2 of w's 8; the task's 6 fit the 6 left
+    assert reply.launch == {}
+
+
+def test_strict_pack_on_one_node_leaves_the_next_nodes_available():
+    nodes = [node("w1", "cpu"), node("w2", "cpu", free={"CPU": 2})]
+    group = pg(STRICT_PACK, {"CPU": 1})
+    reply = decide(types(CPU4), nodes, placement_groups=[group], demands=[Demand({"CPU": 2}, 2)])
+    # the bundle on w1 (3 left): one task there, the other on w2's 2
+    assert reply.launch == {}
+
+
+def test_upscaling_speed_cuts_a_single_node():
+    # 6 one-CPU tasks -> 6 nodes; room max(5, 1) = 5: one cut
+    reply = decide(types(spec("cpu", {"CPU": 1})), demands=[Demand({"CPU": 1}, 6)])
+    assert reply.launch == {"cpu": 5}
+
+
+@pytest.mark.parametrize("strategy", [PACK, SPREAD, STRICT_PACK, STRICT_SPREAD])
+@pytest.mark.parametrize("nodes", [[], [node("w", "cpu", idle_s=1000)]], ids=["none", "idle"])
+def test_placement_group_of_empty_bundles_needs_no_node(strategy, nodes):
+    # {} and {CPU: 0} ask for nothing: placed without a node (was a ZeroDivisionError for
+    # the strict strategies), and an idle w (1000 >= 300) is not kept for them
+    group = pg(strategy, {}, {"CPU": 0})
+    reply = decide(types(CPU4), nodes, placement_groups=[group])
+    assert reply.launch == {}
+    assert reply.infeasible == []
+    assert terminated(reply) == [(n.id, IDLE) for n in nodes]
