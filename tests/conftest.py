@@ -86,6 +86,26 @@ def cluster_pids(cluster_name: str) -> list[int]:
     return marked_pids("RAYCTL_CLUSTER", cluster_name)
 
 
+@pytest.fixture
+def file_events(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Every os.fsync (of the path its fd names) and os.replace (of its target), in order:
+    how a test sees that a state file is replaced durably."""
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src: str, dst: str) -> None:
+        events.append(("replace", str(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    return events
+
+
 def kill_leftovers(cluster_name: str) -> list[int]:
     """SIGKILL what a failed test left of its own cluster (by PID); returns those PIDs."""
     pids = cluster_pids(cluster_name)

@@ -91,9 +91,8 @@ class Monitor:
         self.error: str | None = None
         self._standing_by = False
 
-    @property
-    def active(self) -> bool:
-        """Whether this monitor holds the lease (taking it if it is free)."""
+    def _hold_lease(self) -> bool:
+        """Whether this monitor holds the lease, taking it if it is free."""
         if not self._lease.is_locked:
             try:
                 self._lease.acquire(timeout=0)
@@ -103,7 +102,7 @@ class Monitor:
 
     def step(self) -> bool:
         """Tick if one is due (time, or changed demand). Returns whether it ticked."""
-        if not self.active:
+        if not self._hold_lease():
             if not self._standing_by:  # the status file is the active monitor's to write
                 log.warning("another monitor holds %s; standing by", self._lease.lock_file)
                 self._standing_by = True

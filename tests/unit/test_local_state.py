@@ -22,7 +22,7 @@ from rayctl.providers.local.instances import LocalProvider
 from rayctl.providers.registry import load_config
 from rayctl.runtime import detached
 from rayctl.runtime.runner import CommandResult
-from tests.conftest import write_config
+from tests.conftest import cluster_pids, write_config
 
 NAME = "statetest"
 HEAD, WORKER = "ray.head.default", "ray.worker.cpu"
@@ -49,16 +49,7 @@ def provider(config_path: Path, rayctl_home: Path, leases: Path) -> Iterator[Loc
 
 def standins() -> list[int]:
     """PIDs of the stand-in processes of this test's cluster."""
-    marker = f"RAYCTL_CLUSTER={NAME}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker in (entry / "environ").read_bytes().split(b"\0"):
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
+    return cluster_pids(NAME)
 
 
 def node(provider: LocalProvider, kind: NodeKind) -> Node:
@@ -167,21 +158,9 @@ def test_down_fails_on_a_stuck_node_and_forgets_it_with_force(
 
 
 def test_nodes_json_is_replaced_durably(
-    provider: LocalProvider, monkeypatch: pytest.MonkeyPatch
+    provider: LocalProvider, file_events: list[tuple[str, str]]
 ) -> None:
-    events: list[tuple[str, str]] = []
-    real_fsync, real_replace = os.fsync, os.replace
-
-    def fsync(fd: int) -> None:
-        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
-        real_fsync(fd)
-
-    def replace(src: str, dst: str) -> None:
-        events.append(("replace", str(dst)))
-        real_replace(src, dst)
-
-    monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(os, "replace", replace)
+    events = file_events
     node(provider, NodeKind.HEAD)
     state = provider.state_dir / "nodes.json"
     assert events == [

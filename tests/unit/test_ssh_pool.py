@@ -70,20 +70,8 @@ def test_drop_removes_the_state_only_once_no_host_is_held(home: Path) -> None:
 # --- durability and corrupt state ------------------------------------------------------
 
 
-def test_hosts_json_is_replaced_durably(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    events: list[tuple[str, str]] = []
-    real_fsync, real_replace = os.fsync, os.replace
-
-    def fsync(fd: int) -> None:
-        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
-        real_fsync(fd)
-
-    def replace(src: str, dst: str) -> None:
-        events.append(("replace", dst))
-        real_replace(src, dst)
-
-    monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(os, "replace", replace)
+def test_hosts_json_is_replaced_durably(home: Path, file_events: list[tuple[str, str]]) -> None:
+    events = file_events
     allocate(1)
     directory = home / POOL
     state = directory / "hosts.json"
