@@ -133,6 +133,7 @@ Vec = tuple[float, ...]
 Need = tuple[tuple[int, float], ...]  # (resource index, amount) of a shape's nonzero resources
 _MANY = 1 << 40  # copies of an empty shape that "fit" anywhere
 _INITIAL_PENDING = 5  # Ray's AUTOSCALER_UPSCALING_INITIAL_NUM_NODES
+_CHEAP = ("memory", "object_store_memory")  # may grow when nodes merge
 _NEAR = 1.1  # capacity per unit held within this factor of the best counts as "as good"
 
 
@@ -162,6 +163,14 @@ def _fit(free: Vec, need: Need) -> int:
                 return 0
             fit = copies
     return fit
+
+
+class _For(enum.Enum):
+    """What nodes are launched for, which decides what may change them after placing."""
+
+    DEMAND = "tasks and actors"  # capped by upscaling_speed; may merge onto larger nodes
+    LOOSE_GROUP = "PACK or SPREAD placement group"  # not capped; may merge
+    FIXED = "min_workers, constraints, strict placement groups"  # neither
 
 
 @dataclass(slots=True)
@@ -215,7 +224,7 @@ class _Scheduler:
         # Free capacity, running nodes first, then pending and planned ones (first-fit order).
         self.groups: list[_Group] = []
         self.counts: Counter[str] = Counter()  # workers per type, planned ones included
-        self.launched: list[tuple[Launch, bool]] = []  # and whether upscaling_speed caps it
+        self.launched: list[tuple[Launch, _For]] = []  # in order; planned ids follow it
         self.needed: set[str] = set()  # node ids that demand or constraints use
         self.planned = 0  # ids handed out to planned nodes
 
@@ -245,11 +254,11 @@ class _Scheduler:
         for pg in sorted(self.req.placement_groups, key=_strictest_first):
             self._place_placement_group(pg)
         self._place_demands()
+        self._consolidate()
         self._cap_demand_launches(room)
         self._terminate_idle(live)
-        return ScheduleReply(
-            [launch for launch, _ in self.launched], self.terminate, self.infeasible
-        )
+        launches = [launch for launch, _ in self.launched if launch.count]
+        return ScheduleReply(launches, self.terminate, self.infeasible)
 
     # -- 1. limits ----------------------------------------------------------------------
 
@@ -350,42 +359,109 @@ class _Scheduler:
         room is at least what they take (Ray's rule): demand gets what they leave of it."""
         exempt: Counter[str] = Counter()
         capped: Counter[str] = Counter()
-        for launch, is_capped in self.launched:
-            (capped if is_capped else exempt)[launch.node_type] += launch.count
+        for launch, why in self.launched:
+            (capped if why is _For.DEMAND else exempt)[launch.node_type] += launch.count
         cut = Counter(
             {
                 name: count - (max(room[name], exempt[name]) - exempt[name])
                 for name, count in capped.items()
             }
         )
-        kept: list[tuple[Launch, bool]] = []
-        for launch, is_capped in reversed(self.launched):
-            drop = min(cut[launch.node_type], launch.count) if is_capped else 0
+        for index in reversed(range(len(self.launched))):
+            launch, why = self.launched[index]
+            drop = min(cut[launch.node_type], launch.count) if why is _For.DEMAND else 0
             if drop > 0:
                 cut[launch.node_type] -= drop
-                if drop == launch.count:
-                    continue
-                launch = replace(launch, count=launch.count - drop)
-            kept.append((launch, is_capped))
-        self.launched = kept[::-1]
+                self.launched[index] = (replace(launch, count=launch.count - drop), why)
 
     def _slots(self, name: str) -> int:
         """How many more workers of `name` the per-type and the global max allow."""
         per_type = self.types[name].max_workers - self.counts[name]
         return max(0, min(per_type, self.req.max_workers - sum(self.counts.values())))
 
-    def _new_nodes(self, name: str, count: int, reason: str, *, capped: bool) -> list[str]:
+    def _new_nodes(self, name: str, count: int, reason: str, why: _For) -> list[str]:
         ids = [f"planned-{self.planned + i}" for i in range(count)]
         self.planned += count
         self.counts[name] += count
-        self.launched.append((Launch(name, count, reason), capped))
+        self.launched.append((Launch(name, count, reason), why))
         return ids
+
+    def _consolidate(self) -> None:
+        """Fewer, larger nodes, as Ray's utilisation scorer prefers: move what several nodes
+        launched for tasks, actors or PACK/SPREAD groups hold onto one node of a type that
+        has no more of any resource but memory than they have together. The last step that
+        uses the groups. Largest types first: a merged node is never a source again, since
+        only smaller types merge into a type."""
+        launch_of: dict[str, int] = {}  # planned node that may move -> its launch
+        first = 0
+        for index, (launch, why) in enumerate(self.launched):
+            if why is not _For.FIXED:
+                launch_of.update((f"planned-{first + i}", index) for i in range(launch.count))
+            first += launch.count
+        pool = [g for g in self.groups if g.ids[0] in launch_of]
+        for target in sorted(self.types, key=lambda n: (-self.capacity[n], n)):
+            while self._merge_into(target, pool, launch_of):
+                pass
+
+    def _merge_into(self, target: str, pool: list[_Group], launch_of: dict[str, int]) -> bool:
+        """Merge nodes of `pool` onto nodes of `target`, as many identical batches as the
+        pool has; False if not even two nodes merge. The fullest nodes go first, GPU work
+        first onto a GPU type (its spare CPUs then take CPU work)."""
+        room = self.type_vec[target]
+        gpu = self._gpu_index()
+        has_gpu = gpu is not None and room[gpu] > _EPS
+        sources = [
+            (g, _sub(g.total, g.free, 1))
+            for g in pool
+            if self.capacity[g.node_type] < self.capacity[target]
+        ]
+        sources.sort(
+            key=lambda s: (
+                gpu is not None and (s[1][gpu] > _EPS) != has_gpu,
+                -self._amount(s[1]),
+                s[0].ids[0],
+            )
+        )
+        take: list[tuple[_Group, int]] = []  # (group, nodes of it per target node)
+        had = self.vec({})
+        for g, used in sources:
+            copies = min(len(g.ids), _fit(room, _need(used)))
+            if copies:
+                take.append((g, copies))
+                room = _sub(room, used, copies)
+                had = _sub(had, g.total, -copies)
+        grows = any(
+            t > h + _EPS
+            for name, t, h in zip(self.names, self.type_vec[target], had, strict=True)
+            if name not in _CHEAP
+        )
+        times = min(
+            [self.types[target].max_workers - self.counts[target]]
+            + [len(g.ids) // copies for g, copies in take]
+        )
+        if grows or sum(copies for _, copies in take) < 2 or times < 1:
+            return False
+        reason = self.launched[launch_of[take[0][0].ids[0]]][0].reason  # the fullest node's
+        kinds: set[_For] = set()
+        for g, copies in take:
+            for node in g.ids[: times * copies]:
+                launch, why = self.launched[launch_of[node]]
+                self.launched[launch_of[node]] = (replace(launch, count=launch.count - 1), why)
+                kinds.add(why)
+            self.counts[g.node_type] -= times * copies
+            pool.remove(g)
+            if times * copies < len(g.ids):
+                pool.append(replace(g, ids=g.ids[times * copies :]))
+        self._new_nodes(
+            target, times, reason, _For.DEMAND if kinds == {_For.DEMAND} else _For.LOOSE_GROUP
+        )
+        return True
 
     def _launch_min_workers(self) -> None:
         for name, spec in sorted(self.types.items()):
             short = min(spec.min_workers - self.counts[name], self._slots(name))
             if short > 0:
-                ids = self._new_nodes(name, short, f"min_workers {spec.min_workers}", capped=False)
+                ids = self._new_nodes(name, short, f"min_workers {spec.min_workers}", _For.FIXED)
                 vec = self.type_vec[name]
                 self.groups.append(_Group(name, vec, vec, ids))
 
@@ -395,14 +471,17 @@ class _Scheduler:
             self.fitting[shape] = sorted(n for n, v in self.type_vec.items() if _fit(v, need))
         return self.fitting[shape]
 
+    def _gpu_index(self) -> int | None:
+        return self.names.index("GPU") if "GPU" in self.names else None
+
     def _candidate_types(self, shape: Vec, names: list[str]) -> list[str]:
         """Of `names`, the ones to launch for `shape`: GPU types only if no other will do."""
-        if "GPU" in self.names and shape[self.names.index("GPU")] <= _EPS:
-            gpu = self.names.index("GPU")
+        gpu = self._gpu_index()
+        if gpu is not None and shape[gpu] <= _EPS:
             return [name for name in names if self.type_vec[name][gpu] <= _EPS] or names
         return names
 
-    def _open_nodes(self, bins: list[_Group], wants: list[_Want], *, capped: bool) -> None:
+    def _open_nodes(self, bins: list[_Group], wants: list[_Want], why: _For) -> None:
         """Launch nodes for the copies in `wants` (hardest shape first) and place them there;
         copies still in `wants` afterwards found no room under max_workers.
 
@@ -441,7 +520,7 @@ class _Scheduler:
             )
             for want, took in zip(active, takes, strict=True):
                 want.count -= nodes * took
-            ids = self._new_nodes(name, nodes, head.reason, capped=capped)
+            ids = self._new_nodes(name, nodes, head.reason, why)
             total = self.type_vec[name]
             bins.append(_Group(name, total, free, ids))
             if bins is not self.groups:  # placing into a copy (constraints): real capacity too
@@ -494,7 +573,7 @@ class _Scheduler:
             f"(cluster max_workers {self.req.max_workers})"
         )
 
-    def _place_all(self, bins: list[_Group], wants: list[_Want], *, capped: bool) -> None:
+    def _place_all(self, bins: list[_Group], wants: list[_Want], why: _For) -> None:
         """Free capacity in `bins` first, then new nodes; report what has no place."""
         launch = []
         for want in wants:
@@ -507,7 +586,7 @@ class _Scheduler:
                 self.infeasible.append(
                     Infeasible(dict(want.bundle), want.count, self._why_never(want.bundle))
                 )
-        self._open_nodes(bins, launch, capped=capped)
+        self._open_nodes(bins, launch, why)
         for want in launch:
             if want.count:
                 self.infeasible.append(Infeasible(dict(want.bundle), want.count, self._why_full()))
@@ -532,7 +611,7 @@ class _Scheduler:
             )
             for d in self._hardest_first(self.req.constraints)
         ]
-        self._place_all(bins, wants, capped=False)
+        self._place_all(bins, wants, _For.FIXED)
 
     def _demand_wants(self) -> list[_Want]:
         return [
@@ -541,7 +620,7 @@ class _Scheduler:
         ]
 
     def _place_demands(self) -> None:
-        self._place_all(self.groups, self._demand_wants(), capped=True)
+        self._place_all(self.groups, self._demand_wants(), _For.DEMAND)
 
     # -- placement groups ---------------------------------------------------------------
 
@@ -582,7 +661,7 @@ class _Scheduler:
         ]
         for want in wants:
             self._place(self.groups, want)
-        self._open_nodes(self.groups, wants, capped=False)
+        self._open_nodes(self.groups, wants, _For.LOOSE_GROUP)
         return self._why_full() if any(w.count for w in wants) else None
 
     def _place_one(self, shape: Vec, exclude: set[str], reason: str) -> bool:
@@ -604,7 +683,7 @@ class _Scheduler:
             exclude.add(node)
             return True
         want = _Want({}, shape, need, self._amount(shape), 1, reason)
-        self._open_nodes(self.groups, [want], capped=False)
+        self._open_nodes(self.groups, [want], _For.FIXED)
         if want.count:
             return False
         exclude.add(self.groups[-1].ids[0])

@@ -399,6 +399,119 @@ def test_equal_cost_tie_broken_by_fewest_nodes_with_decimal_costs():
     assert reply.launch == {"big": 1}
 
 
+# -- fewer, larger nodes: what planned nodes hold moves onto one larger node -----------------
+
+# small: 4 CPU for 4 memory; big: twice the CPUs, four times the memory. Per copy of
+# {CPU: 4, memory: 1} small wastes less (0.75 vs 2.0 per 2 copies), so each copy first gets
+# its own small node; two smalls then hold no fewer CPUs than one big: they merge.
+SMALL_MEM = spec("small", {"CPU": 4, "memory": 4})
+BIG_MEM = spec("big", {"CPU": 8, "memory": 16})
+CPU4_MEM1 = {"CPU": 4, "memory": 1}
+
+
+@pytest.mark.parametrize(
+    ("big_cpus", "count", "expected"),
+    [
+        (8, 2, {"big": 1}),  # 2 small -> 1 big: same CPUs, more memory
+        (8, 3, {"big": 1, "small": 1}),  # 3 small: a pair merges, one stays
+        (9, 2, {"small": 2}),  # big has a CPU more than two smalls: no merge
+    ],
+)
+def test_nodes_merge_onto_a_larger_type_with_no_more_cpus(big_cpus, count, expected):
+    t = types(SMALL_MEM, spec("big", {"CPU": big_cpus, "memory": 16}))
+    reply = decide(t, demands=[Demand(CPU4_MEM1, count)])
+    assert reply.launch == expected
+    assert reply.infeasible == []
+
+
+def test_merged_node_keeps_the_reason_of_the_fullest_node():
+    # {CPU: 3} and {CPU: 2} need a small each (5 CPUs > 4); both merge onto a big
+    demands = [Demand({"CPU": 2, "memory": 1}, 1), Demand({"CPU": 3, "memory": 1}, 1)]
+    reply = decide(types(SMALL_MEM, BIG_MEM), demands=demands)
+    assert [(la.node_type, la.count, la.reason) for la in reply.launches] == [
+        ("big", 1, "1 pending {CPU: 3, memory: 1}")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("second", "expected"),
+    [
+        # {CPU: 3, memory: 3} + {CPU: 1, memory: 3} need 6 memory; big has 5
+        ({"CPU": 1, "memory": 3}, {"small": 2}),
+        # {CPU: 3, memory: 3} + {CPU: 1, memory: 2} fit in 5
+        ({"CPU": 1, "memory": 2}, {"big": 1}),
+    ],
+)
+def test_nodes_merge_only_when_what_they_hold_fits_together(second, expected):
+    t = types(SMALL_MEM, spec("big", {"CPU": 8, "memory": 5}))
+    demands = [Demand({"CPU": 3, "memory": 3}, 1), Demand(second, 1)]
+    assert decide(t, demands=demands).launch == expected
+
+
+def test_what_one_merge_leaves_merges_in_the_next():
+    # 3 full smalls and one half full: a big takes two full ones, then the third with the
+    # half-full one (6 of 8 CPUs)
+    demands = [Demand(CPU4_MEM1, 3), Demand({"CPU": 2, "memory": 1}, 1)]
+    assert decide(types(SMALL_MEM, BIG_MEM), demands=demands).launch == {"big": 2}
+
+
+def test_no_merge_beyond_the_larger_types_max_workers():
+    t = types(SMALL_MEM, spec("big", {"CPU": 8, "memory": 16}, max_workers=1))
+    # 4 smalls: one merge of two fits big's max of 1; the other two stay small
+    assert decide(t, demands=[Demand(CPU4_MEM1, 4)]).launch == {"big": 1, "small": 2}
+
+
+def test_running_nodes_count_against_the_larger_types_max_workers():
+    t = types(SMALL_MEM, spec("big", {"CPU": 8, "memory": 16}, max_workers=1))
+    reply = decide(t, [busy("w", "big")], demands=[Demand(CPU4_MEM1, 2)])
+    assert reply.launch == {"small": 2}
+
+
+def test_strict_spread_bundles_never_merge_onto_one_node():
+    group = pg(STRICT_SPREAD, CPU4_MEM1, CPU4_MEM1)
+    assert decide(types(SMALL_MEM, BIG_MEM), placement_groups=[group]).launch == {"small": 2}
+
+
+def test_pack_group_nodes_merge_and_stay_exempt_from_upscaling_speed():
+    # 12 copies: 12 smalls -> 6 bigs. Tasks are capped at max(5, 1) = 5 pending nodes; a PACK
+    # group is not, merged or not.
+    t = types(SMALL_MEM, BIG_MEM)
+    tasks = decide(t, demands=[Demand(CPU4_MEM1, 12)])
+    group = decide(t, placement_groups=[pg(PACK, *[CPU4_MEM1] * 12)])
+    assert tasks.launch == {"big": 5}
+    assert group.launch == {"big": 6}
+
+
+def test_node_holding_group_bundles_and_tasks_stays_exempt_from_upscaling_speed():
+    # 5 bigs already pending: no room for tasks on new bigs. A PACK bundle and a task each
+    # get a small, then merge onto one big: it holds the group's bundle, so it launches.
+    pending = [node(f"p{i}", "big", pending=True, free={}) for i in range(5)]
+    reply = decide(
+        types(SMALL_MEM, BIG_MEM),
+        pending,
+        placement_groups=[pg(PACK, {"CPU": 4, "memory": 2})],
+        demands=[Demand({"CPU": 3, "memory": 1}, 1)],
+    )
+    assert reply.launch == {"big": 1}
+
+
+def test_gpu_work_merges_onto_a_gpu_type_before_cpu_work_fills_it():
+    # A PACK group's two bundles get a cpu node each, two GPU tasks a gpu-1 each. gpu-2 has no
+    # more CPUs or GPUs than one cpu and both gpu-1 nodes; taking the cpu nodes first (they
+    # are fuller) would fill its CPUs and leave the GPUs unused: no merge at all.
+    t = types(
+        spec("gpu-1", {"CPU": 2, "GPU": 1, "memory": 2}),
+        spec("cpu", {"CPU": 4, "memory": 40}),
+        spec("gpu-2", {"CPU": 6, "GPU": 2, "memory": 64}),
+    )
+    reply = decide(
+        t,
+        placement_groups=[pg(PACK, *[{"CPU": 3, "memory": 30}] * 2)],
+        demands=[Demand({"CPU": 1, "GPU": 1, "memory": 1}, 2)],
+    )
+    assert reply.launch == {"cpu": 1, "gpu-2": 1}
+
+
 # -- GPU types ---------------------------------------------------------------------------
 
 
