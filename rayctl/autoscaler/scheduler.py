@@ -369,10 +369,9 @@ class _Scheduler:
         )
         for index in reversed(range(len(self.launched))):
             launch, why = self.launched[index]
-            drop = min(cut[launch.node_type], launch.count) if why is _For.DEMAND else 0
-            if drop > 0:
-                cut[launch.node_type] -= drop
-                self.launched[index] = (replace(launch, count=launch.count - drop), why)
+            drop = min(max(cut[launch.node_type], 0), launch.count) if why is _For.DEMAND else 0
+            cut[launch.node_type] -= drop
+            self.launched[index] = (replace(launch, count=launch.count - drop), why)
 
     def _slots(self, name: str) -> int:
         """How many more workers of `name` the per-type and the global max allow."""

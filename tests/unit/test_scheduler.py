@@ -461,6 +461,18 @@ def test_no_merge_beyond_the_larger_types_max_workers():
     assert decide(t, demands=[Demand(CPU4_MEM1, 4)]).launch == {"big": 1, "small": 2}
 
 
+def test_nodes_merged_away_free_their_types_max_workers():
+    # Two {CPU: 4} copies get a mid each (max 2), two {CPU: 2} copies a small each. Both mids
+    # merge onto a big first; that frees mid's max_workers for the two smalls to merge onto.
+    t = types(
+        spec("small", {"CPU": 2, "memory": 2}),
+        spec("mid", {"CPU": 4, "memory": 8}, max_workers=2),
+        spec("big", {"CPU": 8, "memory": 32}),
+    )
+    demands = [Demand({"CPU": 4, "memory": 1}, 2), Demand({"CPU": 2, "memory": 1}, 2)]
+    assert decide(t, demands=demands).launch == {"big": 1, "mid": 1}
+
+
 def test_running_nodes_count_against_the_larger_types_max_workers():
     t = types(SMALL_MEM, spec("big", {"CPU": 8, "memory": 16}, max_workers=1))
     reply = decide(t, [busy("w", "big")], demands=[Demand(CPU4_MEM1, 2)])
