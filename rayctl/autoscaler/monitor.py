@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -32,7 +33,10 @@ from rayctl.runtime.ray_adapter import (
 log = logging.getLogger(__name__)
 
 TICK_S = float(os.environ.get("RAYCTL_MONITOR_TICK_S", "1.0"))
-POLL_S = float(os.environ.get("RAYCTL_MONITOR_POLL_S", "0.1"))
+POLL_S = float(os.environ.get("RAYCTL_MONITOR_POLL_S", "0.05"))
+# Polling waits at least this many times as long as a poll took, so it never takes more than
+# a fifth of the monitor's time (a large cluster's status takes tens of milliseconds).
+POLL_SHARE = 4
 
 
 class _JsonLines(logging.Formatter):
@@ -68,7 +72,8 @@ class Monitor:
     """The loop around a reconciler. It acts only while it holds the cluster's monitor lease
     (a file lock on the head): a second monitor stands by and changes nothing. It ticks every
     TICK_S, and at once when Ray's pending demand changes, which it polls every POLL_S (one
-    GCS call), so new work is seen within a fraction of a second."""
+    GCS call; less often when a call takes long), so new work is seen within a fraction of a
+    second."""
 
     def __init__(
         self,
@@ -79,13 +84,16 @@ class Monitor:
         status_path: Path,
         tick_s: float = TICK_S,
         poll_s: float = POLL_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.reconciler = reconciler
         self._snapshot = snapshot
         self._lease = FileLock(lease_path)
         self._status_path = status_path
         self._tick_s = tick_s
-        self.poll_s = poll_s
+        self._poll_s = poll_s
+        self._poll_took = 0.0
+        self._clock = clock
         self._last_tick = float("-inf")
         self._demand: tuple | None = None
         self.error: str | None = None
@@ -109,17 +117,19 @@ class Monitor:
             return False
         self._standing_by = False
         snap = None
-        due = time.monotonic() - self._last_tick >= self._tick_s
+        due = self._clock() - self._last_tick >= self._tick_s
         gcs = self.reconciler.gcs_address
         if not due and gcs is not None:
+            started = self._clock()
             try:
                 snap = self._snapshot(gcs)
             except RayUnreachable:
                 snap = None
+            self._poll_took = self._clock() - started
             due = snap is not None and _demand_key(snap) != self._demand
         if not due:
             return False
-        self._last_tick = time.monotonic()
+        self._last_tick = self._clock()
         try:
             self.reconciler.tick(snapshot=snap)
             seen = self.reconciler.last_snapshot
@@ -133,6 +143,11 @@ class Monitor:
             log.exception("tick failed")
         self._write()
         return True
+
+    @property
+    def poll_s(self) -> float:
+        """How long to wait before the next step."""
+        return max(self._poll_s, POLL_SHARE * self._poll_took)
 
     def _write(self) -> None:
         document = self.reconciler.status_document()

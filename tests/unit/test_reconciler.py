@@ -315,6 +315,39 @@ def test_the_monitor_ticks_at_once_when_demand_changes(sim: Sim, tmp_path: Path)
     monitor.close()
 
 
+@pytest.mark.parametrize(
+    ("poll_cost_s", "wait_s"),
+    [
+        (0.0, 0.05),  # a cheap poll: every 50 ms
+        (0.0125, 0.05),  # 4 x 12.5 ms = 50 ms: the floor still
+        (0.03, 0.12),  # a slow GCS: four times as long as the poll took
+    ],
+)
+def test_the_monitor_polls_less_often_when_a_poll_is_slow(
+    sim: Sim, tmp_path: Path, poll_cost_s: float, wait_s: float
+):
+    now = [0.0]
+
+    def slow_snapshot(gcs: str):
+        now[0] += poll_cost_s
+        return sim.ray.snapshot(gcs)
+
+    monitor = Monitor(
+        sim.reconciler,
+        snapshot=slow_snapshot,
+        lease_path=tmp_path / "lease",
+        status_path=tmp_path / "status.json",
+        tick_s=3600,
+        poll_s=0.05,
+        clock=lambda: now[0],
+    )
+    assert monitor.step() is True  # the first tick: no poll before it
+    assert monitor.poll_s == 0.05
+    assert monitor.step() is False  # a poll: nothing changed
+    assert monitor.poll_s == pytest.approx(wait_s)
+    monitor.close()
+
+
 def test_the_lifecycle_allows_only_its_moves():
     check_move("n", Phase.LAUNCHED, Phase.BOOTING)
     check_move("n", Phase.TERMINATING, Phase.TERMINATING)
