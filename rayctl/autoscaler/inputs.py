@@ -18,6 +18,7 @@ from rayctl.autoscaler.scheduler import (
 )
 from rayctl.config.documents import ProblemReport, read_document, suggest
 from rayctl.config.schema import ClusterConfig, StrictModel
+from rayctl.config.yaml_positions import Path as KeyPath
 
 
 def node_type_specs(config: ClusterConfig) -> dict[str, NodeTypeSpec]:
@@ -75,18 +76,45 @@ def load_demand_file(path: Path, config: ClusterConfig) -> DemandFile:
         demand = DemandFile.model_validate(doc.data)
     except pydantic.ValidationError as exc:
         raise report.validation_error(exc.errors(), doc.data) from None
-    types = list(config.available_node_types)
-    problems = [
-        (
-            ("nodes", i, "type"),
-            f"'{n.type}' is not in the config's node types{suggest(n.type, types)}",
-        )
-        for i, n in enumerate(demand.nodes)
-        if n.type not in config.available_node_types
-    ]
+    problems = _node_problems(demand.nodes, config)
     if problems:
         raise report.error(problems)
     return demand
+
+
+def _node_problems(nodes: list[NodeEntry], config: ClusterConfig) -> list[tuple[KeyPath, str]]:
+    """What the schema cannot see: unknown types, ids given twice, a second head, and more
+    of a resource available than the node has."""
+    types = config.available_node_types
+    problems: list[tuple[KeyPath, str]] = []
+    first: dict[str, int] = {}
+    head: int | None = None
+    for i, n in enumerate(nodes):
+        if n.type not in types:
+            hint = suggest(n.type, list(types))
+            problems.append(
+                (("nodes", i, "type"), f"'{n.type}' is not in the config's node types{hint}")
+            )
+        if n.id in first:
+            problems.append(
+                (("nodes", i, "id"), f"'{n.id}' is also the id of nodes[{first[n.id]}]")
+            )
+        first.setdefault(n.id, i)
+        if n.kind == "head" and head is not None:
+            problems.append((("nodes", i, "kind"), f"a second head; nodes[{head}] is the head"))
+        elif n.kind == "head":
+            head = i
+        known = types[n.type].resources if n.type in types else None
+        total = n.total if n.total is not None else known
+        for name, value in (n.available or {}).items() if total is not None else ():
+            if value > total.get(name, 0):
+                problems.append(
+                    (
+                        ("nodes", i, "available", name),
+                        f"{value:g} available but the node has {total.get(name, 0):g} in total",
+                    )
+                )
+    return problems
 
 
 def plan_request(config: ClusterConfig, demand: DemandFile) -> ScheduleRequest:

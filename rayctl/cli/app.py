@@ -9,7 +9,7 @@ import traceback
 import typer
 
 from rayctl.cli import cluster, config_cmds, jobs, monitor, plan, shell, status
-from rayctl.cli.output import err
+from rayctl.cli.output import err, styled
 from rayctl.errors import ConfigError, RayctlError
 
 app = typer.Typer(
@@ -59,23 +59,23 @@ def run(argv: list[str]) -> int:
         if show is not None:
             show()
         else:
-            err.print(f"Error: {exc.format_message()}", markup=False)
+            err.print(f"Error: {exc.format_message()}")
         return exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
         err.print("Aborted.")
         return 130
     except ConfigError as exc:
         for problem in exc.problems:
-            err.print(problem, markup=False)
+            err.print(problem)
         return exc.exit_code
     except RayctlError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(styled(("error:", "red"), f" {exc}"))
         return exc.exit_code
     except Exception as exc:
         if os.environ.get("RAYCTL_DEBUG"):
             traceback.print_exc()
         else:
-            err.print(f"[red]internal error:[/] {type(exc).__name__}: {exc}", markup=True)
+            err.print(styled(("internal error:", "red"), f" {type(exc).__name__}: {exc}"))
             err.print("Run with --debug for the traceback, and please report it.")
         return 1
 

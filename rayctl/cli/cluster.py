@@ -19,6 +19,7 @@ from rayctl.cli.output import (
     home,
     load,
     out,
+    styled,
 )
 from rayctl.errors import RayctlError, StateCorrupted
 from rayctl.ops import down as down_op
@@ -62,7 +63,9 @@ def up(
     """Create or update a cluster: the head node and each type's min_workers."""
     loaded = load(config, cluster_name)
     started = time.monotonic()
-    err.print(f"Bringing up cluster [bold]{loaded.name}[/] ({loaded.config.provider.type})")
+    err.print(
+        styled("Bringing up cluster ", (loaded.name, "bold"), f" ({loaded.config.provider.type})")
+    )
     with StageDisplay() as display:
         report = up_op.up(
             loaded,
@@ -99,8 +102,8 @@ def up(
 def _render_up(result: UpResult, config: Path) -> None:
     if result.failed:
         for failure in result.failed:
-            err.print(f"[red]node {failure.node_id} failed while {failure.stage}[/]")
-            err.print(failure.detail, markup=False)
+            err.print(f"node {failure.node_id} failed while {failure.stage}", style="red")
+            err.print(failure.detail)
         return
     workers = result.workers
     summary = f"head {result.head_ip} + {workers} worker{'s' * (workers != 1)}"
@@ -202,6 +205,6 @@ def _render_down(result: DownResult) -> None:
         )
         for node in result.may_remain:
             where = f" at {node.address}" if node.address else ""
-            out.print(f"  {node.id}{where}: {node.why}", markup=False)
+            out.print(f"  {node.id}{where}: {node.why}")
     if result.cleanup_error:
-        out.print(f"Cleanup left things behind: {result.cleanup_error}", markup=False)
+        out.print(f"Cleanup left things behind: {result.cleanup_error}")

@@ -53,4 +53,4 @@ def _render(result: ValidateResult) -> None:
 
 def schema() -> None:
     """Print the JSON Schema of cluster configs (every registered provider), for editors."""
-    out.print(json.dumps(cluster_model().model_json_schema(), indent=2), markup=False)
+    out.print(json.dumps(cluster_model().model_json_schema(), indent=2))

@@ -8,7 +8,6 @@ import typer
 from pydantic import BaseModel
 
 from rayctl.cli.output import CONFIG_ARG, NAME_OPT, emit, err, home, load, out
-from rayctl.errors import RayctlError
 from rayctl.ops.head import find_head
 from rayctl.providers.registry import make_provider
 from rayctl.runtime import jobs
@@ -36,11 +35,11 @@ def submit(
     """Run a Ray program on the cluster's head; exits with the program's exit code."""
     if json_output and not detach:
         raise typer.BadParameter("--json goes with --detach", param_hint="--json")
-    loaded = load(config, cluster_name)
     if not script.is_file():
-        raise RayctlError(f"{script}: no such file")
+        raise typer.BadParameter(f"{script}: no such file", param_hint="SCRIPT")
     if working_dir is not None and not working_dir.is_dir():
-        raise RayctlError(f"{working_dir}: not a directory")
+        raise typer.BadParameter(f"{working_dir}: not a directory", param_hint="--working-dir")
+    loaded = load(config, cluster_name)
     provider = make_provider(loaded.config, home=home())
     head = find_head(provider)
     spec = jobs.JobSpec(
@@ -56,7 +55,7 @@ def submit(
         emit(job, lambda j: out.print(j.job_id), as_json=json_output)
         err.print(f"Follow its output with: rayctl logs {config} {job.job_id} --follow")
         return
-    job_id, code = jobs.run(runner, spec, stream=lambda line: out.print(line, markup=False))
+    job_id, code = jobs.run(runner, spec, stream=lambda line: out.print(line))
     err.print(f"Job {job_id} exited with {code}.")
     raise typer.Exit(code)
 
@@ -68,8 +67,9 @@ def logs(
     cluster_name: str | None = NAME_OPT,
 ) -> None:
     """Print a job's output; with --follow, exit with the job's exit code."""
+    jobs.check_job_id(job_id)
     loaded = load(config, cluster_name)
     provider = make_provider(loaded.config, home=home())
     runner = provider.runner(find_head(provider))
-    code = jobs.logs(runner, job_id, lambda line: out.print(line, markup=False), follow=follow)
+    code = jobs.logs(runner, job_id, lambda line: out.print(line), follow=follow)
     raise typer.Exit(code if follow else 0)

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from rayctl.config.loader import LoadedConfig
 from rayctl.paths import rayctl_home
@@ -24,8 +25,18 @@ from rayctl.providers.registry import load_config
 from rayctl.runtime.bootstrap import StageChange
 
 # Not a terminal (pipes, CI logs): no width to fit, so tables get room instead of wrapping.
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# No markup: what is printed holds user text (node type names, remote output) in which
+# `[bold]` or `[/x]` must show as written; colour comes from `styled` pieces instead.
+out = Console(
+    highlight=False, soft_wrap=True, markup=False, width=None if sys.stdout.isatty() else 160
+)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+
+
+def styled(*parts: str | tuple[str, str]) -> Text:
+    """Text from plain strings and (text, style) pairs, e.g. styled(("error:", "red"), " x")."""
+    return Text.assemble(*parts)
+
 
 CONFIG_ARG = typer.Argument(..., help="Cluster config (Ray's cluster YAML).", show_default=False)
 NAME_OPT = typer.Option(None, "--cluster-name", "-n", help="Override the config's cluster_name.")
@@ -103,7 +114,7 @@ class StageDisplay:
                 node.kind.value,
                 node.node_type,
                 node.internal_ip,
-                f"[{style}]{stage.value}[/]",
+                Text(stage.value, style=style),
                 f"{now - since:4.1f}s" if stage.value not in ("ready", "failed") else "",
             )
         return table

@@ -38,9 +38,7 @@ def exec_(
 ) -> None:
     """Run a shell command on the head; exits with its exit code."""
     runner, head = _head(config, cluster_name)
-    result = runner.run(
-        " ".join(command), env=_ray_env(head), stream=lambda line: out.print(line, markup=False)
-    )
+    result = runner.run(" ".join(command), env=_ray_env(head), stream=lambda line: out.print(line))
     raise typer.Exit(result.exit_code)
 
 
@@ -56,7 +54,7 @@ def rsync_up(
         runner.sync(str(source), target)
     else:
         runner.put(str(source), target)
-    out.print(f"{source} -> head:{target}", markup=False)
+    out.print(f"{source} -> head:{target}")
 
 
 def rsync_down(
@@ -68,4 +66,4 @@ def rsync_down(
     """Copy a file or directory from the head (a directory's contents into TARGET)."""
     runner, _head_node = _head(config, cluster_name)
     runner.get(source, str(target))
-    out.print(f"head:{source} -> {target}", markup=False)
+    out.print(f"head:{source} -> {target}")

@@ -8,7 +8,7 @@ from pydantic import BaseModel
 from rich.table import Table
 
 from rayctl.autoscaler.scheduler import format_bundle
-from rayctl.cli.output import CONFIG_ARG, JSON_OPT, NAME_OPT, emit, err, home, load, out
+from rayctl.cli.output import CONFIG_ARG, JSON_OPT, NAME_OPT, emit, err, home, load, out, styled
 from rayctl.ops.head import find_head
 from rayctl.ops.status import ClusterStatus, NodeRow, cluster_status
 from rayctl.providers.registry import make_provider
@@ -30,12 +30,15 @@ def _render(report: ClusterStatus) -> None:
         out.print(f"Cluster '{report.cluster_name}' has no nodes.")
         return
     out.print(
-        f"Cluster [bold]{report.cluster_name}[/]: head {report.head_ip}, Ray at "
-        f"{report.gcs_address}"
-        + (f", dashboard {report.dashboard_url}" if report.dashboard_url else "")
+        styled(
+            "Cluster ",
+            (report.cluster_name, "bold"),
+            f": head {report.head_ip}, Ray at {report.gcs_address}"
+            + (f", dashboard {report.dashboard_url}" if report.dashboard_url else ""),
+        )
     )
     if report.ray_error:
-        err.print(f"[yellow]Ray is not reachable: {report.ray_error}[/]")
+        err.print(f"Ray is not reachable: {report.ray_error}", style="yellow")
     table = Table(box=None, pad_edge=False)
     for column in ("node", "kind", "type", "state", "stage", "ip", "ray", "resources", "idle"):
         table.add_column(column)
@@ -54,14 +57,14 @@ def _render(report: ClusterStatus) -> None:
     out.print(table)
     for row in report.nodes:
         if row.error:
-            out.print(f"[red]{row.id}[/]: {row.error}", markup=True)
+            out.print(styled((row.id, "red"), f": {row.error}"))
     _render_autoscaler(report)
 
 
 def _render_autoscaler(report: ClusterStatus) -> None:
     doc = report.autoscaler
-    state = "running" if report.monitor_running else "[red]not running[/]"
-    out.print(f"\nAutoscaler: {state}" + (f" ({doc.error})" if doc and doc.error else ""))
+    state = ("running", "") if report.monitor_running else ("not running", "red")
+    out.print(styled("\nAutoscaler: ", state, f" ({doc.error})" if doc and doc.error else ""))
     if not doc:
         return
     pending = [f"{d.count} x {format_bundle(d.bundle)}" for d in doc.demands]
@@ -72,21 +75,34 @@ def _render_autoscaler(report: ClusterStatus) -> None:
     out.print(f"  pending demand: {', '.join(pending) or 'none'}")
     for item in doc.infeasible:
         what = f"{item.count} x {format_bundle(item.bundle)}"
-        out.print(f"  [yellow]cannot place[/] {what}: {item.reason}")
+        out.print(styled("  ", ("cannot place", "yellow"), f" {what}: {item.reason}"))
     for name, backoff in doc.backoff.items():
-        out.print(f"  [yellow]backing off[/] {name} after {backoff.failures} failed launch(es)")
+        out.print(
+            styled(
+                "  ",
+                ("backing off", "yellow"),
+                f" {name} after {backoff.failures} failed launch(es)",
+            )
+        )
     now = doc.updated_at
     for event in doc.events[-8:]:
         ago = f"{now - event.at:5.0f}s ago"
-        out.print(f"  {ago}  {event.action} {event.what}: {event.reason}", markup=False)
+        out.print(f"  {ago}  {event.action} {event.what}: {event.reason}")
     for node_id, retry in doc.terminating.items():
         out.print(
-            f"  [red]cannot terminate[/] {node_id} ({retry.reason}): {retry.error}; "
-            f"attempt {retry.attempts}, next in {max(0.0, retry.next_at - now):.0f} s",
-            markup=True,
+            styled(
+                "  ",
+                ("cannot terminate", "red"),
+                f" {node_id} ({retry.reason}): {retry.error}; "
+                f"attempt {retry.attempts}, next in {max(0.0, retry.next_at - now):.0f} s",
+            )
         )
     for event in doc.failures[-3:]:
-        out.print(f"  [red]{now - event.at:5.0f}s ago  failed[/] {event.what}: {event.reason}")
+        out.print(
+            styled(
+                (f"  {now - event.at:5.0f}s ago  failed", "red"), f" {event.what}: {event.reason}"
+            )
+        )
 
 
 def _resources(row: NodeRow) -> str:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import difflib
 import functools
+import os
 import re
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,15 +18,13 @@ from rayctl.config.yaml_positions import Path as KeyPath
 from rayctl.config.yaml_positions import PositionedYaml, YamlSyntaxError, parse
 from rayctl.errors import ConfigError
 
+# A cluster config or demand file is a few KiB; more is a mistake (or an attack on memory).
+MAX_DOCUMENT_BYTES = 1 << 20
+
 
 def read_document(file: Path, shown: str, *, empty: str) -> PositionedYaml:
     """Parse a file whose top level must be a mapping; raises ConfigError otherwise."""
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([f"{shown}: no such file"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"{shown}: cannot read: {exc}"]) from None
+    text = _read_text(file, shown)
     try:
         doc = parse(text)
     except YamlSyntaxError as exc:
@@ -35,6 +35,31 @@ def read_document(file: Path, shown: str, *, empty: str) -> PositionedYaml:
     if not isinstance(doc.data, dict):
         raise ConfigError([f"{shown}:1:1: the top level must be a mapping of keys to values"])
     return doc
+
+
+def _read_text(file: Path, shown: str) -> str:
+    """A regular file's text, at most MAX_DOCUMENT_BYTES. Opened without blocking and checked
+    before reading, so a FIFO, a directory or a device is refused instead of hanging."""
+    try:
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise ConfigError([f"{shown}: no such file"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{shown}: cannot read: {exc.strerror}"]) from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigError([f"{shown}: not a regular file; give the path of a YAML file"])
+        data = os.read(fd, MAX_DOCUMENT_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise ConfigError(
+            [f"{shown}: larger than {MAX_DOCUMENT_BYTES >> 10} KiB; is it the right file?"]
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{shown}: not UTF-8 text (byte {exc.start})"]) from None
 
 
 class ProblemReport:
@@ -113,6 +138,8 @@ def _describe(
         value = err.get("input")
         hint = suggest(str(value), provider_types) if isinstance(value, str) else ""
         return path, f"unknown provider type {value!r} (expected one of: {expected}){hint}"
+    if kind == "value_error":  # a validator's own message, which names the value
+        return path, str(err["ctx"]["error"])
     message = re.sub(r" or instance of \w+", "", err["msg"])  # pydantic's class names
     message = message[0].lower() + message[1:]
     if kind == "list_type":

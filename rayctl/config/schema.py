@@ -24,7 +24,10 @@ ClusterName = Annotated[
 
 class StrictModel(BaseModel):
     # strict: `max_workers: true` or `"3"` is a mistake to report, not a value to coerce.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
+    # No .inf or .nan in any number: they pass every bound check and break arithmetic.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, defer_build=True, allow_inf_nan=False
+    )
 
 
 class AuthConfig(StrictModel):

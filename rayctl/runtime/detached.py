@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 
 from rayctl.runtime import head_paths
 from rayctl.runtime.runner import CommandResult, CommandRunner
-from rayctl.templates import render
+from rayctl.templates import render, shell_path
 
 STOP_GRACE_S = 10.0
 # A worker whose head (GCS) is gone has nothing to drain, and its Ray waits for the GCS on
@@ -47,4 +47,4 @@ def stop(runner: CommandRunner, slot: str, *, grace_s: float = STOP_GRACE_S) -> 
 
 
 def output_tail(runner: CommandRunner, slot: str, lines: int = 30) -> str:
-    return runner.run(f'tail -n {lines} "{slot_dir(slot)}/out.log"', timeout_s=15).tail
+    return runner.run(f"tail -n {lines} {shell_path(slot_dir(slot))}/out.log", timeout_s=15).tail

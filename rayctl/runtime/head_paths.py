@@ -2,8 +2,8 @@
 they are spelled. Local nodes have a home of their own under this machine's rayctl home, so
 the same paths hold there.
 
-`home_path(...)` gives the `~/...` form (for runners' put/get and shell_path), `shell_home(...)`
-the `"$HOME"/...` form for scripts, where `~` would not expand inside quotes.
+`home_path(...)` gives the `~/...` form, for runners' put/get and, through
+templates.shell_path, for scripts.
 """
 
 from __future__ import annotations
@@ -25,11 +25,6 @@ def home_path(*parts: str) -> str:
     return "~/" + home_relative(*parts)
 
 
-def shell_home(*parts: str) -> str:
-    """`$HOME/.rayctl/<parts>`, for use inside double quotes in a script."""
-    return "$HOME/" + home_relative(*parts)
-
-
 # The autoscaler on the head: the config it runs and the status it writes after each tick.
 MONITOR_CONFIG = home_path("monitor", "cluster.yaml")
 MONITOR_STATUS = home_path("monitor", "status.json")
@@ -43,13 +38,13 @@ WHEELHOUSE = home_path("wheelhouse")
 
 
 def procs_dir(slot: str) -> str:
-    """A detached process's slot (start script, PID, output), `$HOME` form."""
-    return shell_home("procs", slot)
+    """A detached process's slot (start script, PID, output)."""
+    return home_path("procs", slot)
 
 
 def job_dir(job_id: str) -> str:
-    """A job's directory (script, working dir, output, exit code), `$HOME` form."""
-    return shell_home("jobs", job_id)
+    """A job's directory (script, working dir, output, exit code)."""
+    return home_path("jobs", job_id)
 
 
 def pool_dir(cluster: str) -> str:

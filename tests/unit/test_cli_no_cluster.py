@@ -26,7 +26,7 @@ def test_status_down_and_head_commands_without_a_cluster(cli, rayctl_home: Path)
 
 def test_submit_of_a_missing_script_fails_before_touching_the_cluster(cli, rayctl_home: Path):
     result = cli("submit", LOCAL, "-n", "nowhere", "no_such_script.py")
-    assert result.code == 1 and "no_such_script.py: no such file" in result.err
+    assert result.code == 2 and "no_such_script.py: no such file" in result.err
 
 
 def test_usage_errors_exit_2_through_the_installed_command():

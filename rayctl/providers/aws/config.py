@@ -62,8 +62,37 @@ class AWSProviderConfig(ProviderSettings):
         return [z.strip() for z in (self.availability_zone or "").split(",") if z.strip()]
 
 
-# Ray's GCS, dashboard and client server: no authentication, never open to the internet.
-_RAY_PORTS = (6379, 8265, 10001)
+# Ray's ports, for the security-group check: none may be opened to public addresses (Ray
+# does not authenticate by default). Ray 2.60 listens on fixed defaults for the GCS (6379),
+# dashboard (8265), client server (10001), dashboard agent (52365) and workers (10002-19999),
+# but binds the node manager, object manager, metrics export, dashboard agent gRPC and
+# runtime env agent to port 0 (anywhere in the kernel's ephemeral range) unless told. rayctl
+# pins those on AWS nodes (PINNED_RAY_PORTS, given to every `ray start` there and in
+# $RAYCTL_RAY_START_ARGS) rather than treating every high port as Ray's: the check stays
+# exact and a rule for, say, Serve's 8000 or 443 remains possible.
+PINNED_RAY_PORTS = {
+    "--node-manager-port": 6380,
+    "--object-manager-port": 6381,
+    "--metrics-export-port": 6382,
+    "--dashboard-agent-grpc-port": 6383,
+    "--runtime-env-agent-port": 6384,
+}
+_RAY_PORT_RANGES = ((6379, 6384), (8265, 8265), (10001, 19999), (52365, 52365))
+# Addresses the internet cannot reach: a rule open to anything else exposes Ray.
+_NON_PUBLIC = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "fc00::/7",
+        "fe80::/10",
+        "::1/128",
+    )
+)
 # run_instances arguments rayctl decides itself, or cannot fail over with yet.
 _AWS_OWN_KEYS = {
     "MinCount": "rayctl sets MinCount and MaxCount from the number of nodes it launches",
@@ -105,16 +134,9 @@ def check(
             problems.append((("provider", "ssh_source_cidrs", index), f"not a CIDR block: {exc}"))
     group = provider.security_group
     for index, rule in enumerate(group.IpPermissions if group else []):
-        where: KeyPath = ("provider", "security_group", "IpPermissions", index)
-        exposed = _ray_ports_to_internet(rule)
-        if exposed:
-            problems.append(
-                (
-                    where,
-                    f"opens Ray's port(s) {exposed} to the internet; Ray does not "
-                    "authenticate clients: reach them through SSH instead",
-                )
-            )
+        problem = _rule_problem(rule)
+        if problem:
+            problems.append((("provider", "security_group", "IpPermissions", index), problem))
     key_names = []
     for name, node_type in config.available_node_types.items():
         node_config = node_type.node_config
@@ -153,26 +175,62 @@ def check(
     return resolve_private_key(config, base_dir, problems)
 
 
-def _ray_ports_to_internet(rule: Any) -> str:
-    """The Ray ports an inbound rule opens to every address, as text ('' if none)."""
-    if not isinstance(rule, dict):
-        return ""
-    anywhere = any(
-        isinstance(r, dict) and r.get("CidrIp") == "0.0.0.0/0" for r in rule.get("IpRanges", [])
-    ) or any(
-        isinstance(r, dict) and r.get("CidrIpv6") == "::/0" for r in rule.get("Ipv6Ranges", [])
+def _rule_problem(rule: dict[str, Any]) -> str | None:
+    """Why an inbound rule is refused: it opens one of Ray's ports to a public address, or it
+    is too malformed to tell."""
+    try:
+        public = [n for n in _rule_networks(rule) if _is_public(n)]
+        low, high = _rule_ports(rule)
+    except ValueError as exc:
+        return str(exc)
+    opened = [(max(a, low), min(b, high)) for a, b in _RAY_PORT_RANGES if a <= high and low <= b]
+    if not (public and opened):
+        return None
+    ports = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in opened)
+    return (
+        f"opens Ray's port(s) {ports} to public addresses ({public[0]}); Ray does not "
+        "authenticate clients: reach them through SSH, or allow only private ranges"
     )
-    if not anywhere:
-        return ""
+
+
+def _rule_networks(rule: dict[str, Any]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """The rule's source CIDRs, in whatever spelling (host bits set, `0::/0`)."""
+    networks = []
+    for ranges, key in (("IpRanges", "CidrIp"), ("Ipv6Ranges", "CidrIpv6")):
+        entries = rule.get(ranges, [])
+        if not isinstance(entries, list):
+            raise ValueError(f"{ranges} must be a list of {{{key}: ...}}")
+        for entry in entries:
+            cidr = entry.get(key) if isinstance(entry, dict) else None
+            if not isinstance(cidr, str):
+                raise ValueError(f"each entry of {ranges} needs {key}: a CIDR block")
+            try:
+                networks.append(ipaddress.ip_network(cidr.strip(), strict=False))
+            except ValueError as exc:
+                raise ValueError(f"{ranges}: not a CIDR block: {exc}") from None
+    return networks
+
+
+def _is_public(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    """Whether the block holds any address outside the private and local ranges."""
+    return not any(
+        network.version == block.version and network.subnet_of(block) for block in _NON_PUBLIC
+    )
+
+
+def _rule_ports(rule: dict[str, Any]) -> tuple[int, int]:
+    """The TCP ports the rule opens (Ray speaks only TCP); (1, 0), none, for other protocols."""
     protocol = str(rule.get("IpProtocol", "")).lower()
     if protocol in ("-1", "all"):
-        return ", ".join(map(str, _RAY_PORTS))
+        return 0, 65535
     if protocol not in ("tcp", "6"):
-        return ""
+        return 1, 0
     low, high = rule.get("FromPort", 0), rule.get("ToPort", 65535)
-    if not (isinstance(low, int) and isinstance(high, int)):
-        return ""
-    return ", ".join(str(p) for p in _RAY_PORTS if low <= p <= high)
+    for key, value in (("FromPort", low), ("ToPort", high)):
+        if type(value) is not int or not -1 <= value <= 65535:
+            raise ValueError(f"{key} must be a port number (got {value!r})")
+    # -1 means every port, as EC2 reads it.
+    return (0, 65535) if -1 in (low, high) else (low, high)
 
 
 SPEC = ProviderSpec(

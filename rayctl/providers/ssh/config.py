@@ -3,11 +3,13 @@ SSH library is imported here)."""
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from rayctl.config.loader import resolve_private_key
 from rayctl.config.provider_spec import ProviderSpec
@@ -18,6 +20,29 @@ from rayctl.config.yaml_positions import Path as KeyPath
 # to Ray to detect unless the config gives them.
 DEFAULT_TYPE = "local.cluster.node"
 
+# RFC 1123 host names: labels of letters, digits and inner '-', joined by '.'.
+_HOST_NAME = re.compile(
+    r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*",
+    re.IGNORECASE,
+)
+
+
+def _host_address(value: str) -> str:
+    """An IP address or a host name, nothing else: addresses reach SSH, `ray start` and
+    scripts. (An IPv6 scope id, `%zone`, may hold any text: refused.)"""
+    if "%" not in value:
+        try:
+            ipaddress.ip_address(value)
+            return value
+        except ValueError:
+            pass
+    if _HOST_NAME.fullmatch(value):
+        return value
+    raise ValueError(f"{value!r} is not an IP address or a host name")
+
+
+HostAddress = Annotated[str, AfterValidator(_host_address)]
+
 
 class SSHProviderConfig(ProviderSettings):
     """A fleet of hosts reached over SSH: the head on head_ip, workers taken from worker_ips
@@ -25,11 +50,11 @@ class SSHProviderConfig(ProviderSettings):
     as this."""
 
     type: Literal["ssh"]
-    head_ip: str = Field(min_length=1, description="Address of the host that runs the head.")
-    worker_ips: list[Annotated[str, Field(min_length=1)]] = Field(
+    head_ip: HostAddress = Field(description="Address of the host that runs the head.")
+    worker_ips: list[HostAddress] = Field(
         [], description="Addresses of the hosts workers may run on."
     )
-    external_head_ip: str | None = Field(
+    external_head_ip: HostAddress | None = Field(
         None, description="The head's address as seen from this machine, if not head_ip."
     )
 
