@@ -29,7 +29,8 @@ def read_document(file: Path, shown: str, *, empty: str) -> PositionedYaml:
         doc = parse(text)
     except YamlSyntaxError as exc:
         pos = exc.position
-        raise ConfigError([f"{shown}:{pos.line}:{pos.column}: {exc}"]) from None
+        where = _format_path(exc.path)
+        raise ConfigError([f"{shown}:{pos.line}:{pos.column}: {where}{exc}"]) from None
     if doc.data is None:
         raise ConfigError([f"{shown}:1:1: {empty}"])
     if not isinstance(doc.data, dict):

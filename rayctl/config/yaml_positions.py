@@ -37,9 +37,10 @@ class PositionedYaml:
 
 
 class YamlSyntaxError(Exception):
-    def __init__(self, message: str, position: Position) -> None:
+    def __init__(self, message: str, position: Position, path: Path = ()) -> None:
         super().__init__(message)
         self.position = position
+        self.path = path  # the key path, when the problem is in a value parsed so far
 
 
 def _mark(mark: yaml.Mark) -> Position:
@@ -120,15 +121,17 @@ class _Builder:
             raise YamlSyntaxError(
                 f"more than {MAX_VALUES} values once aliases are expanded; "
                 "write the values out or use fewer aliases",
-                _pos(node),
+                self._positions.get(path, _pos(node)),
+                path,
             )
         if isinstance(node, yaml.ScalarNode):
             return _scalar(self._loader, node)
         if len(path) >= MAX_DEPTH:  # aliases nest what they name deeper than it was written
-            raise YamlSyntaxError(f"nested more than {MAX_DEPTH} levels deep", _pos(node))
+            where = self._positions.get(path, _pos(node))
+            raise YamlSyntaxError(f"nested more than {MAX_DEPTH} levels deep", where, path)
         if id(node) in self._open:
             where = self._positions.get(path, _pos(node))  # the alias, not its anchor
-            raise YamlSyntaxError("an alias refers to a value that contains it", where)
+            raise YamlSyntaxError("an alias refers to a value that contains it", where, path)
         self._open.add(id(node))
         try:
             if isinstance(node, yaml.MappingNode):

@@ -826,7 +826,15 @@ def test_runner_address_follows_use_internal_ips(aws: None, tmp_path: Path) -> N
     internal = AWSProvider(load(tmp_path, use_internal_ips=True), home=tmp_path / "h")
     runner = internal.runner(node)
     assert runner.address == "10.0.0.5" and runner.node_id == "i-1" and runner.user == "ubuntu"
-    assert internal.ray_start_args(node).args == ["--node-ip-address=10.0.0.5"]
+    # Ports Ray would pick at random are pinned, so the security-group check knows them all.
+    assert internal.ray_start_args(node).args == [
+        "--node-ip-address=10.0.0.5",
+        "--node-manager-port=6380",
+        "--object-manager-port=6381",
+        "--metrics-export-port=6382",
+        "--dashboard-agent-grpc-port=6383",
+        "--runtime-env-agent-port=6384",
+    ]
 
 
 def test_prepare_head_copies_the_key_but_no_credentials(

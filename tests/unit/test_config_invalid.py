@@ -435,7 +435,7 @@ CASES = [
         + "      - {IpProtocol: tcp, FromPort: 8000, ToPort: 9000,\n"
         + "         IpRanges: [{CidrIp: 0.0.0.0/0}]}\n",
         7,
-        "opens Ray's port(s) 8265 to the internet",
+        "opens Ray's port(s) 8265 to public addresses (0.0.0.0/0)",
     ),
     case(
         "aws-all-traffic-open-to-the-internet",
@@ -443,7 +443,7 @@ CASES = [
         + "  security_group:\n    IpPermissions:\n"
         + "      - {IpProtocol: '-1', Ipv6Ranges: [{CidrIpv6: '::/0'}]}\n",
         7,
-        "opens Ray's port(s) 6379, 8265, 10001 to the internet",
+        "opens Ray's port(s) 6379-6384, 8265, 10001-19999, 52365 to public addresses (::/0)",
     ),
     case(
         "aws-instance-type-missing",
