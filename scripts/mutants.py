@@ -103,24 +103,25 @@ def mutate(tree: ast.AST, site: Site) -> tuple[str, int, str]:
     return ast.unparse(tree), line, what
 
 
-def run(module: str, tests: list[str], tree: ast.AST, site: Site, workdir: Path) -> Result:
-    source, line, what = mutate(tree, site)
+def run(module: str, tests: list[str], tree: ast.AST, site: Site | None, workdir: Path) -> Result:
+    """The tests against `module` mutated at `site` (None: as it is)."""
+    source, line, what = mutate(tree, site) if site else (ast.unparse(tree), 0, "")
     (workdir / module).write_text(source)
     env = dict(os.environ, PYTHONPATH=str(workdir), PYTHONDONTWRITEBYTECODE="1")
     command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider"]
-    command += [str(workdir / "t" / Path(t).name) for t in tests]
+    command += [str(workdir / t) for t in tests]
     try:
         done = subprocess.run(command, cwd=workdir, env=env, capture_output=True, timeout=60)
         killed = done.returncode != 0
     except subprocess.TimeoutExpired:
         killed = True
-    return Result(line, site.kind, what, killed)
+    return Result(line, site.kind if site else "none", what, killed)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("module", help="e.g. rayctl/autoscaler/decide.py")
-    parser.add_argument("tests", nargs="+", help="test files that do not import tests/")
+    parser.add_argument("tests", nargs="+", help="test files, e.g. tests/unit/test_decide.py")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     tree = ast.parse((REPO / args.module).read_text())
@@ -130,11 +131,16 @@ def main() -> int:
         workdirs = []
         for w in range(2):
             workdir = Path(scratch) / str(w)
-            shutil.copytree(REPO / "rayctl", workdir / "rayctl")
-            (workdir / "t").mkdir()
-            for test in args.tests:
-                shutil.copy(REPO / test, workdir / "t")
+            # The whole checkout but its venv: tests need conftest fixtures, helpers, the
+            # shipped configs and pytest's settings (a test that errors for want of one
+            # would count every mutant as killed).
+            skip = shutil.ignore_patterns(".venv", ".git", "__pycache__", "*.egg-info")
+            shutil.copytree(REPO, workdir, ignore=skip)
             workdirs.append(workdir)
+        baseline = run(args.module, args.tests, tree, None, workdirs[0])
+        if baseline.killed:
+            print("the tests fail on the unmutated code: fix them first", file=sys.stderr)
+            return 1
         results: list[Result | None] = [None] * len(todo)
 
         def worker(w: int) -> None:
