@@ -347,6 +347,12 @@ CONFIGS = [
         "node_config.SecurityGroupIds: must be a non-empty list of ids",
     ),
     ("top-level-list", "- provider\n", 1, "the top level must be a mapping"),
+    (
+        "no-node-types",
+        LOCAL + "available_node_types: {}\nhead_node_type: h\n",
+        3,
+        "available_node_types: define at least one node type",
+    ),
 ]
 
 

@@ -582,3 +582,21 @@ def test_aws_ssh_sources_default_to_the_vpc_with_internal_addresses(tmp_path: Pa
     assert config.provider.ssh_source_cidrs is None
     assert config.auth.ssh_private_key == str(tmp_path / "key")  # relative to the config
     assert config.auth.ssh_user == "ubuntu"  # the default merges under the given auth
+
+
+def test_a_relative_wheelhouse_is_made_absolute_from_the_config(tmp_path: Path) -> None:
+    (tmp_path / "wheels").mkdir()
+    raw = {"provider": {"type": "local"}, "rayctl": {"runtime": {"wheelhouse": "wheels"}}}
+    config = load_dict(tmp_path, raw)
+    assert config.rayctl.runtime.wheelhouse == str(tmp_path.resolve() / "wheels")
+
+
+def test_limits_met_exactly_are_accepted(tmp_path: Path) -> None:
+    """min_workers equal to a type's max_workers, and adding up to max_workers, are fine."""
+    types = {
+        "h": {"resources": {"CPU": 1}},
+        "w": {"resources": {"CPU": 1}, "min_workers": 2, "max_workers": 2},
+    }
+    raw = {"provider": {"type": "local"}, "max_workers": 2, "available_node_types": types}
+    config = load_dict(tmp_path, {**raw, "head_node_type": "h"})
+    assert config.type_max_workers("w") == 2 and config.max_workers == 2
