@@ -348,6 +348,18 @@ CONFIGS = [
     ),
     ("top-level-list", "- provider\n", 1, "the top level must be a mapping"),
     (
+        "max-workers-as-text",
+        LOCAL + "max_workers: '3'\n",
+        3,
+        "max_workers: input should be a valid integer",
+    ),
+    (
+        "max-workers-bool",
+        LOCAL + "max_workers: true\n",
+        3,
+        "max_workers: input should be a valid integer",
+    ),
+    (
         "no-node-types",
         LOCAL + "available_node_types: {}\nhead_node_type: h\n",
         3,

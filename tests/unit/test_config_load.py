@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import pytest
 import yaml
 
@@ -600,3 +601,27 @@ def test_limits_met_exactly_are_accepted(tmp_path: Path) -> None:
     raw = {"provider": {"type": "local"}, "max_workers": 2, "available_node_types": types}
     config = load_dict(tmp_path, {**raw, "head_node_type": "h"})
     assert config.type_max_workers("w") == 2 and config.max_workers == 2
+
+
+def test_a_loaded_config_is_frozen_and_knows_its_head(tmp_path: Path) -> None:
+    config = load_dict(tmp_path, {"provider": {"type": "local"}})
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
+        config.max_workers = 3  # type: ignore[misc]
+    assert config.head_type is config.available_node_types[config.head_node_type]
+    # The head's type, without max_workers of its own, launches no workers.
+    assert config.head_node_type not in config.worker_types()
+
+
+def test_remote_providers_neither_share_this_machine_nor_have_the_runtime(tmp_path: Path) -> None:
+    """Nodes reached over SSH may mount files anywhere, and get the runtime installed."""
+    key = tmp_path / "key"
+    key.write_text("k")
+    raw = {
+        "provider": {"type": "ssh", "head_ip": "10.0.0.2", "worker_ips": ["10.0.0.3"]},
+        "auth": {"ssh_user": "u", "ssh_private_key": str(key)},
+        "file_mounts": {"/opt/data": str(tmp_path)},
+    }
+    config = load_dict(tmp_path, raw)
+    assert config.file_mounts == {"/opt/data": str(tmp_path.resolve())}
+    capabilities = config.provider.capabilities
+    assert not capabilities.shares_filesystem and not capabilities.runtime_preinstalled
