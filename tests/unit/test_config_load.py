@@ -3,6 +3,7 @@ deeply, setup commands follow Ray's rule, and the node hashes change for the rig
 
 from __future__ import annotations
 
+import json
 import re
 import textwrap
 from pathlib import Path
@@ -610,6 +611,23 @@ def test_a_loaded_config_is_frozen_and_knows_its_head(tmp_path: Path) -> None:
     assert config.head_type is config.available_node_types[config.head_node_type]
     # The head's type, without max_workers of its own, launches no workers.
     assert config.head_node_type not in config.worker_types()
+    one = {**config.available_node_types[config.head_node_type].model_dump(), "max_workers": 1}
+    raw = {"provider": {"type": "local"}, "available_node_types": {"h": one}, "head_node_type": "h"}
+    assert list(load_dict(tmp_path, raw).worker_types()) == ["h"]  # unless it allows one
+
+
+def test_the_exported_schema_shows_rays_defaults_for_keys_kept_for_compatibility(cli) -> None:
+    """Editors show these defaults: Ray's, though rayctl itself does not act on the keys."""
+    schema = json.loads(cli("schema").out)
+    docker = {k: v.get("default") for k, v in schema["$defs"]["DockerConfig"]["properties"].items()}
+    assert docker["pull_before_run"] is True
+    for key in (
+        "disable_automatic_runtime_detection",
+        "disable_shm_size_detection",
+        "use_podman",
+    ):
+        assert docker[key] is False
+    assert schema["properties"]["file_mounts_sync_continuously"]["default"] is False
 
 
 def test_remote_providers_neither_share_this_machine_nor_have_the_runtime(tmp_path: Path) -> None:
