@@ -66,7 +66,7 @@ def test_up_submit_status_down(make_cluster, cli, rayctl_home, tmp_path):
     followed = cli("logs", cluster.config, job_id, "--follow")
     assert followed.code == 0, followed.text
     assert "2 tasks ran on" in followed.out
-    assert cli("logs", cluster.config, "job-does-not-exist").code == 4
+    assert cli("logs", cluster.config, "job-20000101-000000-0000").code == 4  # well-formed, unknown
 
     pids = cluster_pids(cluster.name)
     assert len(pids) > 4  # head and worker with their raylets, GCS, dashboard, ...
