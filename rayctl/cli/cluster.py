@@ -61,6 +61,8 @@ def up(
 ) -> None:
     """Create or update a cluster: the head node and each type's min_workers."""
     loaded = load(config, cluster_name)
+    for line in loaded.warnings:
+        err.print(f"warning: {line}", markup=False)
     started = time.monotonic()
     err.print(f"Bringing up cluster [bold]{loaded.name}[/] ({loaded.config.provider.type})")
     with StageDisplay() as display:

@@ -37,7 +37,7 @@ class SSHAccess:
     """A cluster's SSH access to its nodes, as one provider process sees it."""
 
     def __init__(
-        self, config: ClusterConfig, *, home: Path, key_path: Path, attempts_s: float
+        self, config: ClusterConfig, *, home: Path, key_path: Path | None, attempts_s: float
     ) -> None:
         assert config.auth.ssh_user  # the provider's checks require it
         self.cluster_name = config.cluster_name
@@ -55,14 +55,24 @@ class SSHAccess:
         return self.state_dir / "known_hosts"
 
     def check_key(self) -> None:
-        """The private key must be readable by its owner only (ssh refuses others)."""
-        mode = stat.S_IMODE(self.key_path.stat().st_mode)
+        """The private key (if the config names one) must exist and be readable by its
+        owner only (ssh refuses others)."""
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self.key_path is None:
+            return
+        try:
+            mode = stat.S_IMODE(self.key_path.stat().st_mode)
+        except FileNotFoundError:
+            raise ProviderError(
+                f"auth.ssh_private_key: key file {self.key_path} not found; give the path of "
+                "the private key the hosts accept, or leave ssh_private_key out to use the "
+                "ssh agent and ~/.ssh's default keys"
+            ) from None
         if mode & 0o077:
             raise ProviderError(
                 f"the private key {self.key_path} is readable by others (mode {mode:o}); "
                 f"run `chmod 600 {self.key_path}`"
             )
-        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def runner(self, node_id: str, address: str) -> SSHRunner:
         """The node's runner, made once per (node, address) and reused."""
@@ -96,7 +106,7 @@ class SSHAccess:
         secrets = head_paths.cluster_secrets(self.cluster_name)
         files = {str(self.known_hosts): posixpath.join(secrets, "known_hosts")}
         update: dict[str, Any] = {}
-        if config.auth.ssh_private_key:
+        if config.auth.ssh_private_key:  # else the head logs in with its own keys, as in Ray
             files[str(self.key_path)] = posixpath.join(secrets, "ssh_key")
             update["auth"] = config.auth.model_copy(
                 update={"ssh_private_key": "~/" + posixpath.join(secrets, "ssh_key")}

@@ -338,6 +338,29 @@ def test_a_key_the_host_refuses_is_an_auth_error_without_retries(
     assert "authorized_keys" in message and "ssh_user" in message
 
 
+def test_without_a_key_the_default_keys_are_tried_in_order(
+    make_runner: MakeRunner,
+    host_network: HostNetwork,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """No auth.ssh_private_key (Ray's on-prem examples): like ssh, the agent's keys and then
+    ~/.ssh's default ones; one the host refuses is passed over for the next."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    shutil.copy(host_network.wrong_key, home / ".ssh" / "id_ed25519")  # refused by the host
+    shutil.copy(host_network.client_key, home / ".ssh" / "id_rsa")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    runner = make_runner(key_path=None)
+    assert runner.run("echo in").tail.strip() == "in"
+    (home / ".ssh" / "id_rsa").unlink()
+    with pytest.raises(
+        AuthError, match=r"did not accept any of the ssh agent's or ~/\.ssh's 1 key"
+    ):
+        make_runner(key_path=None, known_hosts=runner.known_hosts).run("true")
+
+
 def test_unusable_key_files_are_auth_errors(make_runner: MakeRunner, tmp_path: Path):
     encrypted = tmp_path / "encrypted"
     subprocess.run(

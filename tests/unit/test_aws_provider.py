@@ -373,7 +373,9 @@ def test_no_image_is_a_clear_error_before_anything_exists(aws: None, tmp_path: P
     """moto ships no Ubuntu 24.04 image, as a region without one would be."""
     config = load(tmp_path, "max_workers: 2\n")  # the default node types: no ImageId
     p = AWSProvider(config, home=tmp_path / "home")
-    with pytest.raises(ProviderError, match=r"no image for node type\(s\) ray.head.default, "):
+    with pytest.raises(
+        ProviderError, match=r"no image for node type\(s\) ray.head.default \(Ubuntu\), "
+    ):
         p.bootstrap()
     assert cluster_resources(p) == NOTHING
 

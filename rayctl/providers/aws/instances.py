@@ -36,7 +36,7 @@ from rayctl.config.schema import ClusterConfig
 from rayctl.errors import CapacityError, ProviderError, TransientError
 from rayctl.paths import key_file
 from rayctl.providers.aws import setup as aws_setup
-from rayctl.providers.aws.config import AWSProviderConfig
+from rayctl.providers.aws.config import AWSProviderConfig, wants_dlami
 from rayctl.providers.aws.errors import call, paginate
 from rayctl.providers.aws.setup import Subnet, tag_dict, tag_list
 from rayctl.providers.base import Node, NodeKind, NodeState, RayStart, Tag
@@ -60,6 +60,7 @@ LAUNCH_RETRY_DELAYS_S: tuple[float, ...] = (2.0, 4.0, 8.0, 16.0)
 # Zone-wide capacity errors; any other capacity error (a full subnet) tries the same zone's
 # other subnets.
 _SUBNET_ONLY = "InsufficientFreeAddressesInSubnet"
+ANYWHERE = "0.0.0.0/0"  # SSH's default source, as in Ray (IPv4 only, as Ray)
 # Forwarded to the head's monitor so it talks to the same endpoint (never credentials:
 # the head has its instance profile).
 _ENDPOINT_VARS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_EC2", "AWS_ENDPOINT_URL_STS")
@@ -230,11 +231,15 @@ class AWSProvider:
         params = self._run_params(node_type, count, tags, launch)
         failures: list[str] = []
         full_zones: set[str] = set()
-        for subnet in launch.subnets[node_type]:
+        # Network interfaces name their own subnets: one attempt, with nowhere else to go.
+        interfaces = "NetworkInterfaces" in params
+        subnets = launch.subnets[node_type][:1] if interfaces else launch.subnets[node_type]
+        for subnet in subnets:
             if subnet.zone in full_zones:
                 continue
             try:
-                reply = self._run_instances({**params, "SubnetId": subnet.id})
+                placed = {} if interfaces else {"SubnetId": subnet.id}
+                reply = self._run_instances({**params, **placed})
             except CapacityError as exc:
                 failures.append(f"{subnet.id} ({subnet.zone}): {exc}")
                 if _SUBNET_ONLY not in str(exc):
@@ -276,9 +281,10 @@ class AWSProvider:
             "TagSpecifications": _tag_specifications(node_config.get("TagSpecifications", []), own),
         }
         params.setdefault("KeyName", self.key_name)
-        params.setdefault("SecurityGroupIds", [launch.group_id])
-        if node_type in launch.images:
-            params.setdefault("ImageId", launch.images[node_type])
+        if "NetworkInterfaces" not in params:  # else the interfaces name their groups (Ray)
+            params.setdefault("SecurityGroupIds", [launch.group_id])
+        if node_type in launch.images:  # no ImageId, or Ray's latest_dlami
+            params["ImageId"] = launch.images[node_type]
         if kind is NodeKind.HEAD and launch.head_profile:
             params.setdefault("IamInstanceProfile", {"Name": launch.head_profile})
         return params
@@ -429,7 +435,9 @@ class AWSProvider:
         default: list[Subnet] | None = None
         found = {}
         for name, node_type in self._config.available_node_types.items():
-            ids = node_type.node_config.get("SubnetIds")
+            ids = node_type.node_config.get("SubnetIds") or _interface_subnets(
+                node_type.node_config
+            )
             if ids:
                 found[name] = aws_setup.named_subnets(self.ec2, ids)
                 continue
@@ -444,9 +452,10 @@ class AWSProvider:
         return found
 
     def _images(self, group: Mapping[str, Any] | None) -> tuple[dict[str, str], dict[str, str]]:
-        """ImageId per node type without one: pinned on the cluster's group when bootstrap
-        resolved it (so the head launches what `up` launched), else the newest Ubuntu LTS.
-        Returns the images and the architectures -> images newly resolved."""
+        """ImageId per node type without one (the newest Ubuntu LTS) or with Ray's
+        `latest_dlami` (the newest Deep Learning AMI): pinned on the cluster's group when
+        bootstrap resolved it (so the head launches what `up` launched), else looked up.
+        Returns the images and the pins (family-architecture -> image) newly resolved."""
         pinned = {
             k.removeprefix(aws_setup.IMAGE_TAG): v
             for k, v in tag_dict((group or {}).get("Tags")).items()
@@ -457,21 +466,23 @@ class AWSProvider:
         missing = []
         for name, node_type in self._config.available_node_types.items():
             node_config = node_type.node_config
-            if "ImageId" in node_config or "LaunchTemplate" in node_config:
+            dlami = wants_dlami(node_config)
+            if not dlami and ("ImageId" in node_config or "LaunchTemplate" in node_config):
                 continue
             arch = aws_setup.architecture(self.ec2, node_config["InstanceType"])
-            image = pinned.get(arch) or resolved.get(arch) or aws_setup.ubuntu_image(self.ec2, arch)
+            pin = f"dlami-{arch}" if dlami else arch
+            lookup = aws_setup.dlami_image if dlami else aws_setup.ubuntu_image
+            image = pinned.get(pin) or resolved.get(pin) or lookup(self.ec2, arch)
             if image is None:
-                missing.append(name)
+                missing.append(f"{name} ({'a Deep Learning AMI' if dlami else 'Ubuntu'})")
                 continue
-            if arch not in pinned:
-                resolved[arch] = image
+            if pin not in pinned:
+                resolved[pin] = image
             images[name] = image
         if missing:
             raise ProviderError(
-                f"no image for node type(s) {', '.join(missing)}: their node_config has no "
-                f"ImageId and no Ubuntu image was found in {self._region}; set "
-                "node_config.ImageId to an AMI id"
+                f"no image for node type(s) {', '.join(missing)} found in {self._region}; "
+                "set node_config.ImageId to an AMI id"
             )
         return images, resolved
 
@@ -513,10 +524,11 @@ class AWSProvider:
             params = {k: v for k, v in node_config.items() if k not in skip}
             if name in images:
                 params["ImageId"] = images[name]
+            if "NetworkInterfaces" not in node_config:
+                params["SubnetId"] = subnets[name][0].id
             params |= {
                 "MinCount": 1,
                 "MaxCount": 1,
-                "SubnetId": subnets[name][0].id,
                 "TagSpecifications": _tag_specifications(
                     node_config.get("TagSpecifications", []), self._cluster_tags()
                 ),
@@ -582,8 +594,8 @@ class AWSProvider:
         self, vpc: str, group: Mapping[str, Any] | None, images: Mapping[str, str]
     ) -> str:
         """The cluster's group: all traffic within it, SSH from ssh_source_cidrs (default:
-        the VPC), nothing else in. A group of that name rayctl did not create is used as
-        it is."""
+        anywhere, or the VPC with use_internal_ips), nothing else in. A group of that name
+        rayctl did not create is used as it is."""
         if group is None:
             tags = {**self._cluster_tags(), "Name": self.group_name}
             group_id = call(
@@ -599,12 +611,16 @@ class AWSProvider:
         if tag_dict(group.get("Tags")).get(Tag.CLUSTER) != self.cluster_name:
             return group_id
         cidrs = self._provider.ssh_source_cidrs
-        if cidrs is None:
-            cidrs = aws_setup.vpc_cidrs(self.ec2, vpc)
+        if cidrs is None:  # as Ray: from anywhere; from inside the VPC on internal addresses
+            cidrs = (
+                aws_setup.vpc_cidrs(self.ec2, vpc)
+                if self._provider.use_internal_ips
+                else [ANYWHERE]
+            )
         extra = self._provider.security_group.IpPermissions if self._provider.security_group else []
         aws_setup.sync_rules(self.ec2, group, aws_setup.cluster_rules(group_id, cidrs, extra))
         if images:  # pin the resolved images: the head launches what `up` resolved
-            pins = {f"{aws_setup.IMAGE_TAG}{arch}": image for arch, image in images.items()}
+            pins = {f"{aws_setup.IMAGE_TAG}{pin}": image for pin, image in images.items()}
             self._tag([group_id], pins)
         return group_id
 
@@ -670,6 +686,11 @@ class _KeyPlan:
     exists: bool
     public: bytes | None  # the config's public key to import; None: AWS creates the pair
     replace: bool = False  # a pair whose private key is lost (and no instance uses it)
+
+
+def _interface_subnets(node_config: Mapping[str, Any]) -> list[str]:
+    """The subnets node_config's NetworkInterfaces name, each once, in order."""
+    return list(dict.fromkeys(i["SubnetId"] for i in node_config.get("NetworkInterfaces", [])))
 
 
 def _one_vpc(subnets: Mapping[str, list[Subnet]]) -> str:

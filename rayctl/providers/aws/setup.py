@@ -23,7 +23,16 @@ UBUNTU_IMAGES = {
     "x86_64": "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*",
     "arm64": "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-arm64-server-*",
 }
-IMAGE_TAG = "rayctl-image-"  # + architecture: the image resolved for the cluster, on its group
+# AWS's Deep Learning AMIs, for Ray's `ImageId: latest_dlami` (Ray 2.60 maps it to a fixed
+# per-region table of an Ubuntu 18.04 DLAMI; rayctl looks up the newest Ubuntu 24.04 one, whose
+# python3.12 runs rayctl's runtime).
+DLAMI_OWNER = "898082745236"
+DLAMI_IMAGES = {
+    "x86_64": "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 24.04) *",
+    "arm64": "Deep Learning ARM64 Base OSS Nvidia Driver GPU AMI (Ubuntu 24.04) *",
+}
+# + architecture (Ubuntu) or dlami-<architecture>: an image resolved for the cluster, on its group
+IMAGE_TAG = "rayctl-image-"
 REGION_TAG = "rayctl-region"
 HEAD_POLICY_NAME = "rayctl-autoscaler"
 _EC2_TRUST = {
@@ -135,12 +144,21 @@ def architecture(ec2: Any, instance_type: str) -> str:
 
 def ubuntu_image(ec2: Any, arch: str) -> str | None:
     """The newest Ubuntu LTS image for `arch` published by Canonical, or None."""
+    return newest_image(ec2, CANONICAL, UBUNTU_IMAGES[arch], arch)
+
+
+def dlami_image(ec2: Any, arch: str) -> str | None:
+    """The newest Deep Learning AMI for `arch` published by AWS, or None."""
+    return newest_image(ec2, DLAMI_OWNER, DLAMI_IMAGES[arch], arch)
+
+
+def newest_image(ec2: Any, owner: str, name: str, arch: str) -> str | None:
     images = call(
         ec2,
         "describe_images",
-        Owners=[CANONICAL],
+        Owners=[owner],
         Filters=[
-            {"Name": "name", "Values": [UBUNTU_IMAGES[arch]]},
+            {"Name": "name", "Values": [name]},
             {"Name": "state", "Values": ["available"]},
             {"Name": "architecture", "Values": [arch]},
         ],

@@ -33,13 +33,18 @@ CONNECT_ATTEMPTS_S = 60.0  # on-prem hosts are up: a minute of retries is plenty
 class SSHProvider:
     def __init__(self, config: ClusterConfig, *, home: Path) -> None:
         assert isinstance(config.provider, SSHProviderConfig)
-        assert config.auth.ssh_private_key  # the provider's checks require it
+        if config.provider.head_ip is None:  # checked: only with a coordinator_address
+            raise ProviderError(
+                "provider.coordinator_address is not supported yet: list the hosts as "
+                "provider.head_ip and provider.worker_ips instead"
+            )
         self.cluster_name = config.cluster_name
         self._provider = config.provider
+        key = config.auth.ssh_private_key
         self._access = SSHAccess(
             config,
             home=home,
-            key_path=Path(config.auth.ssh_private_key),
+            key_path=Path(key) if key else None,
             attempts_s=connect_attempts_s(CONNECT_ATTEMPTS_S),
         )
 
