@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import posixpath
 import shlex
-import stat
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,7 +22,7 @@ from rayctl.paths import cluster_dir
 from rayctl.runtime import head_paths
 from rayctl.runtime.nodes import Node, RayStart
 from rayctl.runtime.runner import CommandRunner
-from rayctl.runtime.ssh_runner import SSHRunner
+from rayctl.runtime.ssh_runner import SSHRunner, check_key_mode
 
 
 def connect_attempts_s(default: float) -> float:
@@ -56,12 +55,7 @@ class SSHAccess:
 
     def check_key(self) -> None:
         """The private key must be readable by its owner only (ssh refuses others)."""
-        mode = stat.S_IMODE(self.key_path.stat().st_mode)
-        if mode & 0o077:
-            raise ProviderError(
-                f"the private key {self.key_path} is readable by others (mode {mode:o}); "
-                f"run `chmod 600 {self.key_path}`"
-            )
+        check_key_mode(self.key_path)
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def runner(self, node_id: str, address: str) -> SSHRunner:

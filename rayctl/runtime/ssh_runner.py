@@ -35,7 +35,7 @@ from pathlib import Path
 import paramiko
 from filelock import FileLock
 
-from rayctl.errors import AuthError
+from rayctl.errors import AuthError, UnprotectedKey
 from rayctl.runtime.runner import TAIL_LINES, CommandResult, NodeUnreachable, TransferError
 from rayctl.runtime.sync_rules import SyncRules
 
@@ -108,6 +108,21 @@ class KnownHosts:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             with os.fdopen(fd, "a") as f:
                 f.write(f"{node_id} {key.get_name()} {key.get_base64()}\n")
+
+
+def check_key_mode(path: Path) -> None:
+    """Refuse a private key of ours that group or others may read, as OpenSSH does
+    ("UNPROTECTED PRIVATE KEY FILE"). A missing key is left to the caller to report."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return
+    mode = stat.S_IMODE(info.st_mode)
+    if info.st_uid == os.getuid() and mode & 0o077:
+        raise UnprotectedKey(
+            f"the private key {path} is readable by others (mode {mode:o}), so ssh would "
+            f"refuse it and so does rayctl: run `chmod 600 {path}`"
+        )
 
 
 def _cause(exc: BaseException) -> str:
@@ -192,6 +207,7 @@ class SSHRunner:
     def _load_key(self) -> paramiko.PKey:
         if self._pkey is None:
             path = self.key_path
+            check_key_mode(path)
             try:
                 self._pkey = paramiko.PKey.from_path(path)
             except FileNotFoundError:
