@@ -79,11 +79,9 @@ class KnownHosts:
             return []
         found = []
         for number, line in enumerate(text.splitlines(), start=1):
-            fields = line.split()
             # markers (@revoked, @cert-authority) and hashed names are not ours: skip them
-            if len(fields) < 3 or fields[0].startswith(("#", "@", "|")):
-                continue
-            if node_id in fields[0].split(","):
+            if node_id in _pinned_names(line):
+                fields = line.split()
                 with contextlib.suppress(ValueError):
                     found.append(KnownKey(number, fields[1], base64.b64decode(fields[2])))
         return found
@@ -123,6 +121,26 @@ def check_key_mode(path: Path) -> None:
             f"the private key {path} is readable by others (mode {mode:o}), so ssh would "
             f"refuse it and so does rayctl: run `chmod 600 {path}`"
         )
+
+
+def merge_known_hosts(ours: str, theirs: str) -> str:
+    """Pins of two known_hosts files, by host: ours for every host we pinned, theirs for
+    the others (e.g. workers a head's monitor pinned, which this machine never saw). Never
+    both for one host: two pins would let either key in, and a changed key must still be
+    refused."""
+    ours_lines = [line for line in ours.splitlines() if line.strip()]
+    known = set().union(*map(_pinned_names, ours_lines))
+    kept = [
+        line for line in theirs.splitlines() if (names := _pinned_names(line)) and not names & known
+    ]
+    return "".join(f"{line}\n" for line in [*ours_lines, *dict.fromkeys(kept)])
+
+
+def _pinned_names(line: str) -> set[str]:
+    fields = line.split()
+    if len(fields) < 3 or fields[0].startswith(("#", "@", "|")):
+        return set()
+    return set(fields[0].split(","))
 
 
 def _cause(exc: BaseException) -> str:

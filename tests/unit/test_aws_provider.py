@@ -966,7 +966,11 @@ def test_prepare_head_copies_the_key_but_no_credentials(
     provider.bootstrap()
     provider.known_hosts.write_text("i-1 ssh-ed25519 AAAA\n")
     head_home = tmp_path / "head"
-    head_home.mkdir()
+    known = head_home / ".rayctl" / "clusters" / CLUSTER / "known_hosts"
+    known.parent.mkdir(parents=True)
+    # The head's monitor pinned a worker (i-9) this machine never saw, and holds an older
+    # pin of the head (i-1): ours wins for the hosts we know, theirs stay for the others.
+    known.write_text("i-1 ssh-ed25519 OLD\ni-9 ssh-ed25519 BBBB\n")
     monkeypatch.setattr(provider, "runner", lambda node: LocalRunner(head_home))
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:5000")
     head = Node("i-1", "head", NodeKind.HEAD, NodeState.RUNNING, "10.0.0.5", None)
@@ -974,7 +978,7 @@ def test_prepare_head_copies_the_key_but_no_credentials(
     key = head_home / ".rayctl" / "keys" / provider.key_path.name
     assert key.read_bytes() == provider.key_path.read_bytes()
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
-    known = head_home / ".rayctl" / "clusters" / CLUSTER / "known_hosts"
+    assert known.read_text() == "i-1 ssh-ed25519 AAAA\ni-9 ssh-ed25519 BBBB\n"
     assert stat.S_IMODE(known.stat().st_mode) == 0o600
     assert stat.S_IMODE(known.parent.stat().st_mode) == 0o700
     assert head_config.auth == config.auth  # the same key path on the head: same launch hash
