@@ -35,7 +35,7 @@ from pathlib import Path
 import paramiko
 from filelock import FileLock
 
-from rayctl.errors import AuthError
+from rayctl.errors import AuthError, UnprotectedKey
 from rayctl.runtime.runner import TAIL_LINES, CommandResult, NodeUnreachable, TransferError
 from rayctl.runtime.sync_rules import SyncRules
 
@@ -81,11 +81,9 @@ class KnownHosts:
             return []
         found = []
         for number, line in enumerate(text.splitlines(), start=1):
-            fields = line.split()
             # markers (@revoked, @cert-authority) and hashed names are not ours: skip them
-            if len(fields) < 3 or fields[0].startswith(("#", "@", "|")):
-                continue
-            if node_id in fields[0].split(","):
+            if node_id in _pinned_names(line):
+                fields = line.split()
                 with contextlib.suppress(ValueError):
                     found.append(KnownKey(number, fields[1], base64.b64decode(fields[2])))
         return found
@@ -110,6 +108,41 @@ class KnownHosts:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             with os.fdopen(fd, "a") as f:
                 f.write(f"{node_id} {key.get_name()} {key.get_base64()}\n")
+
+
+def check_key_mode(path: Path) -> None:
+    """Refuse a private key of ours that group or others may read, as OpenSSH does
+    ("UNPROTECTED PRIVATE KEY FILE"). A missing key is left to the caller to report."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return
+    mode = stat.S_IMODE(info.st_mode)
+    if info.st_uid == os.getuid() and mode & 0o077:
+        raise UnprotectedKey(
+            f"the private key {path} is readable by others (mode {mode:o}), so ssh would "
+            f"refuse it and so does rayctl: run `chmod 600 {path}`"
+        )
+
+
+def merge_known_hosts(ours: str, theirs: str) -> str:
+    """Pins of two known_hosts files, by host: ours for every host we pinned, theirs for
+    the others (e.g. workers a head's monitor pinned, which this machine never saw). Never
+    both for one host: two pins would let either key in, and a changed key must still be
+    refused."""
+    ours_lines = [line for line in ours.splitlines() if line.strip()]
+    known = set().union(*map(_pinned_names, ours_lines))
+    kept = [
+        line for line in theirs.splitlines() if (names := _pinned_names(line)) and not names & known
+    ]
+    return "".join(f"{line}\n" for line in [*ours_lines, *dict.fromkeys(kept)])
+
+
+def _pinned_names(line: str) -> set[str]:
+    fields = line.split()
+    if len(fields) < 3 or fields[0].startswith(("#", "@", "|")):
+        return set()
+    return set(fields[0].split(","))
 
 
 def _cause(exc: BaseException) -> str:
@@ -220,6 +253,7 @@ class SSHRunner:
         default ones, in the order OpenSSH tries them."""
         if self._pkeys is None:
             if self.key_path is not None:
+                check_key_mode(self.key_path)
                 self._pkeys = [_read_key(self.key_path)]
             else:
                 self._agent = self._agent or paramiko.Agent()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from rayctl.errors import AuthError
+from rayctl.errors import AuthError, UnprotectedKey
 from rayctl.runtime.runner import TAIL_LINES, LocalRunner, NodeUnreachable, TransferError
 from rayctl.runtime.ssh_runner import HostKeyChanged, SSHRunner
 from tests.conftest import REPO
@@ -368,10 +368,23 @@ def test_unusable_key_files_are_auth_errors(make_runner: MakeRunner, tmp_path: P
     )
     not_a_key = tmp_path / "not_a_key"
     not_a_key.write_text("hello\n")
+    not_a_key.chmod(0o600)
     cases = {tmp_path / "missing": "does not exist", encrypted: "encrypted", not_a_key: "not a"}
     for key, expected in cases.items():
         with pytest.raises(AuthError, match=expected):
             make_runner(key_path=key).run("true")
+
+
+def test_a_key_others_can_read_is_refused_as_ssh_refuses_it(
+    make_runner: MakeRunner, host_network: HostNetwork, tmp_path: Path
+):
+    key = tmp_path / "id_ed25519"
+    key.write_bytes(host_network.client_key.read_bytes())
+    key.chmod(0o644)
+    with pytest.raises(UnprotectedKey, match=f"run `chmod 600 {key}`"):
+        make_runner(key_path=key).run("true")
+    key.chmod(0o600)
+    assert make_runner(key_path=key).run("true").ok
 
 
 def test_host_key_pinned_on_first_use_and_a_changed_one_refused(

@@ -42,7 +42,7 @@ from rayctl.providers.aws.setup import Subnet, tag_dict, tag_list
 from rayctl.providers.base import Node, NodeKind, NodeState, RayStart, Tag
 from rayctl.providers.ssh_access import SSHAccess, connect_attempts_s
 from rayctl.runtime import head_paths
-from rayctl.runtime.ssh_runner import SSHRunner
+from rayctl.runtime.ssh_runner import SSHRunner, check_key_mode
 
 LIVE = ("pending", "running")
 CACHED = ("stopping", "stopped")
@@ -75,6 +75,7 @@ class _Launch:
     subnets: dict[str, list[Subnet]]  # node type -> where to try, in order
     images: dict[str, str]  # node type -> ImageId, for types whose node_config has none
     head_profile: str | None  # the instance profile rayctl gives the head, if any
+    templates: dict[str, dict[str, Any]]  # node type -> its launch template's data, if any
 
 
 class AWSProvider:
@@ -134,6 +135,7 @@ class AWSProvider:
         return f"{base}-{hashlib.sha256(blob).hexdigest()[:8]}"
 
     def _public_key(self) -> paramiko.PKey:
+        check_key_mode(self.key_path)
         try:
             return paramiko.PKey.from_path(self.key_path)
         except (OSError, ValueError, TypeError, paramiko.SSHException) as exc:
@@ -287,7 +289,7 @@ class AWSProvider:
             params["ImageId"] = launch.images[node_type]
         if kind is NodeKind.HEAD and launch.head_profile:
             params.setdefault("IamInstanceProfile", {"Name": launch.head_profile})
-        return params
+        return params | _imds(node_config, launch.templates.get(node_type))
 
     def terminate_nodes(self, ids: Sequence[str]) -> None:
         """Terminate, or with cache_stopped_nodes stop running on-demand workers. When the
@@ -394,12 +396,13 @@ class AWSProvider:
         vpc = _one_vpc(subnets)
         group = aws_setup.find_group(self.ec2, vpc, self.group_name)
         images, resolved = self._images(group)
+        templates = self._templates()
         key = self._key_plan()
-        role_needed = "IamInstanceProfile" not in self._config.head_type.node_config
-        self._dry_run(vpc, group, key, subnets, images)
+        role_needed = self._head_needs_role(templates)
+        self._dry_run(vpc, group, key, subnets, images, templates)
         if role_needed:
             policy = aws_setup.head_policy(
-                self.cluster_name, self._region, ident, self._worker_roles()
+                self.cluster_name, self._region, ident, self._worker_roles(templates)
             )
             aws_setup.ensure_head_role(self.iam, self.head_role, policy, self._cluster_tags())
         if key is not None:
@@ -408,7 +411,7 @@ class AWSProvider:
         self._access.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         with self._lock:
             self._launch = _Launch(
-                group_id, subnets, images, self.head_role if role_needed else None
+                group_id, subnets, images, self.head_role if role_needed else None, templates
             )
 
     def _launch_context(self) -> _Launch:
@@ -425,8 +428,9 @@ class AWSProvider:
                 "run `rayctl up` first"
             )
         images, _ = self._images(group)
-        role = "IamInstanceProfile" not in self._config.head_type.node_config
-        launch = _Launch(group["GroupId"], subnets, images, self.head_role if role else None)
+        templates = self._templates()
+        role = self.head_role if self._head_needs_role(templates) else None
+        launch = _Launch(group["GroupId"], subnets, images, role, templates)
         with self._lock:
             self._launch = launch
         return launch
@@ -486,10 +490,27 @@ class AWSProvider:
             )
         return images, resolved
 
-    def _worker_roles(self) -> list[str]:
+    def _templates(self) -> dict[str, dict[str, Any]]:
+        """The data of each node type's launch template, for types launched from one."""
+        return {
+            name: aws_setup.launch_template_data(self.ec2, node_type.node_config["LaunchTemplate"])
+            for name, node_type in self._config.available_node_types.items()
+            if "LaunchTemplate" in node_type.node_config
+        }
+
+    def _head_needs_role(self, templates: Mapping[str, Mapping[str, Any]]) -> bool:
+        """rayctl gives the head its role unless node_config or its template names one."""
+        head = self._config.head_node_type
+        chosen = {**templates.get(head, {}), **self._config.head_type.node_config}
+        return "IamInstanceProfile" not in chosen
+
+    def _worker_roles(self, templates: Mapping[str, Mapping[str, Any]]) -> list[str]:
+        """The roles workers launch with (node_config's profile, else their template's):
+        the head passes them to EC2."""
         roles: set[str] = set()
         for name, node_type in self._config.available_node_types.items():
-            profile = node_type.node_config.get("IamInstanceProfile")
+            chosen = {**templates.get(name, {}), **node_type.node_config}
+            profile = chosen.get("IamInstanceProfile")
             if name != self._config.head_node_type and isinstance(profile, dict):
                 roles.update(aws_setup.profile_roles(self.iam, profile))
         return sorted(roles)
@@ -501,6 +522,7 @@ class AWSProvider:
         key: _KeyPlan | None,
         subnets: Mapping[str, list[Subnet]],
         images: Mapping[str, str],
+        templates: Mapping[str, Mapping[str, Any]],
     ) -> None:
         """Ask EC2 whether the creations would be allowed (DryRun), before any is made."""
         ok = ("DryRunOperation",)
@@ -534,6 +556,7 @@ class AWSProvider:
                 ),
                 "DryRun": True,
             }
+            params |= _imds(node_config, templates.get(name))
             call(self.ec2, "run_instances", allow=ok, **params)
 
     # -- key pair ---------------------------------------------------------------------------
@@ -701,6 +724,14 @@ def _one_vpc(subnets: Mapping[str, list[Subnet]]) -> str:
             "a cluster's nodes must share one VPC (and its security group)"
         )
     return vpcs.pop()
+
+
+def _imds(node_config: Mapping[str, Any], template: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Instances require IMDSv2 unless node_config or its launch template sets
+    MetadataOptions (a template's own choice is not overridden)."""
+    if "MetadataOptions" in node_config or "MetadataOptions" in (template or {}):
+        return {}
+    return {"MetadataOptions": dict(aws_setup.IMDS_V2)}
 
 
 def _tag_specifications(

@@ -34,6 +34,9 @@ DLAMI_IMAGES = {
 # + architecture (Ubuntu) or dlami-<architecture>: an image resolved for the cluster, on its group
 IMAGE_TAG = "rayctl-image-"
 REGION_TAG = "rayctl-region"
+# Instance metadata through sessions only (IMDSv2): a request forged by a process on a node
+# (SSRF) cannot read the instance profile's credentials with a plain GET.
+IMDS_V2 = {"HttpTokens": "required", "HttpEndpoint": "enabled"}
 HEAD_POLICY_NAME = "rayctl-autoscaler"
 _EC2_TRUST = {
     "Version": "2012-10-17",
@@ -168,6 +171,18 @@ def newest_image(ec2: Any, owner: str, name: str, arch: str) -> str | None:
     return max(images, key=lambda i: (i.get("CreationDate", ""), i["Name"]))["ImageId"]
 
 
+# --- launch templates ----------------------------------------------------------------------
+
+
+def launch_template_data(ec2: Any, template: Mapping[str, Any]) -> dict[str, Any]:
+    """What the launch template version named by a node_config's LaunchTemplate holds
+    (its default version unless it names one, as run_instances reads it)."""
+    which = {k: template[k] for k in ("LaunchTemplateId", "LaunchTemplateName") if k in template}
+    version = str(template.get("Version", "$Default"))
+    reply = call(ec2, "describe_launch_template_versions", **which, Versions=[version])
+    return reply["LaunchTemplateVersions"][0]["LaunchTemplateData"]
+
+
 # --- security group -----------------------------------------------------------------------
 
 # An inbound rule reduced to one source: (protocol, from port, to port, kind, source).
@@ -292,8 +307,10 @@ def head_role_name(cluster: str, region: str) -> str:
 def head_policy(
     cluster: str, region: str, identity: Identity, pass_roles: Sequence[str]
 ) -> dict[str, Any]:
-    """Only what the autoscaler on the head calls: look, launch instances that carry the
-    cluster's tag, and tag, stop, start and terminate instances that carry it."""
+    """Only what the autoscaler on the head calls: look (Describe* includes
+    DescribeLaunchTemplates and DescribeLaunchTemplateVersions), launch instances that carry
+    the cluster's tag (from a launch template too: RunInstances then also acts on the
+    launch-template resource), and tag, stop, start and terminate instances that carry it."""
     arn = f"arn:{identity.partition}:ec2:{region}:{identity.account}"
     any_account = f"arn:{identity.partition}:ec2:{region}:*"  # images have no account
     owned = {"StringEquals": {f"ec2:ResourceTag/{Tag.CLUSTER}": cluster}}
@@ -317,6 +334,7 @@ def head_policy(
                 f"{arn}:security-group/*",
                 f"{arn}:key-pair/*",
                 f"{arn}:spot-instances-request/*",
+                f"{arn}:launch-template/*",
             ],
         },
         {
