@@ -19,6 +19,13 @@ class ConfigError(RayctlError):
         super().__init__("\n".join(problems))
 
 
+class UnprotectedKey(RayctlError):
+    """A private key that group or others may read: ssh refuses to use it, and so does
+    rayctl (a usage problem the user fixes with chmod, like an invalid config)."""
+
+    exit_code = 2
+
+
 class ProviderError(RayctlError):
     """The place nodes come from refused or failed an operation."""
 

@@ -217,6 +217,7 @@ class _Scheduler:
         self.scale = [
             max((v[i] for v in self.type_vec.values()), default=0.0) for i in range(len(self.names))
         ]
+        self.priced = bool(self.types) and all(t.cost is not None for t in self.types.values())
         self.capacity = self._capacity_measure()
         self.fitting: dict[Vec, list[str]] = {}  # shape -> the types that can hold it
         self.terminate: list[Termination] = []
@@ -234,7 +235,7 @@ class _Scheduler:
     def _capacity_measure(self) -> dict[str, float]:
         """What launching one node of a type costs: its `cost` when every type has one,
         else its resources, each normalised by the largest amount any type has."""
-        if self.types and all(t.cost is not None for t in self.types.values()):
+        if self.priced:
             return {name: float(t.cost or 0.0) for name, t in self.types.items()}
         return {name: self._amount(v) for name, v in self.type_vec.items()}
 
@@ -388,7 +389,8 @@ class _Scheduler:
     def _consolidate(self) -> None:
         """Fewer, larger nodes, as Ray's utilisation scorer prefers: move what several nodes
         launched for tasks, actors or PACK/SPREAD groups hold onto one node of a type that
-        has no more of any resource but memory than they have together. The last step that
+        has no more of any resource but memory than they have together (and, when types
+        have a `cost`, costs no more than they do together). The last step that
         uses the groups. Largest types first: a merged node is never a source again, since
         only smaller types merge into a type."""
         launch_of: dict[str, int] = {}  # planned node that may move -> its launch
@@ -423,17 +425,19 @@ class _Scheduler:
         )
         take: list[tuple[_Group, int]] = []  # (group, nodes of it per target node)
         had = self.vec({})
+        price = 0.0
         for g, used in sources:
             copies = min(len(g.ids), _fit(room, _need(used)))
             if copies:
                 take.append((g, copies))
                 room = _sub(room, used, copies)
                 had = _sub(had, g.total, -copies)
+                price += copies * self.capacity[g.node_type]
         grows = any(
             t > h + _EPS
             for name, t, h in zip(self.names, self.type_vec[target], had, strict=True)
             if name not in _CHEAP
-        )
+        ) or (self.priced and self.capacity[target] > price + _EPS)
         times = min(
             [self.types[target].max_workers - self.counts[target]]
             + [len(g.ids) // copies for g, copies in take]

@@ -62,6 +62,8 @@ def up(
 ) -> None:
     """Create or update a cluster: the head node and each type's min_workers."""
     loaded = load(config, cluster_name)
+    for line in loaded.warnings:
+        err.print(f"warning: {line}", markup=False)
     started = time.monotonic()
     err.print(
         styled("Bringing up cluster ", (loaded.name, "bold"), f" ({loaded.config.provider.type})")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from rayctl.cli.output import CONFIG_ARG, JSON_OPT, emit, load, out
+from rayctl.cli.output import CONFIG_ARG, JSON_OPT, emit, err, load, out
 from rayctl.providers.registry import cluster_model
 
 
@@ -24,11 +24,20 @@ class ValidateResult(BaseModel):
     head_node_type: str
     worker_types: list[WorkerType]
     max_workers: int
+    warnings: list[str] = []  # valid, but worth knowing (FILE:LINE:COL: key: message)
+    unsupported: list[str] = []  # valid Ray config that `up` refuses until rayctl has it
 
 
 def validate(config: Path = CONFIG_ARG, json_output: bool = JSON_OPT) -> None:
-    """Check a cluster config; errors name FILE:LINE:COL and the key, exit code 2."""
-    c = load(config).config
+    """Check a cluster config; errors name FILE:LINE:COL and the key, exit code 2. Warnings
+    (and what `up` would refuse as not supported yet) go to stderr; the config is valid."""
+    loaded = load(config)
+    c = loaded.config
+    for line in [
+        *loaded.warnings,
+        *(f"{u} (not supported yet: `up` refuses it)" for u in loaded.unsupported),
+    ]:
+        err.print(f"warning: {line}", markup=False)
     result = ValidateResult(
         file=str(config),
         cluster_name=c.cluster_name,
@@ -39,6 +48,8 @@ def validate(config: Path = CONFIG_ARG, json_output: bool = JSON_OPT) -> None:
             for name, t in c.worker_types().items()
         ],
         max_workers=c.max_workers,
+        warnings=list(loaded.warnings),
+        unsupported=list(loaded.unsupported),
     )
     emit(result, _render, as_json=json_output)
 

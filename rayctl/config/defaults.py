@@ -38,10 +38,13 @@ def fill_defaults(raw: dict[str, Any], specs: Mapping[str, ProviderSpec]) -> dic
     if spec is None:
         return copy.deepcopy(raw)
     base = dict(spec.defaults)
-    if isinstance(raw.get("available_node_types"), dict):
-        # The default head type names a default node type: both go when the user names types.
+    types = raw.get("available_node_types")
+    if isinstance(types, dict):
+        # The default node types go when the user names types. As in Ray, a missing
+        # head_node_type is still the default one, which the user's types may define.
         base.pop("available_node_types", None)
-        base.pop("head_node_type", None)
+        if base.get("head_node_type") not in types:
+            base.pop("head_node_type", None)
     filled = deep_merge(base, raw)
     if spec.fill is not None:
         filled = spec.fill(raw, filled)

@@ -89,9 +89,13 @@ class ProblemReport:
         where = _format_path(path)
         return (pos.line, pos.column, f"{self._shown}:{pos.line}:{pos.column}: {where}{message}")
 
+    def lines(self, findings: list[tuple[KeyPath, str]]) -> list[str]:
+        """`FILE:LINE:COL: key.path: message` for each, in line order."""
+        located = sorted({self._located(path, message) for path, message in findings})
+        return [text for *_, text in located]
+
     def error(self, problems: list[tuple[KeyPath, str]]) -> ConfigError:
-        located = sorted({self._located(path, message) for path, message in problems})
-        return ConfigError([text for *_, text in located])
+        return ConfigError(self.lines(problems))
 
     def validation_error(self, errors: list[Any], raw: dict[str, Any]) -> ConfigError:
         return self.error(

@@ -14,9 +14,9 @@ import pydantic
 
 from rayctl.config.defaults import fill_defaults
 from rayctl.config.documents import ProblemReport, read_document, suggest
+from rayctl.config.findings import Findings
 from rayctl.config.provider_spec import ProviderSpec
 from rayctl.config.schema import ClusterConfig
-from rayctl.config.yaml_positions import Path as KeyPath
 from rayctl.config.yaml_positions import PositionedYaml
 
 
@@ -24,6 +24,10 @@ from rayctl.config.yaml_positions import PositionedYaml
 class LoadedConfig:
     config: ClusterConfig
     path: Path
+    # Located like errors (FILE:LINE:COL: key: message). `validate` prints both and passes;
+    # `up` prints the warnings and refuses what is unsupported, before any work.
+    warnings: tuple[str, ...] = ()
+    unsupported: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -45,11 +49,9 @@ def load_config(
     raw = dict(doc.data)
     if cluster_name is not None:
         raw["cluster_name"] = cluster_name
-    base_dir = file.resolve().parent
-    config = validate_raw(
-        raw, specs, model, doc=doc, shown=shown, base_dir=base_dir, name_from_flag=cluster_name
+    return validate_raw(
+        raw, specs, model, doc=doc, shown=shown, path=file.resolve(), name_from_flag=cluster_name
     )
-    return LoadedConfig(config, file.resolve())
 
 
 # Keys the provider's defaults would fill: not worth reporting while the provider is wrong.
@@ -63,9 +65,9 @@ def validate_raw(
     *,
     doc: PositionedYaml,
     shown: str,
-    base_dir: Path,
+    path: Path,
     name_from_flag: str | None = None,
-) -> ClusterConfig:
+) -> LoadedConfig:
     report = ProblemReport(
         doc,
         shown,
@@ -73,6 +75,10 @@ def validate_raw(
         flag_keys={"cluster_name": "--cluster-name"} if name_from_flag is not None else {},
         provider_types=list(specs),
     )
+    found = Findings()
+    raw = _legacy(raw, found)
+    if found.problems:
+        raise report.error(found.problems)
     filled = fill_defaults(raw, specs)
     try:
         config = model.model_validate(filled)
@@ -86,22 +92,60 @@ def validate_raw(
                 if not (e["type"] == "missing" and e["loc"] in _FILLED_BY_PROVIDER)
             ]
         raise report.validation_error(errors, raw) from None
-    config, semantic = _check(config, specs[config.provider.type], base_dir)
-    if semantic:
-        raise report.error(semantic)
-    return config
+    config = _check(config, specs[config.provider.type], path.parent, found)
+    if found.problems:
+        raise report.error(found.problems)
+    return LoadedConfig(
+        config,
+        path,
+        warnings=tuple(report.lines(found.warnings)),
+        unsupported=tuple(report.lines(found.unsupported)),
+    )
+
+
+# Ray's keys from before 2.0. Ray 2.x drops them when empty and refuses them otherwise.
+_LEGACY_NODES = ("head_node", "worker_nodes")
+
+
+def _legacy(raw: dict[str, Any], found: Findings) -> dict[str, Any]:
+    """`raw` without Ray's empty pre-2.0 keys (a warning each, as Ray warns); non-empty
+    ones are problems that say what replaced them."""
+    kept = dict(raw)
+    for key in _LEGACY_NODES:
+        if key not in raw:
+            continue
+        if raw[key]:
+            found.problems.append(
+                (
+                    (key,),
+                    "Ray dropped head_node/worker_nodes in 2.0: move them into "
+                    "available_node_types.<name>.node_config and set head_node_type",
+                )
+            )
+        else:
+            found.warnings.append(((key,), "empty pre-2.0 key, ignored as Ray 2.x does; remove it"))
+            del kept[key]
+    return kept
 
 
 _RAY_STOP = re.compile(r"(^|[;&|\s])ray\s+stop\b")
 
 
 def _check(
-    config: ClusterConfig, spec: ProviderSpec, base_dir: Path
-) -> tuple[ClusterConfig, list[tuple[KeyPath, str]]]:
+    config: ClusterConfig, spec: ProviderSpec, base_dir: Path, found: Findings
+) -> ClusterConfig:
     """Rules that span keys, then the provider's own. Returns the config with paths made
     absolute (file mount sources, the wheelhouse, what the provider resolves)."""
     shares_machine = spec.capabilities.shares_filesystem
-    problems: list[tuple[KeyPath, str]] = []
+    problems = found.problems
+    if config.min_workers is not None:
+        found.warnings.append(
+            (
+                ("min_workers",),
+                "Ray 2.x ignores a top-level min_workers, and so does rayctl: set "
+                "available_node_types.<name>.min_workers instead",
+            )
+        )
     types = config.available_node_types
     if not types:
         problems.append((("available_node_types",), "define at least one node type"))
@@ -185,20 +229,15 @@ def _check(
         config = config.model_copy(
             update={"rayctl": config.rayctl.model_copy(update={"runtime": runtime})}
         )
-    config = spec.check(config, base_dir, problems)
-    return config, problems
+    return spec.check(config, base_dir, found)
 
 
-def resolve_private_key(
-    config: ClusterConfig, base_dir: Path, problems: list[tuple[KeyPath, str]]
-) -> ClusterConfig:
-    """The config with auth.ssh_private_key made absolute; a problem if the file is missing.
-    For providers whose nodes are reached over SSH."""
+def resolve_private_key(config: ClusterConfig, base_dir: Path) -> ClusterConfig:
+    """The config with auth.ssh_private_key (if any) made absolute, relative to the config.
+    Not read here: validation is offline and passes on a machine without the key; the
+    provider checks it when it first uses it."""
     auth = config.auth
-    assert auth.ssh_private_key
+    if not auth.ssh_private_key:
+        return config
     key = (base_dir / os.path.expanduser(auth.ssh_private_key)).resolve()
-    if not key.is_file():
-        problems.append(
-            (("auth", "ssh_private_key"), f"key file '{auth.ssh_private_key}' not found ({key})")
-        )
     return config.model_copy(update={"auth": auth.model_copy(update={"ssh_private_key": str(key)})})

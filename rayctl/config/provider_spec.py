@@ -11,17 +11,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rayctl.config.findings import Findings
 from rayctl.config.schema import Capabilities, ClusterConfig, ProviderSettings
-from rayctl.config.yaml_positions import Path as KeyPath
 
-# A provider's own rules, run on a config that passed the schema: append (key path, message)
-# problems, return the config with paths resolved (e.g. the SSH key made absolute).
-Check = Callable[[ClusterConfig, Path, list[tuple[KeyPath, str]]], ClusterConfig]
+# A provider's own rules, run on a config that passed the schema: add (key path, message)
+# findings, return the config with paths resolved (e.g. the SSH key made absolute).
+Check = Callable[[ClusterConfig, Path, Findings], ClusterConfig]
 
 
-def no_check(
-    config: ClusterConfig, base_dir: Path, problems: list[tuple[KeyPath, str]]
-) -> ClusterConfig:
+def no_check(config: ClusterConfig, base_dir: Path, found: Findings) -> ClusterConfig:
     return config
 
 

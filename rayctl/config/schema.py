@@ -133,6 +133,11 @@ class ClusterConfig(StrictModel):
     worker_start_ray_commands: list[str] = []
     docker: DockerConfig = DockerConfig()
     metadata: dict[str, Any] = {}
+    min_workers: NonNegativeInt | None = Field(
+        None,
+        description="Ray's pre-2.0 key. Ray 2.x ignores it (on-prem hosts without "
+        "available_node_types: the workers' min_workers); use the node types' min_workers.",
+    )
     rayctl: RayctlSettings = RayctlSettings()
 
     @property

@@ -14,9 +14,6 @@ from rayctl.runtime import detached, head_paths
 from rayctl.runtime.install import runtime_python
 from rayctl.templates import shell_path
 
-# The monitor's slot among the head's detached processes.
-MONITOR_SLOT = "monitor"
-
 
 def find_head(provider: NodeProvider) -> Node:
     heads = provider.list_nodes(**{Tag.KIND: NodeKind.HEAD.value})
@@ -32,7 +29,7 @@ def stop_monitor(provider: NodeProvider, heads: list[Node] | None = None) -> Non
     if heads is None:
         heads = provider.list_nodes(**{Tag.KIND: NodeKind.HEAD.value})
     for head in heads:
-        detached.stop(provider.runner(head), MONITOR_SLOT, grace_s=5)
+        detached.stop(provider.runner(head), head_paths.MONITOR_SLOT, grace_s=5)
 
 
 def start_monitor(loaded: LoadedConfig, provider: NodeProvider, head: Node) -> None:
@@ -46,7 +43,7 @@ def start_monitor(loaded: LoadedConfig, provider: NodeProvider, head: Node) -> N
     python = shell_path(runtime_python(loaded.config))
     result = detached.start(
         runner,
-        MONITOR_SLOT,
+        head_paths.MONITOR_SLOT,
         [f"exec {python} -m rayctl monitor {head_paths.MONITOR_CONFIG}"],
         env={**env, "RAYCTL_CLUSTER": loaded.name},
     )
@@ -55,4 +52,4 @@ def start_monitor(loaded: LoadedConfig, provider: NodeProvider, head: Node) -> N
 
 
 def monitor_running(provider: NodeProvider, head: Node) -> bool:
-    return detached.is_alive(provider.runner(head), MONITOR_SLOT)
+    return detached.is_alive(provider.runner(head), head_paths.MONITOR_SLOT)

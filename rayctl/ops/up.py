@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rayctl.config.loader import LoadedConfig
-from rayctl.errors import BootstrapError, ProviderError, RayctlError
+from rayctl.errors import BootstrapError, ConfigError, ProviderError, RayctlError
 from rayctl.ops.head import find_head, start_monitor, stop_monitor
 from rayctl.ops.lock import cluster_lock
 from rayctl.paths import log_dir
@@ -56,7 +56,10 @@ def up(
     wait: bool = True,
 ) -> UpReport:
     """Create or update the head and each type's min_workers, bootstrapping in parallel,
-    holding the cluster's lock (no other `up` or `down` of it from this machine meanwhile)."""
+    holding the cluster's lock (no other `up` or `down` of it from this machine meanwhile).
+    Parts of the config rayctl accepts but does not implement yet stop it before any work."""
+    if loaded.unsupported:
+        raise ConfigError(list(loaded.unsupported))
     with cluster_lock(home, loaded.name, "up"):
         return _up(loaded, home=home, on_stage=on_stage, confirm=confirm, wait=wait)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import posixpath
 import shlex
-import stat
+import tempfile
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,7 +23,7 @@ from rayctl.paths import cluster_dir
 from rayctl.runtime import head_paths
 from rayctl.runtime.nodes import Node, RayStart
 from rayctl.runtime.runner import CommandRunner
-from rayctl.runtime.ssh_runner import SSHRunner
+from rayctl.runtime.ssh_runner import SSHRunner, check_key_mode, merge_known_hosts
 
 
 def connect_attempts_s(default: float) -> float:
@@ -37,7 +37,7 @@ class SSHAccess:
     """A cluster's SSH access to its nodes, as one provider process sees it."""
 
     def __init__(
-        self, config: ClusterConfig, *, home: Path, key_path: Path, attempts_s: float
+        self, config: ClusterConfig, *, home: Path, key_path: Path | None, attempts_s: float
     ) -> None:
         assert config.auth.ssh_user  # the provider's checks require it
         self.cluster_name = config.cluster_name
@@ -55,14 +55,18 @@ class SSHAccess:
         return self.state_dir / "known_hosts"
 
     def check_key(self) -> None:
-        """The private key must be readable by its owner only (ssh refuses others)."""
-        mode = stat.S_IMODE(self.key_path.stat().st_mode)
-        if mode & 0o077:
-            raise ProviderError(
-                f"the private key {self.key_path} is readable by others (mode {mode:o}); "
-                f"run `chmod 600 {self.key_path}`"
-            )
+        """The private key (if the config names one) must exist and be readable by its
+        owner only (ssh refuses others)."""
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self.key_path is None:
+            return
+        check_key_mode(self.key_path)
+        if not self.key_path.is_file():
+            raise ProviderError(
+                f"auth.ssh_private_key: key file {self.key_path} not found; give the path of "
+                "the private key the hosts accept, or leave ssh_private_key out to use the "
+                "ssh agent and ~/.ssh's default keys"
+            )
 
     def runner(self, node_id: str, address: str) -> SSHRunner:
         """The node's runner, made once per (node, address) and reused."""
@@ -94,17 +98,36 @@ class SSHAccess:
         goes to `created_key` (a path relative to the head's home), where the provider finds
         it by name. Returns the config as the head's monitor sees it."""
         secrets = head_paths.cluster_secrets(self.cluster_name)
-        files = {str(self.known_hosts): posixpath.join(secrets, "known_hosts")}
-        update: dict[str, Any] = {}
-        if config.auth.ssh_private_key:
-            files[str(self.key_path)] = posixpath.join(secrets, "ssh_key")
-            update["auth"] = config.auth.model_copy(
-                update={"ssh_private_key": "~/" + posixpath.join(secrets, "ssh_key")}
-            )
-        elif created_key is not None:
-            files[str(self.key_path)] = created_key
-        _copy_secrets(runner, files)
+        head_known = posixpath.join(secrets, "known_hosts")
+        with tempfile.TemporaryDirectory() as scratch:
+            merged = Path(scratch, "known_hosts")
+            merged.write_text(self._merged_known_hosts(runner, head_known))
+            files = {str(merged): head_known}
+            update: dict[str, Any] = {}
+            if config.auth.ssh_private_key:  # else the head logs in with its own keys, as Ray
+                files[str(self.key_path)] = posixpath.join(secrets, "ssh_key")
+                update["auth"] = config.auth.model_copy(
+                    update={"ssh_private_key": "~/" + posixpath.join(secrets, "ssh_key")}
+                )
+            elif created_key is not None:
+                files[str(self.key_path)] = created_key
+            _copy_secrets(runner, files)
         return head_config(config, runner, **update)
+
+    def _merged_known_hosts(self, runner: CommandRunner, head_known: str) -> str:
+        """Ours, plus the pins the head's monitor made for hosts we never saw (workers it
+        launched): every `up` would otherwise forget them, and trust those hosts anew."""
+        lines: list[str] = []
+        result = runner.run(
+            f'cat "$HOME"/{shlex.quote(head_known)} 2>/dev/null || true', stream=lines.append
+        )
+        if not result.ok:
+            raise ProviderError(f"could not read the head's pinned host keys:\n{result.tail}")
+        try:
+            ours = self.known_hosts.read_text()
+        except FileNotFoundError:
+            ours = ""
+        return merge_known_hosts(ours, "\n".join(lines))
 
 
 def _copy_secrets(runner: CommandRunner, files: Mapping[str, str]) -> None:

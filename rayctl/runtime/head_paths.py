@@ -25,7 +25,9 @@ def home_path(*parts: str) -> str:
     return "~/" + home_relative(*parts)
 
 
-# The autoscaler on the head: the config it runs and the status it writes after each tick.
+# The autoscaler on the head: its detached process's slot, the config it runs and the status
+# it writes after each tick.
+MONITOR_SLOT = "monitor"
 MONITOR_CONFIG = home_path("monitor", "cluster.yaml")
 MONITOR_STATUS = home_path("monitor", "status.json")
 MONITOR_LEASE = home_path("monitor", "lease")  # held by the one monitor that acts
@@ -53,9 +55,25 @@ def pool_dir(cluster: str) -> str:
 
 
 def cluster_secrets(cluster: str) -> str:
-    """Where the head keeps the cluster's SSH key and pinned host keys for its monitor
-    (relative to the home; the monitor's provider finds them under its RAYCTL_HOME)."""
+    """The one directory that holds a cluster's secrets on a node (relative to the home):
+    on the head its SSH key and pinned host keys for the monitor (whose provider finds them
+    under its RAYCTL_HOME). Keep every secret of a cluster on a node here: releasing a host
+    (`down`, or the autoscaler giving it back) removes this directory."""
     return home_relative("clusters", cluster)
+
+
+# Which cluster holds an on-prem host: one claim file per host address (ssh provider).
+CLAIMS_DIR = home_relative("claims")
+
+
+def released_with_host(cluster: str, node_id: str, *, head: bool) -> list[str]:
+    """What of a cluster a host keeps until the cluster lets it go (relative to the home):
+    its secrets, and the slots of its processes there (their scripts carry their
+    environment); on the head also the monitor's slot and its config and status."""
+    paths = [cluster_secrets(cluster), home_relative("procs", node_id)]
+    if head:
+        paths += [home_relative("procs", MONITOR_SLOT), home_relative("monitor")]
+    return paths
 
 
 def key_pair(name: str) -> str:

@@ -35,13 +35,15 @@ from pathlib import Path
 import paramiko
 from filelock import FileLock
 
-from rayctl.errors import AuthError
+from rayctl.errors import AuthError, UnprotectedKey
 from rayctl.runtime.runner import TAIL_LINES, CommandResult, NodeUnreachable, TransferError
 from rayctl.runtime.sync_rules import SyncRules
 
 KEEPALIVE_S = 15
 KILL_AFTER_S = 5  # a timed-out command gets TERM, then KILL this much later
 MAX_SESSIONS = 8  # below sshd's default MaxSessions (10) channels on one connection
+# Tried in ~/.ssh when no key is configured (after the agent's keys), as OpenSSH does.
+DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -79,11 +81,9 @@ class KnownHosts:
             return []
         found = []
         for number, line in enumerate(text.splitlines(), start=1):
-            fields = line.split()
             # markers (@revoked, @cert-authority) and hashed names are not ours: skip them
-            if len(fields) < 3 or fields[0].startswith(("#", "@", "|")):
-                continue
-            if node_id in fields[0].split(","):
+            if node_id in _pinned_names(line):
+                fields = line.split()
                 with contextlib.suppress(ValueError):
                     found.append(KnownKey(number, fields[1], base64.b64decode(fields[2])))
         return found
@@ -110,6 +110,41 @@ class KnownHosts:
                 f.write(f"{node_id} {key.get_name()} {key.get_base64()}\n")
 
 
+def check_key_mode(path: Path) -> None:
+    """Refuse a private key of ours that group or others may read, as OpenSSH does
+    ("UNPROTECTED PRIVATE KEY FILE"). A missing key is left to the caller to report."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return
+    mode = stat.S_IMODE(info.st_mode)
+    if info.st_uid == os.getuid() and mode & 0o077:
+        raise UnprotectedKey(
+            f"the private key {path} is readable by others (mode {mode:o}), so ssh would "
+            f"refuse it and so does rayctl: run `chmod 600 {path}`"
+        )
+
+
+def merge_known_hosts(ours: str, theirs: str) -> str:
+    """Pins of two known_hosts files, by host: ours for every host we pinned, theirs for
+    the others (e.g. workers a head's monitor pinned, which this machine never saw). Never
+    both for one host: two pins would let either key in, and a changed key must still be
+    refused."""
+    ours_lines = [line for line in ours.splitlines() if line.strip()]
+    known = set().union(*map(_pinned_names, ours_lines))
+    kept = [
+        line for line in theirs.splitlines() if (names := _pinned_names(line)) and not names & known
+    ]
+    return "".join(f"{line}\n" for line in [*ours_lines, *dict.fromkeys(kept)])
+
+
+def _pinned_names(line: str) -> set[str]:
+    fields = line.split()
+    if len(fields) < 3 or fields[0].startswith(("#", "@", "|")):
+        return set()
+    return set(fields[0].split(","))
+
+
 def _cause(exc: BaseException) -> str:
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
@@ -134,8 +169,27 @@ def _rsync_quote(arg: str) -> str:
     return arg if re.fullmatch(r"[\w@%+=:,./-]+", arg) else "'" + arg.replace("'", "''") + "'"
 
 
+def _read_key(path: Path) -> paramiko.PKey:
+    try:
+        return paramiko.PKey.from_path(path)
+    except FileNotFoundError:
+        raise AuthError(f"ssh key file {path} does not exist") from None
+    except PermissionError:
+        raise AuthError(f"ssh key file {path} is not readable by this user") from None
+    except TypeError:  # cryptography: "Password was not given but key is encrypted"
+        raise AuthError(
+            f"ssh key file {path} is encrypted: rayctl needs a key without a passphrase"
+        ) from None
+    except (ValueError, paramiko.SSHException, OSError) as exc:
+        raise AuthError(
+            f"ssh key file {path} is not a private key rayctl can use "
+            f"(ed25519, ecdsa or rsa): {type(exc).__name__}"
+        ) from None
+
+
 class SSHRunner:
-    """Runs commands on `address` as `user`, authenticating with the key file only."""
+    """Runs commands on `address` as `user`, authenticating with the key file only (no key
+    file: the ssh agent's keys, then ~/.ssh's default ones)."""
 
     def __init__(
         self,
@@ -143,7 +197,7 @@ class SSHRunner:
         *,
         node_id: str,
         user: str,
-        key_path: Path,
+        key_path: Path | None,
         known_hosts: Path,
         port: int = 22,
         proxy_command: str | None = None,
@@ -155,7 +209,7 @@ class SSHRunner:
         self.address = address
         self.node_id = node_id
         self.user = user
-        self.key_path = Path(key_path)
+        self.key_path = Path(key_path) if key_path is not None else None
         self.known_hosts = Path(known_hosts)
         self._host_keys = KnownHosts(self.known_hosts)
         self.port = port
@@ -167,7 +221,8 @@ class SSHRunner:
         self._lock = threading.Lock()
         self._sessions = threading.BoundedSemaphore(MAX_SESSIONS)
         self._transport: paramiko.Transport | None = None
-        self._pkey: paramiko.PKey | None = None
+        self._pkeys: list[paramiko.PKey] | None = None
+        self._agent: paramiko.Agent | None = None
         self._remote_rsync: bool | None = None
         self.connections_opened = 0
 
@@ -182,6 +237,10 @@ class SSHRunner:
             if self._transport is not None:
                 self._transport.close()
                 self._transport = None
+            if self._agent is not None:
+                self._agent.close()
+                self._agent = None
+                self._pkeys = None  # agent keys sign through the agent's connection
 
     def __enter__(self) -> SSHRunner:
         return self
@@ -189,25 +248,29 @@ class SSHRunner:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def _load_key(self) -> paramiko.PKey:
-        if self._pkey is None:
-            path = self.key_path
-            try:
-                self._pkey = paramiko.PKey.from_path(path)
-            except FileNotFoundError:
-                raise AuthError(f"ssh key file {path} does not exist") from None
-            except PermissionError:
-                raise AuthError(f"ssh key file {path} is not readable by this user") from None
-            except TypeError:  # cryptography: "Password was not given but key is encrypted"
-                raise AuthError(
-                    f"ssh key file {path} is encrypted: rayctl needs a key without a passphrase"
-                ) from None
-            except (ValueError, paramiko.SSHException, OSError) as exc:
-                raise AuthError(
-                    f"ssh key file {path} is not a private key rayctl can use "
-                    f"(ed25519, ecdsa or rsa): {type(exc).__name__}"
-                ) from None
-        return self._pkey
+    def _load_keys(self) -> list[paramiko.PKey]:
+        """The configured key, or (none configured) the ssh agent's keys and ~/.ssh's
+        default ones, in the order OpenSSH tries them."""
+        if self._pkeys is None:
+            if self.key_path is not None:
+                check_key_mode(self.key_path)
+                self._pkeys = [_read_key(self.key_path)]
+            else:
+                self._agent = self._agent or paramiko.Agent()
+                found: list[paramiko.PKey] = list(self._agent.get_keys())
+                for name in DEFAULT_KEYS:
+                    path = Path.home() / ".ssh" / name
+                    if path.is_file():
+                        with contextlib.suppress(AuthError):  # as ssh: skip unusable ones
+                            found.append(_read_key(path))
+                if not found:
+                    raise AuthError(
+                        f"node {self.node_id}: no ssh key to log in with: auth.ssh_private_key "
+                        f"is not set, the ssh agent has no keys and ~/.ssh has none of "
+                        f"{', '.join(DEFAULT_KEYS)}"
+                    )
+                self._pkeys = found
+        return self._pkeys
 
     def _connected(self) -> paramiko.Transport:
         with self._lock:
@@ -226,13 +289,13 @@ class SSHRunner:
                 self._transport = None
 
     def _connect(self) -> paramiko.Transport:
-        pkey = self._load_key()  # a bad key file is not worth retrying
+        pkeys = self._load_keys()  # a bad key file is not worth retrying
         started = time.monotonic()
         delay, attempts = 0.5, 0
         while True:
             attempts += 1
             try:
-                return self._handshake(pkey)
+                return self._handshake(pkeys)
             except _NetworkFailure as exc:
                 cause = str(exc)
             left = started + self.connect_attempts_s - time.monotonic()
@@ -295,7 +358,7 @@ class SSHRunner:
                 raise _NetworkFailure("the port does not speak SSH")
             time.sleep(0.05)  # only part of a (pre-)banner line has arrived
 
-    def _handshake(self, pkey: paramiko.PKey) -> paramiko.Transport:
+    def _handshake(self, pkeys: Sequence[paramiko.PKey]) -> paramiko.Transport:
         transport = paramiko.Transport(self._open_socket())
         try:
             transport.banner_timeout = self.connect_timeout_s
@@ -307,16 +370,24 @@ class SSHRunner:
             except (paramiko.SSHException, EOFError, OSError) as exc:
                 raise _NetworkFailure(_cause(exc)) from None
             self._host_keys.check(self.node_id, transport.get_remote_server_key(), self.where)
-            try:
-                remaining = transport.auth_publickey(self.user, pkey)
-            except paramiko.AuthenticationException:
-                remaining = ["publickey"]
-            except (paramiko.SSHException, EOFError, OSError) as exc:
-                raise _NetworkFailure(_cause(exc)) from None
-            if remaining or not transport.is_authenticated():
+            for pkey in pkeys:
+                try:
+                    remaining = transport.auth_publickey(self.user, pkey)
+                except paramiko.AuthenticationException:
+                    continue  # the next key, as ssh does
+                except (paramiko.SSHException, EOFError, OSError) as exc:
+                    raise _NetworkFailure(_cause(exc)) from None
+                if not remaining and transport.is_authenticated():
+                    break
+            else:
+                keys = (
+                    f"the key {self.key_path}"
+                    if self.key_path
+                    else f"any of the ssh agent's or ~/.ssh's {len(pkeys)} key(s)"
+                )
                 raise AuthError(
-                    f"node {self.node_id}: {self.user}@{self.where} did not accept the key "
-                    f"{self.key_path}. Check that its public key is in the host's "
+                    f"node {self.node_id}: {self.user}@{self.where} did not accept {keys}. "
+                    f"Check that its public key is in the host's "
                     f"~{self.user}/.ssh/authorized_keys and that ssh_user ({self.user}) is right."
                 )
             transport.set_keepalive(KEEPALIVE_S)
@@ -630,9 +701,12 @@ class SSHRunner:
     def ssh_base_argv(self) -> list[str]:
         """An OpenSSH command line (without the destination) that connects exactly like this
         runner: same key, user, port, pinned host key and proxy; never prompts."""
+        # With a key, that key only; without, ssh's own agent and default keys (as the runner).
+        identity = (
+            {"IdentitiesOnly": "yes", "IdentityAgent": "none"} if self.key_path is not None else {}
+        )
         options = {
-            "IdentitiesOnly": "yes",
-            "IdentityAgent": "none",
+            **identity,
             "UserKnownHostsFile": str(self.known_hosts),
             "GlobalKnownHostsFile": "/dev/null",
             "HostKeyAlias": self.node_id,
@@ -643,7 +717,9 @@ class SSHRunner:
         }
         if self.proxy_command:
             options["ProxyCommand"] = self.proxy_command
-        argv = ["ssh", "-F", "/dev/null", "-i", str(self.key_path), "-p", str(self.port)]
+        argv = ["ssh", "-F", "/dev/null"]
+        argv += ["-i", str(self.key_path)] if self.key_path is not None else []
+        argv += ["-p", str(self.port)]
         argv += ["-l", self.user]
         for name, value in options.items():
             argv += ["-o", f"{name}={value}"]

@@ -180,10 +180,15 @@ def test_onprem_lifecycle(onprem, cli, tmp_path: Path) -> None:
     assert f"hosts: {sorted([first.name, second.name])}" in submitted.out
     assert cluster.workers_in_status(cli) == sorted([first.address, second.address])
     # `up` keeps the worker the monitor launched: the head computes the same launch hash
-    # from its own copy of the key.
+    # from its own copy of the key. And it keeps the monitor's pin of that worker's host key
+    # (this machine never saw the host): `up` merges pins, it does not overwrite them.
+    head_known = cluster.head.home / ".rayctl" / "clusters" / cluster.name / "known_hosts"
+    pinned_by_monitor = _pins(head_known, second.address)
+    assert pinned_by_monitor
     again = cli("up", cluster.config, "--yes")
     assert again.code == 0 and "nothing changed" in again.text, again.text
     assert cluster.workers_in_status(cli) == sorted([first.address, second.address])
+    assert _pins(head_known, second.address) == pinned_by_monitor
 
     # A detached job, and its output read back over SSH.
     detached = cli("submit", cluster.config, job, "--detach")
@@ -202,6 +207,78 @@ def test_onprem_lifecycle(onprem, cli, tmp_path: Path) -> None:
     for host in (cluster.head, *cluster.workers):
         assert _wait_until_quiet(host) == {}, f"{host.name} still runs processes"
     assert not (cluster.head.home / ".rayctl" / "pool" / cluster.name).exists()
+    # No host keeps the cluster's key (the head had a copy for its monitor), nor any claim.
+    key = Path(yaml.safe_load(cluster.config.read_text())["auth"]["ssh_private_key"])
+    assert _files_holding(key.read_bytes(), Path("/tmp"), besides=key) == []
+    for host in (cluster.head, *cluster.workers):
+        assert list((host.home / ".rayctl" / "claims").glob("*")) == []
+
+
+def _ray_nodes(status: dict) -> list[tuple[str, str]]:
+    return sorted(
+        (r.instance_id, r.ray_node_id) for r in list_ray_nodes(status["gcs_address"]) if r.alive
+    )
+
+
+def _pins(known_hosts: Path, host: str) -> list[str]:
+    return [line for line in known_hosts.read_text().splitlines() if line.split()[0] == host]
+
+
+def _files_holding(data: bytes, root: Path, *, besides: Path) -> list[Path]:
+    """Files under `root` (not `besides`) whose bytes include `data`."""
+    found = []
+    for directory, _dirs, files in os.walk(root):
+        for name in files:
+            path = Path(directory, name)
+            if path == besides or path.is_symlink() or not path.is_file():
+                continue
+            try:
+                if data in path.read_bytes():
+                    found.append(path)
+            except OSError:
+                continue  # a socket, or gone meanwhile
+    return found
+
+
+def test_a_host_is_held_by_one_cluster_at_a_time(onprem, cli, host_network: HostNetwork) -> None:
+    first = onprem(workers=1)
+    assert cli("up", first.config, "--yes").code == 0
+    before = first.status(cli)
+
+    # The same head: refused before anything is touched on it.
+    second = onprem(workers=1)
+    refused = cli("up", second.config, "--yes")
+    assert refused.code == 3, refused.text
+    assert f"host {first.head.address} is held by cluster {first.name}" in refused.err
+    assert "rayctl down" in refused.err and "Traceback" not in refused.err
+    assert not (first.head.home / ".rayctl" / "pool" / second.name).exists()
+
+    # Another head, but the first cluster's worker: that host is not taken either.
+    spare = host_network.hosts[3]
+    third = onprem(
+        workers=1,
+        provider={
+            "type": "ssh",
+            "head_ip": spare.address,
+            "worker_ips": [first.workers[0].address],
+        },
+    )
+    taken = cli("up", third.config, "--yes")
+    assert taken.code == 3, taken.text
+    assert f"host {first.workers[0].address} is held by cluster {first.name}" in taken.err
+    assert cli("down", third.config, "--yes").code == 0  # lets its own head go
+
+    # The first cluster ran on undisturbed: the same Ray nodes, alive, and its monitor.
+    after = first.status(cli)
+    assert after["monitor_running"]
+    assert _ray_nodes(after) == _ray_nodes(before) and len(_ray_nodes(before)) == 2
+
+    # Once it is down, its hosts are free for the other cluster.
+    assert cli("down", first.config, "--yes").code == 0
+    retried = cli("up", second.config, "--yes")
+    assert retried.code == 0, retried.text
+    down = cli("down", second.config, "--yes")
+    assert down.code == 0, down.text
 
 
 def test_unreachable_host_fails_alone(onprem, cli) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from rayctl.errors import AuthError
+from rayctl.errors import AuthError, UnprotectedKey
 from rayctl.runtime.runner import TAIL_LINES, LocalRunner, NodeUnreachable, TransferError
 from rayctl.runtime.ssh_runner import HostKeyChanged, SSHRunner
 from tests.conftest import REPO
@@ -338,6 +338,29 @@ def test_a_key_the_host_refuses_is_an_auth_error_without_retries(
     assert "authorized_keys" in message and "ssh_user" in message
 
 
+def test_without_a_key_the_default_keys_are_tried_in_order(
+    make_runner: MakeRunner,
+    host_network: HostNetwork,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """No auth.ssh_private_key (Ray's on-prem examples): like ssh, the agent's keys and then
+    ~/.ssh's default ones; one the host refuses is passed over for the next."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    shutil.copy(host_network.wrong_key, home / ".ssh" / "id_ed25519")  # refused by the host
+    shutil.copy(host_network.client_key, home / ".ssh" / "id_rsa")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    runner = make_runner(key_path=None)
+    assert runner.run("echo in").tail.strip() == "in"
+    (home / ".ssh" / "id_rsa").unlink()
+    with pytest.raises(
+        AuthError, match=r"did not accept any of the ssh agent's or ~/\.ssh's 1 key"
+    ):
+        make_runner(key_path=None, known_hosts=runner.known_hosts).run("true")
+
+
 def test_unusable_key_files_are_auth_errors(make_runner: MakeRunner, tmp_path: Path):
     encrypted = tmp_path / "encrypted"
     subprocess.run(
@@ -345,10 +368,23 @@ def test_unusable_key_files_are_auth_errors(make_runner: MakeRunner, tmp_path: P
     )
     not_a_key = tmp_path / "not_a_key"
     not_a_key.write_text("hello\n")
+    not_a_key.chmod(0o600)
     cases = {tmp_path / "missing": "does not exist", encrypted: "encrypted", not_a_key: "not a"}
     for key, expected in cases.items():
         with pytest.raises(AuthError, match=expected):
             make_runner(key_path=key).run("true")
+
+
+def test_a_key_others_can_read_is_refused_as_ssh_refuses_it(
+    make_runner: MakeRunner, host_network: HostNetwork, tmp_path: Path
+):
+    key = tmp_path / "id_ed25519"
+    key.write_bytes(host_network.client_key.read_bytes())
+    key.chmod(0o644)
+    with pytest.raises(UnprotectedKey, match=f"run `chmod 600 {key}`"):
+        make_runner(key_path=key).run("true")
+    key.chmod(0o600)
+    assert make_runner(key_path=key).run("true").ok
 
 
 def test_host_key_pinned_on_first_use_and_a_changed_one_refused(

@@ -7,6 +7,7 @@ connection to any instance address.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import stat
 import textwrap
@@ -280,6 +281,133 @@ def test_head_policy_passes_only_the_workers_roles(aws: None, tmp_path: Path) ->
     ]
 
 
+def allowed(document: dict[str, Any], action: str, resource: str) -> bool:
+    """Whether an Allow statement of `document` names `action` on `resource` (wildcards as
+    IAM matches them; conditions are not evaluated)."""
+
+    def listed(value: str | list[str], name: str) -> bool:
+        values = [value] if isinstance(value, str) else value
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in values)
+
+    return any(
+        s["Effect"] == "Allow" and listed(s["Action"], action) and listed(s["Resource"], resource)
+        for s in document["Statement"]
+    )
+
+
+def test_head_launches_from_a_launch_template_and_passes_its_role(
+    aws: None, tmp_path: Path
+) -> None:
+    """RunInstances with a LaunchTemplate also acts on the template (and reads it with
+    DescribeLaunchTemplates/Versions); the role of the template's instance profile is passed."""
+    config = load(
+        tmp_path,
+        f"""        available_node_types:
+          head: {{node_config: {{InstanceType: m5.large, ImageId: {IMAGE}}}}}
+          worker:
+            node_config:
+              LaunchTemplate: {{LaunchTemplateName: worker-template}}
+        head_node_type: head
+        """,
+    )
+    p = AWSProvider(config, home=tmp_path / "home")
+    p.iam.create_role(RoleName="template-role", AssumeRolePolicyDocument="{}")
+    p.iam.create_instance_profile(InstanceProfileName="template-profile")
+    p.iam.add_role_to_instance_profile(
+        InstanceProfileName="template-profile", RoleName="template-role"
+    )
+    template = p.ec2.create_launch_template(
+        LaunchTemplateName="worker-template",
+        LaunchTemplateData={
+            "InstanceType": "m5.large",
+            "ImageId": IMAGE,
+            "IamInstanceProfile": {"Name": "template-profile"},
+        },
+    )["LaunchTemplate"]["LaunchTemplateId"]
+    p.bootstrap()
+    document = p.iam.get_role_policy(RoleName=p.head_role, PolicyName=aws_setup.HEAD_POLICY_NAME)[
+        "PolicyDocument"
+    ]
+    arn = f"arn:aws:ec2:{REGION}:123456789012"
+    assert allowed(document, "ec2:RunInstances", f"{arn}:launch-template/{template}")
+    assert allowed(document, "ec2:DescribeLaunchTemplates", "*")
+    assert allowed(document, "ec2:DescribeLaunchTemplateVersions", "*")
+    assert allowed(document, "iam:PassRole", "arn:aws:iam::123456789012:role/template-role")
+    assert not allowed(document, "ec2:CreateLaunchTemplate", f"{arn}:launch-template/x")
+
+    (worker,) = p.create_nodes("worker", 1, launch_tags(NodeKind.WORKER))
+    # The template sets no metadata options: the launch requires IMDSv2. (moto does not
+    # apply a template's instance profile: passing its role is the policy's part alone.)
+    assert instance(p, worker.id)["MetadataOptions"]["HttpTokens"] == "required"
+
+
+def test_instances_require_imdsv2_unless_the_config_chooses(aws: None, tmp_path: Path) -> None:
+    config = load(
+        tmp_path,
+        f"""        available_node_types:
+          head: {{node_config: {{InstanceType: m5.large, ImageId: {IMAGE}}}}}
+          worker:
+            node_config:
+              InstanceType: m5.large
+              ImageId: {IMAGE}
+              MetadataOptions: {{HttpTokens: optional, HttpPutResponseHopLimit: 2}}
+          templated:
+            node_config: {{LaunchTemplate: {{LaunchTemplateName: imds-template}}}}
+        head_node_type: head
+        """,
+    )
+    p = AWSProvider(config, home=tmp_path / "home")
+    p.ec2.create_launch_template(
+        LaunchTemplateName="imds-template",
+        LaunchTemplateData={
+            "InstanceType": "m5.large",
+            "ImageId": IMAGE,
+            "MetadataOptions": {"HttpTokens": "optional"},
+        },
+    )
+    runs = calls(p.ec2, "RunInstances")
+    p.bootstrap()
+    # The dry run asks for what the launch will.
+    dry_imds = [b.get("MetadataOptions.HttpTokens") for b in runs if not not_dry(b)]
+    assert sorted(dry_imds, key=str) == sorted(["required", "optional", None], key=str)
+    (head,) = p.create_nodes("head", 1, launch_tags(NodeKind.HEAD))
+    (worker,) = p.create_nodes("worker", 1, launch_tags(NodeKind.WORKER))
+    (templated,) = p.create_nodes("templated", 1, launch_tags(NodeKind.WORKER))
+    options = {n.node_type: instance(p, n.id)["MetadataOptions"] for n in (head, worker, templated)}
+    assert options["head"]["HttpTokens"] == "required"
+    assert options["head"]["HttpEndpoint"] == "enabled"
+    assert options["worker"]["HttpTokens"] == "optional"
+    assert options["worker"]["HttpPutResponseHopLimit"] == 2
+    assert options["templated"]["HttpTokens"] == "optional"  # the template's choice stands
+
+
+def test_a_key_others_can_read_is_refused_before_anything_exists(
+    aws: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = ed25519.Ed25519PrivateKey.generate()
+    path = tmp_path / "id_ed25519"
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        )
+    )
+    path.chmod(0o640)
+    config_file = tmp_path / "cluster.yaml"
+    load(tmp_path)
+    config_file.write_text(config_file.read_text() + f"auth: {{ssh_private_key: {path}}}\n")
+    monkeypatch.setenv("RAYCTL_HOME", str(tmp_path / "home"))
+    assert run(["up", str(config_file), "--yes"]) == 2
+    err = capsys.readouterr().err
+    assert f"run `chmod 600 {path}`" in err and "Traceback" not in err
+    assert cluster_resources(AWSProvider(load_config(config_file).config, home=tmp_path)) == NOTHING
+    path.chmod(0o600)  # the owner alone: accepted
+    p = AWSProvider(load_config(config_file).config, home=tmp_path / "home")
+    p.bootstrap()
+    assert p.key_name.startswith(f"rayctl-{CLUSTER}-{REGION}-")
+
+
 def test_ssh_comes_from_the_vpc_when_nodes_are_reached_inside_it(aws: None, tmp_path: Path) -> None:
     config = load(tmp_path, ssh_source_cidrs=None, use_internal_ips=True)
     p = AWSProvider(config, home=tmp_path / "home")
@@ -373,7 +501,9 @@ def test_no_image_is_a_clear_error_before_anything_exists(aws: None, tmp_path: P
     """moto ships no Ubuntu 24.04 image, as a region without one would be."""
     config = load(tmp_path, "max_workers: 2\n")  # the default node types: no ImageId
     p = AWSProvider(config, home=tmp_path / "home")
-    with pytest.raises(ProviderError, match=r"no image for node type\(s\) ray.head.default, "):
+    with pytest.raises(
+        ProviderError, match=r"no image for node type\(s\) ray.head.default \(Ubuntu\), "
+    ):
         p.bootstrap()
     assert cluster_resources(p) == NOTHING
 
@@ -846,7 +976,11 @@ def test_prepare_head_copies_the_key_but_no_credentials(
     provider.bootstrap()
     provider.known_hosts.write_text("i-1 ssh-ed25519 AAAA\n")
     head_home = tmp_path / "head"
-    head_home.mkdir()
+    known = head_home / ".rayctl" / "clusters" / CLUSTER / "known_hosts"
+    known.parent.mkdir(parents=True)
+    # The head's monitor pinned a worker (i-9) this machine never saw, and holds an older
+    # pin of the head (i-1): ours wins for the hosts we know, theirs stay for the others.
+    known.write_text("i-1 ssh-ed25519 OLD\ni-9 ssh-ed25519 BBBB\n")
     monkeypatch.setattr(provider, "runner", lambda node: LocalRunner(head_home))
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:5000")
     head = Node("i-1", "head", NodeKind.HEAD, NodeState.RUNNING, "10.0.0.5", None)
@@ -854,7 +988,7 @@ def test_prepare_head_copies_the_key_but_no_credentials(
     key = head_home / ".rayctl" / "keys" / provider.key_path.name
     assert key.read_bytes() == provider.key_path.read_bytes()
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
-    known = head_home / ".rayctl" / "clusters" / CLUSTER / "known_hosts"
+    assert known.read_text() == "i-1 ssh-ed25519 AAAA\ni-9 ssh-ed25519 BBBB\n"
     assert stat.S_IMODE(known.stat().st_mode) == 0o600
     assert stat.S_IMODE(known.parent.stat().st_mode) == 0o700
     assert head_config.auth == config.auth  # the same key path on the head: same launch hash

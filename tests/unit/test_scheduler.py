@@ -424,6 +424,21 @@ def test_nodes_merge_onto_a_larger_type_with_no_more_cpus(big_cpus, count, expec
     assert reply.infeasible == []
 
 
+@pytest.mark.parametrize(
+    ("big_cost", "expected"),
+    [(2.0, {"big": 1}), (2.5, {"small": 2})],  # the two smalls cost 2.0
+)
+def test_with_costs_nodes_merge_only_onto_a_type_costing_no_more(big_cost, expected):
+    t = types(
+        spec("small", {"CPU": 4, "memory": 4}, cost=1.0),
+        spec("big", {"CPU": 8, "memory": 16}, cost=big_cost),
+    )
+    # {CPU: 3} and {CPU: 2} each cost least on a small of their own (5 CPUs > 4); a big
+    # holds both
+    demands = [Demand({"CPU": 3, "memory": 1}, 1), Demand({"CPU": 2, "memory": 1}, 1)]
+    assert decide(t, demands=demands).launch == expected
+
+
 def test_merged_node_keeps_the_reason_of_the_fullest_node():
     # {CPU: 3} and {CPU: 2} need a small each (5 CPUs > 4); both merge onto a big
     demands = [Demand({"CPU": 2, "memory": 1}, 1), Demand({"CPU": 3, "memory": 1}, 1)]

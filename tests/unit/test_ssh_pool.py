@@ -12,9 +12,10 @@ import pytest
 
 from rayctl.providers.base import NodeKind, Tag
 from rayctl.providers.registry import load_config, make_provider
+from rayctl.providers.ssh import claims
 from rayctl.providers.ssh import pool as ssh_pool
 from rayctl.providers.ssh.instances import SSHProvider
-from rayctl.runtime.head_paths import pool_dir
+from rayctl.runtime.head_paths import CLAIMS_DIR, pool_dir, released_with_host
 from rayctl.runtime.runner import LocalRunner
 
 POOL = pool_dir("c")  # as the provider names it
@@ -178,3 +179,46 @@ def test_ssh_down_force_releases_an_unreachable_host_and_forgets_a_corrupt_pool(
     remain = json.loads(forced.out)["may_remain"]
     assert [r["id"] for r in remain] == [HEAD_IP, *HOSTS]  # which it held is unknown
     assert cli("status", ssh_config).code == 0
+
+
+# --- claims: which cluster holds a host (run on each host; here in-process) -----------------
+
+A = {"cluster": "a", "head": "10.0.0.2"}
+ABOUT = {"machine": "laptop"}
+
+
+def test_a_host_is_claimed_by_one_cluster_at_a_time(home: Path) -> None:
+    assert claims.claim(CLAIMS_DIR, "10.0.0.3", A, ABOUT) is None
+    assert claims.claim(CLAIMS_DIR, "10.0.0.3", A, ABOUT) is None  # ours already: fine
+    # Same name, another head: another cluster.
+    other = {"cluster": "a", "head": "10.0.0.9"}
+    assert claims.claim(CLAIMS_DIR, "10.0.0.3", other, {}) == {"owner": A, "about": ABOUT}
+    path = home / CLAIMS_DIR / "10.0.0.3"
+    assert path.stat().st_mode & 0o777 == 0o600
+    claims.release(CLAIMS_DIR, "10.0.0.3", other, [])  # not its claim: kept
+    assert path.exists()
+    claims.release(CLAIMS_DIR, "10.0.0.3", A, [])
+    assert claims.claim(CLAIMS_DIR, "10.0.0.3", other, {}) is None
+
+
+def test_release_removes_what_the_cluster_kept_once_no_claim_of_it_is_left(home: Path) -> None:
+    """Hosts sharing one home (NFS): the last host of the cluster to go takes its files."""
+    keep = released_with_host("a", "10.0.0.2", head=True)
+    for relative in keep:
+        (home / relative).mkdir(parents=True)
+        (home / relative / "secret").write_text("key")
+    claims.claim(CLAIMS_DIR, "10.0.0.2", A, ABOUT)  # the head
+    claims.claim(CLAIMS_DIR, "10.0.0.3", A, ABOUT)  # a worker, same home
+    claims.release(CLAIMS_DIR, "10.0.0.3", A, released_with_host("a", "10.0.0.3", head=False))
+    assert all((home / relative / "secret").exists() for relative in keep)
+    claims.release(CLAIMS_DIR, "10.0.0.2", A, keep)
+    assert not any((home / relative).exists() for relative in keep)
+    assert list((home / CLAIMS_DIR).iterdir()) == []
+
+
+def test_another_clusters_host_keeps_its_files(home: Path) -> None:
+    secrets = released_with_host("a", "10.0.0.3", head=False)
+    (home / secrets[0]).mkdir(parents=True)
+    claims.claim(CLAIMS_DIR, "10.0.0.3", {"cluster": "b", "head": "10.0.0.8"}, {})
+    claims.release(CLAIMS_DIR, "10.0.0.3", A, secrets)
+    assert (home / secrets[0]).exists()

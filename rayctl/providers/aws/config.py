@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+from rayctl.config.findings import Findings
 from rayctl.config.loader import resolve_private_key
 from rayctl.config.provider_spec import ProviderSpec
 from rayctl.config.schema import ClusterConfig, ProviderSettings, StrictModel
@@ -51,10 +52,15 @@ class AWSProviderConfig(ProviderSettings):
     security_group: AWSSecurityGroupConfig | None = None
     ssh_source_cidrs: list[Annotated[str, Field(min_length=1)]] | None = Field(
         None,
-        description="Where SSH (TCP 22) to the nodes may come from. Default: inside the VPC "
-        "only, which needs use_internal_ips: true; with public addresses give it explicitly, "
-        "e.g. [203.0.113.7/32] (your address), or [0.0.0.0/0] for anywhere (key-only logins, "
-        "Ray's default). Ray's ports are open only within the cluster's security group.",
+        description="Where SSH (TCP 22) to the nodes may come from, e.g. [203.0.113.7/32] "
+        "(your address). Default: anywhere (0.0.0.0/0, key-only logins), as in Ray; with "
+        "use_internal_ips: true, the VPC only. Nothing else is opened: Ray's ports are open "
+        "only within the cluster's security group.",
+    )
+    cloudwatch: dict[str, Any] | None = Field(
+        None,
+        description="Ray's CloudWatch agent, dashboard and alarm settings. Accepted so Ray's "
+        "configs validate; `up` refuses them until rayctl sets CloudWatch up.",
     )
 
     @property
@@ -98,18 +104,25 @@ _AWS_OWN_KEYS = {
     "MinCount": "rayctl sets MinCount and MaxCount from the number of nodes it launches",
     "MaxCount": "rayctl sets MinCount and MaxCount from the number of nodes it launches",
     "SubnetId": "use SubnetIds (a list): rayctl tries them in order when a zone has no capacity",
-    "NetworkInterfaces": "NetworkInterfaces is not supported yet; use SubnetIds and "
-    "SecurityGroupIds",
 }
+# With NetworkInterfaces, the interfaces name the subnets and security groups (as in Ray).
+_NOT_WITH_INTERFACES = ("SubnetIds", "SecurityGroupIds")
+# Ray's name for AWS's newest Deep Learning AMI, looked up when the cluster is brought up.
+LATEST_DLAMI = "latest_dlami"
 
 
-def check(
-    config: ClusterConfig, base_dir: Path, problems: list[tuple[KeyPath, str]]
-) -> ClusterConfig:
+def wants_dlami(node_config: Any) -> bool:
+    """Ray compares ImageId to latest_dlami ignoring case."""
+    image = node_config.get("ImageId")
+    return isinstance(image, str) and image.lower() == LATEST_DLAMI
+
+
+def check(config: ClusterConfig, base_dir: Path, found: Findings) -> ClusterConfig:
     """Nothing is looked up in AWS here (validation is offline): the shape of node_config,
     addresses, zones and keys. Returns the config with the key's path made absolute."""
     provider = config.provider
     assert isinstance(provider, AWSProviderConfig)
+    problems = found.problems
     for index, zone in enumerate(provider.zones):
         if not zone.startswith(provider.region):
             problems.append(
@@ -119,12 +132,19 @@ def check(
                 )
             )
     if provider.ssh_source_cidrs is None and not provider.use_internal_ips:
-        problems.append(
+        found.warnings.append(
             (
                 ("provider",),
-                "nodes are reached at their public addresses, so say where SSH may come "
-                "from: ssh_source_cidrs: [203.0.113.7/32] (your address), or [0.0.0.0/0] "
-                "for anywhere; or set use_internal_ips: true to stay inside the VPC",
+                "SSH (TCP 22) to the nodes is open to anywhere (0.0.0.0/0), as in Ray; "
+                "narrow it with provider.ssh_source_cidrs: [YOUR.IP/32]",
+            )
+        )
+    if provider.cloudwatch is not None:
+        found.unsupported.append(
+            (
+                ("provider", "cloudwatch"),
+                "rayctl does not set up the CloudWatch agent, dashboards or alarms; remove "
+                "provider.cloudwatch and install the agent in setup_commands instead",
             )
         )
     for index, cidr in enumerate(provider.ssh_source_cidrs or []):
@@ -148,18 +168,10 @@ def check(
                 problems.append(((*path, key), why))
         for key in ("SubnetIds", "SecurityGroupIds"):
             value = node_config.get(key)
-            if value is not None and not (
-                isinstance(value, list) and value and all(isinstance(v, str) for v in value)
-            ):
+            if value is not None and not _ids(value):
                 problems.append(((*path, key), "must be a non-empty list of ids"))
-        if node_config.get("ImageId") == "latest_dlami":
-            problems.append(
-                (
-                    (*path, "ImageId"),
-                    "'latest_dlami' is Ray's own lookup; leave ImageId out for Ubuntu's "
-                    "current LTS, or give an AMI id",
-                )
-            )
+        if "NetworkInterfaces" in node_config:
+            _check_interfaces(node_config, path, problems)
         if "KeyName" in node_config:
             key_names.append((*path, "KeyName"))
     auth = config.auth
@@ -171,8 +183,41 @@ def check(
             (where, "a KeyName needs auth.ssh_private_key (that key pair's private key)")
             for where in key_names
         )
-        return config
-    return resolve_private_key(config, base_dir, problems)
+    return resolve_private_key(config, base_dir)
+
+
+def _ids(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value)
+
+
+def _check_interfaces(
+    node_config: dict[str, Any], path: KeyPath, problems: list[tuple[KeyPath, str]]
+) -> None:
+    """Ray's rules: the interfaces name every subnet and security group, and only they do."""
+    where: KeyPath = (*path, "NetworkInterfaces")
+    interfaces = node_config["NetworkInterfaces"]
+    if not (isinstance(interfaces, list) and interfaces):
+        problems.append((where, "must be a non-empty list of network interfaces"))
+        return
+    for key in _NOT_WITH_INTERFACES:
+        if key in node_config:
+            problems.append(
+                (
+                    (*path, key),
+                    "with NetworkInterfaces, give subnets and security groups in "
+                    "each interface (SubnetId, Groups) instead",
+                )
+            )
+    for index, interface in enumerate(interfaces):
+        if not isinstance(interface, dict):
+            problems.append(((*where, index), "must be a mapping (SubnetId, Groups, ...)"))
+            continue
+        if not isinstance(interface.get("SubnetId"), str) or not interface["SubnetId"]:
+            problems.append(((*where, index), "needs a SubnetId"))
+        if not _ids(interface.get("Groups")):
+            problems.append(
+                ((*where, index), "needs Groups: a non-empty list of security group ids")
+            )
 
 
 def _rule_problem(rule: dict[str, Any]) -> str | None:

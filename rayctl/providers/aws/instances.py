@@ -37,13 +37,13 @@ from rayctl.config.schema import ClusterConfig
 from rayctl.errors import CapacityError, ProviderError, TransientError
 from rayctl.paths import key_file
 from rayctl.providers.aws import setup as aws_setup
-from rayctl.providers.aws.config import PINNED_RAY_PORTS, AWSProviderConfig
+from rayctl.providers.aws.config import PINNED_RAY_PORTS, AWSProviderConfig, wants_dlami
 from rayctl.providers.aws.errors import call, paginate
 from rayctl.providers.aws.setup import Subnet, tag_dict, tag_list
 from rayctl.providers.base import Node, NodeKind, NodeState, RayStart, Tag
 from rayctl.providers.ssh_access import SSHAccess, connect_attempts_s
 from rayctl.runtime import head_paths
-from rayctl.runtime.ssh_runner import SSHRunner
+from rayctl.runtime.ssh_runner import SSHRunner, check_key_mode
 
 LIVE = ("pending", "running")
 CACHED = ("stopping", "stopped")
@@ -61,6 +61,7 @@ LAUNCH_RETRY_DELAYS_S: tuple[float, ...] = (2.0, 4.0, 8.0, 16.0)
 # Zone-wide capacity errors; any other capacity error (a full subnet) tries the same zone's
 # other subnets.
 _SUBNET_ONLY = "InsufficientFreeAddressesInSubnet"
+ANYWHERE = "0.0.0.0/0"  # SSH's default source, as in Ray (IPv4 only, as Ray)
 # Forwarded to the head's monitor so it talks to the same endpoint (never credentials:
 # the head has its instance profile).
 _ENDPOINT_VARS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_EC2", "AWS_ENDPOINT_URL_STS")
@@ -75,6 +76,7 @@ class _Launch:
     subnets: dict[str, list[Subnet]]  # node type -> where to try, in order
     images: dict[str, str]  # node type -> ImageId, for types whose node_config has none
     head_profile: str | None  # the instance profile rayctl gives the head, if any
+    templates: dict[str, dict[str, Any]]  # node type -> its launch template's data, if any
 
 
 class AWSProvider:
@@ -134,6 +136,7 @@ class AWSProvider:
         return f"{base}-{hashlib.sha256(blob).hexdigest()[:8]}"
 
     def _public_key(self) -> paramiko.PKey:
+        check_key_mode(self.key_path)
         try:
             return paramiko.PKey.from_path(self.key_path)
         except (OSError, ValueError, TypeError, paramiko.SSHException) as exc:
@@ -231,11 +234,15 @@ class AWSProvider:
         params = self._run_params(node_type, count, tags, launch)
         failures: list[str] = []
         full_zones: set[str] = set()
-        for subnet in launch.subnets[node_type]:
+        # Network interfaces name their own subnets: one attempt, with nowhere else to go.
+        interfaces = "NetworkInterfaces" in params
+        subnets = launch.subnets[node_type][:1] if interfaces else launch.subnets[node_type]
+        for subnet in subnets:
             if subnet.zone in full_zones:
                 continue
             try:
-                reply = self._run_instances({**params, "SubnetId": subnet.id})
+                placed = {} if interfaces else {"SubnetId": subnet.id}
+                reply = self._run_instances({**params, **placed})
             except CapacityError as exc:
                 failures.append(f"{subnet.id} ({subnet.zone}): {exc}")
                 if _SUBNET_ONLY not in str(exc):
@@ -277,12 +284,13 @@ class AWSProvider:
             "TagSpecifications": _tag_specifications(node_config.get("TagSpecifications", []), own),
         }
         params.setdefault("KeyName", self.key_name)
-        params.setdefault("SecurityGroupIds", [launch.group_id])
-        if node_type in launch.images:
-            params.setdefault("ImageId", launch.images[node_type])
+        if "NetworkInterfaces" not in params:  # else the interfaces name their groups (Ray)
+            params.setdefault("SecurityGroupIds", [launch.group_id])
+        if node_type in launch.images:  # no ImageId, or Ray's latest_dlami
+            params["ImageId"] = launch.images[node_type]
         if kind is NodeKind.HEAD and launch.head_profile:
             params.setdefault("IamInstanceProfile", {"Name": launch.head_profile})
-        return params
+        return params | _imds(node_config, launch.templates.get(node_type))
 
     def terminate_nodes(self, ids: Sequence[str]) -> None:
         """Terminate, or with cache_stopped_nodes stop running on-demand workers. When the
@@ -393,12 +401,13 @@ class AWSProvider:
         vpc = _one_vpc(subnets)
         group = aws_setup.find_group(self.ec2, vpc, self.group_name)
         images, resolved = self._images(group)
+        templates = self._templates()
         key = self._key_plan()
-        role_needed = "IamInstanceProfile" not in self._config.head_type.node_config
-        self._dry_run(vpc, group, key, subnets, images)
+        role_needed = self._head_needs_role(templates)
+        self._dry_run(vpc, group, key, subnets, images, templates)
         if role_needed:
             policy = aws_setup.head_policy(
-                self.cluster_name, self._region, ident, self._worker_roles()
+                self.cluster_name, self._region, ident, self._worker_roles(templates)
             )
             aws_setup.ensure_head_role(self.iam, self.head_role, policy, self._cluster_tags())
         if key is not None:
@@ -407,7 +416,7 @@ class AWSProvider:
         self._access.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         with self._lock:
             self._launch = _Launch(
-                group_id, subnets, images, self.head_role if role_needed else None
+                group_id, subnets, images, self.head_role if role_needed else None, templates
             )
 
     def _launch_context(self) -> _Launch:
@@ -424,8 +433,9 @@ class AWSProvider:
                 "run `rayctl up` first"
             )
         images, _ = self._images(group)
-        role = "IamInstanceProfile" not in self._config.head_type.node_config
-        launch = _Launch(group["GroupId"], subnets, images, self.head_role if role else None)
+        templates = self._templates()
+        role = self.head_role if self._head_needs_role(templates) else None
+        launch = _Launch(group["GroupId"], subnets, images, role, templates)
         with self._lock:
             self._launch = launch
         return launch
@@ -434,7 +444,9 @@ class AWSProvider:
         default: list[Subnet] | None = None
         found = {}
         for name, node_type in self._config.available_node_types.items():
-            ids = node_type.node_config.get("SubnetIds")
+            ids = node_type.node_config.get("SubnetIds") or _interface_subnets(
+                node_type.node_config
+            )
             if ids:
                 found[name] = aws_setup.named_subnets(self.ec2, ids)
                 continue
@@ -449,9 +461,10 @@ class AWSProvider:
         return found
 
     def _images(self, group: Mapping[str, Any] | None) -> tuple[dict[str, str], dict[str, str]]:
-        """ImageId per node type without one: pinned on the cluster's group when bootstrap
-        resolved it (so the head launches what `up` launched), else the newest Ubuntu LTS.
-        Returns the images and the architectures -> images newly resolved."""
+        """ImageId per node type without one (the newest Ubuntu LTS) or with Ray's
+        `latest_dlami` (the newest Deep Learning AMI): pinned on the cluster's group when
+        bootstrap resolved it (so the head launches what `up` launched), else looked up.
+        Returns the images and the pins (family-architecture -> image) newly resolved."""
         pinned = {
             k.removeprefix(aws_setup.IMAGE_TAG): v
             for k, v in tag_dict((group or {}).get("Tags")).items()
@@ -462,28 +475,47 @@ class AWSProvider:
         missing = []
         for name, node_type in self._config.available_node_types.items():
             node_config = node_type.node_config
-            if "ImageId" in node_config or "LaunchTemplate" in node_config:
+            dlami = wants_dlami(node_config)
+            if not dlami and ("ImageId" in node_config or "LaunchTemplate" in node_config):
                 continue
             arch = aws_setup.architecture(self.ec2, node_config["InstanceType"])
-            image = pinned.get(arch) or resolved.get(arch) or aws_setup.ubuntu_image(self.ec2, arch)
+            pin = f"dlami-{arch}" if dlami else arch
+            lookup = aws_setup.dlami_image if dlami else aws_setup.ubuntu_image
+            image = pinned.get(pin) or resolved.get(pin) or lookup(self.ec2, arch)
             if image is None:
-                missing.append(name)
+                missing.append(f"{name} ({'a Deep Learning AMI' if dlami else 'Ubuntu'})")
                 continue
-            if arch not in pinned:
-                resolved[arch] = image
+            if pin not in pinned:
+                resolved[pin] = image
             images[name] = image
         if missing:
             raise ProviderError(
-                f"no image for node type(s) {', '.join(missing)}: their node_config has no "
-                f"ImageId and no Ubuntu image was found in {self._region}; set "
-                "node_config.ImageId to an AMI id"
+                f"no image for node type(s) {', '.join(missing)} found in {self._region}; "
+                "set node_config.ImageId to an AMI id"
             )
         return images, resolved
 
-    def _worker_roles(self) -> list[str]:
+    def _templates(self) -> dict[str, dict[str, Any]]:
+        """The data of each node type's launch template, for types launched from one."""
+        return {
+            name: aws_setup.launch_template_data(self.ec2, node_type.node_config["LaunchTemplate"])
+            for name, node_type in self._config.available_node_types.items()
+            if "LaunchTemplate" in node_type.node_config
+        }
+
+    def _head_needs_role(self, templates: Mapping[str, Mapping[str, Any]]) -> bool:
+        """rayctl gives the head its role unless node_config or its template names one."""
+        head = self._config.head_node_type
+        chosen = {**templates.get(head, {}), **self._config.head_type.node_config}
+        return "IamInstanceProfile" not in chosen
+
+    def _worker_roles(self, templates: Mapping[str, Mapping[str, Any]]) -> list[str]:
+        """The roles workers launch with (node_config's profile, else their template's):
+        the head passes them to EC2."""
         roles: set[str] = set()
         for name, node_type in self._config.available_node_types.items():
-            profile = node_type.node_config.get("IamInstanceProfile")
+            chosen = {**templates.get(name, {}), **node_type.node_config}
+            profile = chosen.get("IamInstanceProfile")
             if name != self._config.head_node_type and isinstance(profile, dict):
                 roles.update(aws_setup.profile_roles(self.iam, profile))
         return sorted(roles)
@@ -495,6 +527,7 @@ class AWSProvider:
         key: _KeyPlan | None,
         subnets: Mapping[str, list[Subnet]],
         images: Mapping[str, str],
+        templates: Mapping[str, Mapping[str, Any]],
     ) -> None:
         """Ask EC2 whether the creations would be allowed (DryRun), before any is made."""
         ok = ("DryRunOperation",)
@@ -518,15 +551,17 @@ class AWSProvider:
             params = {k: v for k, v in node_config.items() if k not in skip}
             if name in images:
                 params["ImageId"] = images[name]
+            if "NetworkInterfaces" not in node_config:
+                params["SubnetId"] = subnets[name][0].id
             params |= {
                 "MinCount": 1,
                 "MaxCount": 1,
-                "SubnetId": subnets[name][0].id,
                 "TagSpecifications": _tag_specifications(
                     node_config.get("TagSpecifications", []), self._cluster_tags()
                 ),
                 "DryRun": True,
             }
+            params |= _imds(node_config, templates.get(name))
             call(self.ec2, "run_instances", allow=ok, **params)
 
     # -- key pair ---------------------------------------------------------------------------
@@ -587,8 +622,8 @@ class AWSProvider:
         self, vpc: str, group: Mapping[str, Any] | None, images: Mapping[str, str]
     ) -> str:
         """The cluster's group: all traffic within it, SSH from ssh_source_cidrs (default:
-        the VPC), nothing else in. A group of that name rayctl did not create is used as
-        it is."""
+        anywhere, or the VPC with use_internal_ips), nothing else in. A group of that name
+        rayctl did not create is used as it is."""
         if group is None:
             tags = {**self._cluster_tags(), "Name": self.group_name}
             group_id = call(
@@ -604,12 +639,16 @@ class AWSProvider:
         if tag_dict(group.get("Tags")).get(Tag.CLUSTER) != self.cluster_name:
             return group_id
         cidrs = self._provider.ssh_source_cidrs
-        if cidrs is None:
-            cidrs = aws_setup.vpc_cidrs(self.ec2, vpc)
+        if cidrs is None:  # as Ray: from anywhere; from inside the VPC on internal addresses
+            cidrs = (
+                aws_setup.vpc_cidrs(self.ec2, vpc)
+                if self._provider.use_internal_ips
+                else [ANYWHERE]
+            )
         extra = self._provider.security_group.IpPermissions if self._provider.security_group else []
         aws_setup.sync_rules(self.ec2, group, aws_setup.cluster_rules(group_id, cidrs, extra))
         if images:  # pin the resolved images: the head launches what `up` resolved
-            pins = {f"{aws_setup.IMAGE_TAG}{arch}": image for arch, image in images.items()}
+            pins = {f"{aws_setup.IMAGE_TAG}{pin}": image for pin, image in images.items()}
             self._tag([group_id], pins)
         return group_id
 
@@ -677,6 +716,11 @@ class _KeyPlan:
     replace: bool = False  # a pair whose private key is lost (and no instance uses it)
 
 
+def _interface_subnets(node_config: Mapping[str, Any]) -> list[str]:
+    """The subnets node_config's NetworkInterfaces name, each once, in order."""
+    return list(dict.fromkeys(i["SubnetId"] for i in node_config.get("NetworkInterfaces", [])))
+
+
 def _one_vpc(subnets: Mapping[str, list[Subnet]]) -> str:
     vpcs = {s.vpc for found in subnets.values() for s in found}
     if len(vpcs) != 1:
@@ -685,6 +729,14 @@ def _one_vpc(subnets: Mapping[str, list[Subnet]]) -> str:
             "a cluster's nodes must share one VPC (and its security group)"
         )
     return vpcs.pop()
+
+
+def _imds(node_config: Mapping[str, Any], template: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Instances require IMDSv2 unless node_config or its launch template sets
+    MetadataOptions (a template's own choice is not overridden)."""
+    if "MetadataOptions" in node_config or "MetadataOptions" in (template or {}):
+        return {}
+    return {"MetadataOptions": dict(aws_setup.IMDS_V2)}
 
 
 def _tag_specifications(

@@ -23,8 +23,20 @@ UBUNTU_IMAGES = {
     "x86_64": "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*",
     "arm64": "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-arm64-server-*",
 }
-IMAGE_TAG = "rayctl-image-"  # + architecture: the image resolved for the cluster, on its group
+# AWS's Deep Learning AMIs, for Ray's `ImageId: latest_dlami` (Ray 2.60 maps it to a fixed
+# per-region table of an Ubuntu 18.04 DLAMI; rayctl looks up the newest Ubuntu 24.04 one, whose
+# python3.12 runs rayctl's runtime).
+DLAMI_OWNER = "898082745236"
+DLAMI_IMAGES = {
+    "x86_64": "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 24.04) *",
+    "arm64": "Deep Learning ARM64 Base OSS Nvidia Driver GPU AMI (Ubuntu 24.04) *",
+}
+# + architecture (Ubuntu) or dlami-<architecture>: an image resolved for the cluster, on its group
+IMAGE_TAG = "rayctl-image-"
 REGION_TAG = "rayctl-region"
+# Instance metadata through sessions only (IMDSv2): a request forged by a process on a node
+# (SSRF) cannot read the instance profile's credentials with a plain GET.
+IMDS_V2 = {"HttpTokens": "required", "HttpEndpoint": "enabled"}
 HEAD_POLICY_NAME = "rayctl-autoscaler"
 _EC2_TRUST = {
     "Version": "2012-10-17",
@@ -135,12 +147,21 @@ def architecture(ec2: Any, instance_type: str) -> str:
 
 def ubuntu_image(ec2: Any, arch: str) -> str | None:
     """The newest Ubuntu LTS image for `arch` published by Canonical, or None."""
+    return newest_image(ec2, CANONICAL, UBUNTU_IMAGES[arch], arch)
+
+
+def dlami_image(ec2: Any, arch: str) -> str | None:
+    """The newest Deep Learning AMI for `arch` published by AWS, or None."""
+    return newest_image(ec2, DLAMI_OWNER, DLAMI_IMAGES[arch], arch)
+
+
+def newest_image(ec2: Any, owner: str, name: str, arch: str) -> str | None:
     images = call(
         ec2,
         "describe_images",
-        Owners=[CANONICAL],
+        Owners=[owner],
         Filters=[
-            {"Name": "name", "Values": [UBUNTU_IMAGES[arch]]},
+            {"Name": "name", "Values": [name]},
             {"Name": "state", "Values": ["available"]},
             {"Name": "architecture", "Values": [arch]},
         ],
@@ -148,6 +169,18 @@ def ubuntu_image(ec2: Any, arch: str) -> str | None:
     if not images:
         return None
     return max(images, key=lambda i: (i.get("CreationDate", ""), i["Name"]))["ImageId"]
+
+
+# --- launch templates ----------------------------------------------------------------------
+
+
+def launch_template_data(ec2: Any, template: Mapping[str, Any]) -> dict[str, Any]:
+    """What the launch template version named by a node_config's LaunchTemplate holds
+    (its default version unless it names one, as run_instances reads it)."""
+    which = {k: template[k] for k in ("LaunchTemplateId", "LaunchTemplateName") if k in template}
+    version = str(template.get("Version", "$Default"))
+    reply = call(ec2, "describe_launch_template_versions", **which, Versions=[version])
+    return reply["LaunchTemplateVersions"][0]["LaunchTemplateData"]
 
 
 # --- security group -----------------------------------------------------------------------
@@ -274,8 +307,10 @@ def head_role_name(cluster: str, region: str) -> str:
 def head_policy(
     cluster: str, region: str, identity: Identity, pass_roles: Sequence[str]
 ) -> dict[str, Any]:
-    """Only what the autoscaler on the head calls: look, launch instances that carry the
-    cluster's tag, and tag, stop, start and terminate instances that carry it."""
+    """Only what the autoscaler on the head calls: look (Describe* includes
+    DescribeLaunchTemplates and DescribeLaunchTemplateVersions), launch instances that carry
+    the cluster's tag (from a launch template too: RunInstances then also acts on the
+    launch-template resource), and tag, stop, start and terminate instances that carry it."""
     arn = f"arn:{identity.partition}:ec2:{region}:{identity.account}"
     any_account = f"arn:{identity.partition}:ec2:{region}:*"  # images have no account
     owned = {"StringEquals": {f"ec2:ResourceTag/{Tag.CLUSTER}": cluster}}
@@ -299,6 +334,7 @@ def head_policy(
                 f"{arn}:security-group/*",
                 f"{arn}:key-pair/*",
                 f"{arn}:spot-instances-request/*",
+                f"{arn}:launch-template/*",
             ],
         },
         {

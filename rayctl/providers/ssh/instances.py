@@ -3,22 +3,28 @@
 A host is "created" by allocating it from the pool and "terminated" by stopping the Ray this
 cluster started on it (by PID, nothing else on the host is touched) and giving it back. The
 pool's state lives on the head (pool.py), so the laptop and the head's monitor share it;
-a node's id is its host's address.
+a node's id is its host's address. A cluster that takes a host claims it on the host itself
+(claims.py), so no other cluster listing the same hosts takes it meanwhile, and letting
+it go removes what the cluster kept there (its secrets, its processes' scripts).
 """
 
 from __future__ import annotations
 
+import getpass
 import json
+import posixpath
 import shlex
+import socket
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from rayctl.config.schema import ClusterConfig
-from rayctl.errors import CapacityError, ProviderError, StateCorrupted, TerminationFailed
+from rayctl.errors import AuthError, CapacityError, ProviderError, StateCorrupted, TerminationFailed
 from rayctl.providers.base import Node, NodeKind, NodeState, RayStart, Tag
-from rayctl.providers.ssh import pool
+from rayctl.providers.ssh import claims, pool
 from rayctl.providers.ssh.config import SSHProviderConfig
 from rayctl.providers.ssh_access import SSHAccess, connect_attempts_s
 from rayctl.runtime import detached, head_paths
@@ -26,6 +32,7 @@ from rayctl.runtime.runner import NodeUnreachable
 from rayctl.runtime.ssh_runner import SSHRunner
 
 _POOL_SCRIPT = Path(pool.__file__).read_text()
+_CLAIMS_SCRIPT = Path(claims.__file__).read_text()
 STOP_THREADS = 32
 CONNECT_ATTEMPTS_S = 60.0  # on-prem hosts are up: a minute of retries is plenty
 
@@ -33,13 +40,18 @@ CONNECT_ATTEMPTS_S = 60.0  # on-prem hosts are up: a minute of retries is plenty
 class SSHProvider:
     def __init__(self, config: ClusterConfig, *, home: Path) -> None:
         assert isinstance(config.provider, SSHProviderConfig)
-        assert config.auth.ssh_private_key  # the provider's checks require it
+        if config.provider.head_ip is None:  # checked: only with a coordinator_address
+            raise ProviderError(
+                "provider.coordinator_address is not supported yet: list the hosts as "
+                "provider.head_ip and provider.worker_ips instead"
+            )
         self.cluster_name = config.cluster_name
         self._provider = config.provider
+        key = config.auth.ssh_private_key
         self._access = SSHAccess(
             config,
             home=home,
-            key_path=Path(config.auth.ssh_private_key),
+            key_path=Path(key) if key else None,
             attempts_s=connect_attempts_s(CONNECT_ATTEMPTS_S),
         )
 
@@ -48,25 +60,58 @@ class SSHProvider:
         return self._access.known_hosts
 
     def bootstrap(self) -> None:
+        """Check the key, and claim the head before anything is touched: a head that
+        another cluster holds stops `up` here."""
         self._access.check_key()
+        self._claim(self._provider.head_ip)
 
     def _runner_for(self, host: str) -> SSHRunner:
         return self._access.runner(host, host)  # a node's id is its host's address
 
+    @property
+    def _owner(self) -> dict[str, str]:
+        """Who claims hosts: the cluster is its name and its head (two configs that only
+        share a name are two clusters)."""
+        return {"cluster": self.cluster_name, "head": self._provider.head_ip}
+
+    def _claim(self, host: str) -> None:
+        """Claim `host` for this cluster; CapacityError naming the holder if another
+        cluster holds it (the host is busy, as with no capacity: retried, backed off)."""
+        about = {
+            "machine": socket.gethostname(),
+            "user": getpass.getuser(),
+            "since": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+        }
+        args = {"address": host, "owner": self._owner, "about": about}
+        command = _script(_CLAIMS_SCRIPT, head_paths.CLAIMS_DIR, "claim", args)
+        result = self._runner_for(host).run(command, timeout_s=60)
+        if result.exit_code == claims.HELD_EXIT:
+            held = json.loads(result.tail.splitlines()[-1])
+            owner, about = held["owner"], held["about"]
+            where = ", ".join(f"{k} {v}" for k, v in {"head": owner["head"], **about}.items())
+            claim = posixpath.join("~", head_paths.CLAIMS_DIR, host)
+            raise CapacityError(
+                f"host {host} is held by cluster {owner['cluster']} ({where}); run "
+                f"`rayctl down` for it, or, if that cluster is gone, delete {claim} on {host}"
+            )
+        if not result.ok:
+            raise ProviderError(
+                f"could not claim host {host} (exit {result.exit_code}; it needs python3 on "
+                f"the PATH):\n{result.tail}"
+            )
+
+    def _release(self, host: str) -> None:
+        """Let the host go: its claim, and what the cluster kept there."""
+        head = host == self._provider.head_ip
+        remove = head_paths.released_with_host(self.cluster_name, host, head=head)
+        args = {"address": host, "owner": self._owner, "remove": remove}
+        command = _script(_CLAIMS_SCRIPT, head_paths.CLAIMS_DIR, "release", args)
+        result = self._runner_for(host).run(command, timeout_s=60)
+        if not result.ok:
+            raise ProviderError(f"could not release host {host}:\n{result.tail}")
+
     def _pool(self, op: str, args: Mapping[str, Any] | None = None) -> Any:
-        command = shlex.join(
-            # -I -S: no site packages or user environment, only the standard library (fast)
-            [
-                "python3",
-                "-I",
-                "-S",
-                "-c",
-                _POOL_SCRIPT,
-                head_paths.pool_dir(self.cluster_name),
-                op,
-                json.dumps(args or {}),
-            ]
-        )
+        command = _script(_POOL_SCRIPT, head_paths.pool_dir(self.cluster_name), op, args or {})
         head = self._provider.head_ip
         result = self._runner_for(head).run(command, timeout_s=60)
         if result.exit_code == pool.CORRUPT_EXIT:
@@ -114,7 +159,25 @@ class SSHProvider:
                 f"every host in worker_ips ({len(hosts)}) is in use; "
                 "add hosts to provider.worker_ips or lower max_workers"
             )
-        return [self._node(host, held) for host, held in taken.items()]
+        with ThreadPoolExecutor(min(STOP_THREADS, len(taken))) as threads:
+            refusals = dict(zip(taken, threads.map(self._try_claim, taken), strict=True))
+        held = {host: why for host, why in refusals.items() if why is not None}
+        if held:  # back to the pool, at the end of its line
+            self._pool("release", {"hosts": list(held)})
+            if len(held) == len(taken):
+                raise CapacityError("; ".join(held.values()))
+        return [self._node(host, taken[host]) for host in taken if host not in held]
+
+    def _try_claim(self, host: str) -> str | None:
+        """Claim a host just taken from the pool; why not, if another cluster holds it. A
+        host that does not answer stays taken: its bootstrap says it cannot be reached."""
+        try:
+            self._claim(host)
+        except CapacityError as exc:
+            return str(exc)
+        except (NodeUnreachable, AuthError):
+            pass
+        return None
 
     def list_nodes(self, **tag_filters: str) -> list[Node]:
         nodes = [self._node(host, record) for host, record in self._pool("list").items()]
@@ -139,10 +202,14 @@ class SSHProvider:
         """Stop what this cluster started on the host; a problem as a message, else None."""
         try:
             result = detached.stop(self._runner_for(node.internal_ip), node.id)
+            if result.ok:
+                self._release(node.id)
         except NodeUnreachable as exc:
             if Tag.START_HASH not in node.tags:
                 return None  # Ray was never started there: nothing to stop
             return f"could not stop Ray on {node.id}: {exc}"
+        except ProviderError as exc:
+            return str(exc)
         if not result.ok:
             return f"could not stop Ray on {node.id} (exit {result.exit_code}):\n{result.tail}"
         return None
@@ -168,4 +235,15 @@ class SSHProvider:
         return self._access.prepare_head(config, self.runner(head)), {}
 
     def cleanup(self) -> None:
+        """Drop the pool, then let the head go (also when `up` failed before the head was
+        in the pool: bootstrap claimed it first)."""
         self._pool("drop")
+        self._release(self._provider.head_ip)
+
+
+def _script(source: str, *args: str | Mapping[str, Any]) -> str:
+    """A command running one of the provider's stdlib-only scripts with the host's python3
+    (-I -S: no site packages or user environment, only the standard library: fast); a
+    mapping argument goes as JSON."""
+    argv = [a if isinstance(a, str) else json.dumps(a) for a in args]
+    return shlex.join(["python3", "-I", "-S", "-c", source, *argv])
