@@ -22,6 +22,17 @@ def cluster_dir(home: Path, cluster_name: str) -> Path:
     return home / "clusters" / cluster_name
 
 
+def cluster_record(home: Path, cluster_name: str) -> Path:
+    """What `up` recorded to find and reach the cluster again without its YAML."""
+    return cluster_dir(home, cluster_name) / "cluster.json"
+
+
+def removed_record(home: Path, cluster_name: str) -> Path:
+    """The record of a cluster `down` removed, kept so that a later command by its name
+    knows it is gone rather than misspelt."""
+    return home / "removed" / f"{cluster_name}.json"
+
+
 def log_dir(home: Path, cluster_name: str) -> Path:
     """Nodes' setup logs."""
     return home / "logs" / cluster_name
@@ -32,12 +43,15 @@ def key_file(home: Path, key_name: str) -> Path:
     return home / "keys" / f"{key_name}.pem"
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str, *, mode: int = 0o666) -> None:
     """Replace `path` with `text` so that a crash (even of the machine) leaves the old
     content or the new, never an empty or partial file: write a temp file, fsync it,
-    rename it over `path`, then fsync the directory so the rename itself is on disk."""
+    rename it over `path`, then fsync the directory so the rename itself is on disk.
+    The file is created with `mode` (less the umask), so a secret (0o600) is never
+    readable by others, not even while it is written."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
+    tmp.unlink(missing_ok=True)  # a leftover keeps its own mode; O_CREAT would not set ours
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "w") as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())

@@ -8,7 +8,7 @@ import traceback
 
 import typer
 
-from rayctl.cli import cluster, config_cmds, jobs, monitor, plan, shell, status
+from rayctl.cli import cluster, clusters, config_cmds, jobs, monitor, plan, shell, status
 from rayctl.cli.output import err, styled
 from rayctl.errors import ConfigError, RayctlError
 
@@ -22,6 +22,7 @@ app = typer.Typer(
 )
 app.command()(cluster.up)
 app.command()(cluster.down)
+app.command()(clusters.clusters)
 app.command()(jobs.submit)
 app.command()(jobs.logs)
 app.command()(shell.attach)

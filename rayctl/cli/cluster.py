@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from rayctl.cli.output import (
     CONFIG_ARG,
+    CONFIG_FILE_ARG,
     JSON_OPT,
     NAME_OPT,
     StageDisplay,
@@ -18,6 +19,7 @@ from rayctl.cli.output import (
     err,
     home,
     load,
+    load_file,
     out,
     styled,
 )
@@ -52,7 +54,7 @@ class UpResult(BaseModel):
 
 
 def up(
-    config: Path = CONFIG_ARG,
+    config: Path = CONFIG_FILE_ARG,
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before replacing nodes."),
     no_wait: bool = typer.Option(
         False, "--no-wait", help="Return once workers are started, before they join Ray."
@@ -61,7 +63,7 @@ def up(
     json_output: bool = JSON_OPT,
 ) -> None:
     """Create or update a cluster: the head node and each type's min_workers."""
-    loaded = load(config, cluster_name)
+    loaded = load_file(config, cluster_name)
     for line in loaded.warnings:
         err.print(f"warning: {line}", markup=False)
     started = time.monotonic()
@@ -155,8 +157,9 @@ def down(
     cluster_name: str | None = NAME_OPT,
     json_output: bool = JSON_OPT,
 ) -> None:
-    """Terminate a cluster's nodes and confirm nothing of it is left. Safe to repeat."""
-    loaded = load(config, cluster_name)
+    """Terminate a cluster's nodes and confirm nothing of it is left. Safe to repeat. A
+    config that no longer validates still works if it names a cluster `up` recorded."""
+    loaded = load(config, cluster_name, record_if_invalid=True)
     provider = make_provider(loaded.config, home=home())
     try:
         nodes = provider.list_nodes()

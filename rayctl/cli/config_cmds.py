@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from rayctl.cli.output import CONFIG_ARG, JSON_OPT, emit, err, load, out
+from rayctl.cli.output import CONFIG_FILE_ARG, JSON_OPT, emit, err, load_file, out
 from rayctl.providers.registry import cluster_model
 
 
@@ -28,10 +28,10 @@ class ValidateResult(BaseModel):
     unsupported: list[str] = []  # valid Ray config that `up` refuses until rayctl has it
 
 
-def validate(config: Path = CONFIG_ARG, json_output: bool = JSON_OPT) -> None:
+def validate(config: Path = CONFIG_FILE_ARG, json_output: bool = JSON_OPT) -> None:
     """Check a cluster config; errors name FILE:LINE:COL and the key, exit code 2. Warnings
     (and what `up` would refuse as not supported yet) go to stderr; the config is valid."""
-    loaded = load(config)
+    loaded = load_file(config)
     c = loaded.config
     for line in [
         *loaded.warnings,

@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from rayctl.config.loader import LoadedConfig
+from rayctl.ops import known
 from rayctl.paths import rayctl_home
 from rayctl.providers.base import Node, NodeStatus
 from rayctl.providers.registry import load_config
@@ -38,7 +39,15 @@ def styled(*parts: str | tuple[str, str]) -> Text:
     return Text.assemble(*parts)
 
 
-CONFIG_ARG = typer.Argument(..., help="Cluster config (Ray's cluster YAML).", show_default=False)
+CONFIG_FILE_ARG = typer.Argument(
+    ..., help="Cluster config (Ray's cluster YAML).", show_default=False
+)
+CONFIG_ARG = typer.Argument(
+    ...,
+    metavar="CONFIG|NAME",
+    help="Cluster config (Ray's cluster YAML), or the name of a cluster `rayctl clusters` lists.",
+    show_default=False,
+)
 NAME_OPT = typer.Option(None, "--cluster-name", "-n", help="Override the config's cluster_name.")
 JSON_OPT = typer.Option(False, "--json", help="Print the result as JSON, for scripts.")
 
@@ -53,8 +62,21 @@ def emit(result: Result, render: Callable[[Result], None], *, as_json: bool) -> 
         render(result)
 
 
-def load(config: Path, cluster_name: str | None = None) -> LoadedConfig:
+def load_file(config: Path, cluster_name: str | None = None) -> LoadedConfig:
+    """A config file (`up`, `validate`, `plan`)."""
     return load_config(config, cluster_name=cluster_name)
+
+
+def load(
+    config: Path, cluster_name: str | None = None, *, record_if_invalid: bool = False
+) -> LoadedConfig:
+    """The config of an existing cluster, from a file or by its name (rayctl.ops.known)."""
+    loaded, note = known.open_cluster(
+        config, cluster_name, rayctl_home(), record_if_invalid=record_if_invalid
+    )
+    if note:
+        err.print(note)
+    return loaded
 
 
 def home() -> Path:

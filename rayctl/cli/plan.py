@@ -10,7 +10,7 @@ from rich.table import Table
 
 from rayctl.autoscaler.inputs import load_demand_file, plan_request
 from rayctl.autoscaler.scheduler import ScheduleReply, format_bundle, schedule
-from rayctl.cli.output import CONFIG_ARG, JSON_OPT, emit, load, out
+from rayctl.cli.output import CONFIG_FILE_ARG, JSON_OPT, emit, load_file, out
 
 
 class PlannedLaunch(BaseModel):
@@ -56,12 +56,12 @@ class Plan(BaseModel):
 
 
 def plan(
-    config: Path = CONFIG_ARG,
+    config: Path = CONFIG_FILE_ARG,
     demand: Path = typer.Option(..., "--demand", help="Demand file (JSON or YAML)."),
     json_output: bool = JSON_OPT,
 ) -> None:
     """Run the autoscaler's scheduler on a demand file and print what it would do."""
-    loaded = load(config)
+    loaded = load_file(config)
     reply = schedule(plan_request(loaded.config, load_demand_file(demand, loaded.config)))
     emit(Plan.of(reply), _render, as_json=json_output)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from rayctl.config.loader import LoadedConfig
 from rayctl.errors import AuthError, ProviderError, StateCorrupted, TerminationFailed
+from rayctl.ops import known
 from rayctl.ops.head import stop_monitor
 from rayctl.ops.lock import cluster_lock
 from rayctl.providers.base import Node, NodeKind, NodeProvider, Tag
@@ -56,7 +57,10 @@ def down(
     goes with the head, and what it launched meanwhile is swept up after."""
     provider = make_provider(loaded.config, home=home)
     with cluster_lock(home, loaded.name, "down"):
-        return _Down(provider, workers_only=workers_only, force=force).run()
+        report = _Down(provider, workers_only=workers_only, force=force).run()
+        if not workers_only and not report.may_remain:
+            known.forget(home, loaded)  # before the lock's release removes the empty dir
+        return report
 
 
 class _Down:

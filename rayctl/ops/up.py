@@ -12,6 +12,7 @@ from pathlib import Path
 
 from rayctl.config.loader import LoadedConfig
 from rayctl.errors import BootstrapError, ConfigError, ProviderError, RayctlError
+from rayctl.ops import known
 from rayctl.ops.head import find_head, start_monitor, stop_monitor
 from rayctl.ops.lock import cluster_lock
 from rayctl.paths import log_dir
@@ -80,6 +81,7 @@ def _up(
             "tests and benchmarks (rayctl validate and plan take its configs); it has no "
             "nodes to bring up"
         )
+    known.record(home, loaded)  # first: a failed `up` is found by name and removed by `down`
     provider.bootstrap()
     heads = provider.list_nodes(**{Tag.KIND: NodeKind.HEAD.value})
     # Restarted at the end with this config; meanwhile nothing launches behind our back.

@@ -211,6 +211,10 @@ def test_a_corrupted_nodes_json_is_a_clear_error_until_down_force(
     assert [(r["id"], r["address"]) for r in remain] == (salvaged or [("unknown", "")])
     assert all(str(copy) in r["why"] for r in remain)
     assert not state.exists()
-    assert copy.read_text() == content  # kept for the user, the only file left
-    assert list(provider.state_dir.iterdir()) == [copy]
+    assert copy.read_text() == content  # kept for the user
+    # with `up`'s record, which keeps the cluster listed while its nodes may remain
+    record = provider.state_dir / "cluster.json"
+    assert sorted(provider.state_dir.iterdir()) == sorted([copy, record])
     assert cli("status", config_path).code == 0
+    assert cli("down", config_path, "--yes").code == 0  # nothing left to remove: forgotten
+    assert list(provider.state_dir.iterdir()) == [copy]
