@@ -28,6 +28,7 @@ from rayctl.config import ClusterConfig
 from rayctl.config.loader import LoadedConfig
 from rayctl.errors import AuthError, CapacityError, ProviderError, QuotaError, TransientError
 from rayctl.ops import down as down_module
+from rayctl.ops import known
 from rayctl.providers.aws import instances as aws_module
 from rayctl.providers.aws import setup as aws_setup
 from rayctl.providers.aws.errors import convert
@@ -1046,3 +1047,24 @@ def test_errors_outside_the_table() -> None:
     )
     assert "lack the permission ec2:RunInstances" in str(denied)
     assert "decode-authorization-message" in str(denied)
+
+
+def test_clusters_lists_an_aws_cluster_from_its_ec2_tags(
+    provider: AWSProvider,
+    config: ClusterConfig,
+    home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The record says where (the region, in the config); the nodes come from EC2."""
+    monkeypatch.setenv("RAYCTL_HOME", str(home))
+    known.record(home, LoadedConfig(config, tmp_path / "cluster.yaml"))
+    provider.bootstrap()
+    (head,) = provider.create_nodes("head", 1, launch_tags(NodeKind.HEAD))
+    provider.create_nodes("worker", 2, launch_tags(NodeKind.WORKER))
+    capsys.readouterr()
+    assert run(["clusters", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["clusters"]
+    listed = (row["name"], row["provider"], row["nodes"], row["head_ip"], row["error"])
+    assert listed == (CLUSTER, "aws", 3, head.internal_ip, None)
