@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rayctl.runtime.ray_adapter import list_ray_nodes
+from rayctl.paths import ray_token_file
+from rayctl.runtime.ray_adapter import RayUnreachable, list_ray_nodes
 from tests.conftest import SPREAD_JOB, unique_name, wait_for
 from tests.sshhosts import HostNetwork, SSHHost
 
@@ -127,7 +128,7 @@ def _wait_until_quiet(host: SSHHost, timeout_s: float = 15) -> dict[int, str]:
     return left
 
 
-def test_onprem_lifecycle(onprem, cli, tmp_path: Path) -> None:
+def test_onprem_lifecycle(onprem, cli, tmp_path: Path, rayctl_home: Path) -> None:
     cluster = onprem(workers=2)
     first, second = cluster.workers
 
@@ -144,14 +145,28 @@ def test_onprem_lifecycle(onprem, cli, tmp_path: Path) -> None:
         == Path(yaml.safe_load(cluster.config.read_text())["auth"]["ssh_private_key"]).read_bytes()
     )
     assert head_key.stat().st_mode & 0o777 == 0o600
+    # Ray runs with token authentication: the cluster's token, 0600 here, on the head and on
+    # the worker, refused without it.
+    token = ray_token_file(rayctl_home, cluster.name)
+    secret = token.read_text()
+    assert token.stat().st_mode & 0o777 == 0o600
+    for host in (cluster.head, first):
+        copy = host.home / ".rayctl" / "clusters" / cluster.name / "ray_auth_token"
+        assert copy.read_text() == secret and copy.stat().st_mode & 0o777 == 0o600
+    with pytest.raises(RayUnreachable, match="Authentication token is missing or incorrect"):
+        list_ray_nodes(status["gcs_address"], token_file=None)
     # Every Ray node advertises its own host's address.
-    ray_nodes = list_ray_nodes(status["gcs_address"])
+    ray_nodes = list_ray_nodes(status["gcs_address"], token_file=token)
     assert sorted((r.instance_id, r.ip) for r in ray_nodes if r.alive) == sorted(
         [(cluster.head.address, cluster.head.address), (first.address, first.address)]
     )
 
     exec_result = cli("exec", cluster.config, "hostname")
     assert exec_result.code == 0 and exec_result.out.strip() == cluster.head.name
+    # Commands on the head have the token (by its path) for `ray status` and drivers.
+    ray_status = cli("exec", cluster.config, f"{Path(sys.executable).parent}/ray status")
+    assert ray_status.code == 0 and "Active:" in ray_status.out, ray_status.text
+    assert secret not in ray_status.text
 
     # attach: a shell on the head, in a terminal of its own.
     code, screen = _in_terminal(
