@@ -84,6 +84,18 @@ def test_token_auth_is_on_by_default(make_cluster, cli, rayctl_home, tmp_path):
     assert accepted.returncode == 0, accepted.stderr
     assert "nodes: 1" in accepted.stdout
 
+    # Commands on the head have the token (by its path): `ray status` there works. (`rayctl`
+    # in a process of its own: this one's Ray clients set RAY_AUTH_* in its environment.)
+    bin_dir = Path(sys.executable).parent
+    ray_status = subprocess.run(
+        [bin_dir / "rayctl", "exec", cluster.config, f"{bin_dir / 'ray'} status --address {gcs}"],
+        env={k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ray_status.returncode == 0 and "Active:" in ray_status.stdout, ray_status.stderr
+
     # So does the dashboard.
     url = status["dashboard_url"]
     wait_for(lambda: dashboard_status(url, token) == 200, 60, "the dashboard, with the token")
@@ -113,6 +125,7 @@ def test_token_auth_is_on_by_default(make_cluster, cli, rayctl_home, tmp_path):
     # environment (only its path does).
     for result in (up, submitted, status_out, status_json):
         assert token not in result.text
+    assert token not in ray_status.stdout + ray_status.stderr
     copies = {token_file, on_head, on_worker}
     leaks = [
         path
