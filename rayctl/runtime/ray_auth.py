@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shlex
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,15 +19,14 @@ from rayctl.config.schema import ClusterConfig
 from rayctl.errors import RayctlError
 from rayctl.paths import ray_token_file, write_atomic
 from rayctl.runtime import head_paths
-from rayctl.runtime.runner import CommandRunner
+from rayctl.runtime.runner import CommandRunner, put_private
 from rayctl.templates import shell_path
 
 TOKEN_BYTES = 32  # 256 bits, as Ray's own `ray get-auth-token --generate` makes
 
 
 class TokenError(RayctlError):
-    """The cluster's token is not usable here (missing, readable by others), or could not be
-    put on a node."""
+    """The cluster's token is not usable here: missing, or readable by others."""
 
 
 @dataclass(frozen=True)
@@ -96,14 +94,5 @@ class ClusterAuth:
         """Copy the token to the node reached by `runner`, into a directory only its user
         can enter (0700) and as a file only its user can read (0600)."""
         token = self.require_token()
-        if token is None:
-            return
-        remote = head_paths.ray_token(self.cluster_name)
-        directory = shlex.quote(os.path.dirname(remote))
-        made = runner.run(f"umask 077 && mkdir -p {directory} && chmod 700 {directory}")
-        if not made.ok:
-            raise TokenError(f"could not make {directory} on the node:\n{made.tail}")
-        runner.put(str(token), f"~/{remote}")
-        kept = runner.run(f"chmod 600 {shlex.quote(remote)}")
-        if not kept.ok:
-            raise TokenError(f"could not protect the Ray token on the node:\n{kept.tail}")
+        if token is not None:
+            put_private(runner, {str(token): head_paths.ray_token(self.cluster_name)})
