@@ -222,17 +222,19 @@ def test_onprem_lifecycle(onprem, cli, tmp_path: Path, rayctl_home: Path) -> Non
     for host in (cluster.head, *cluster.workers):
         assert _wait_until_quiet(host) == {}, f"{host.name} still runs processes"
     assert not (cluster.head.home / ".rayctl" / "pool" / cluster.name).exists()
-    # No host keeps the cluster's key (the head had a copy for its monitor), nor any claim.
+    # No host keeps the cluster's key (the head had a copy for its monitor) or its Ray token
+    # (every node had one; this machine's goes with `down` too), nor any claim.
     key = Path(yaml.safe_load(cluster.config.read_text())["auth"]["ssh_private_key"])
     assert _files_holding(key.read_bytes(), Path("/tmp"), besides=key) == []
+    assert not token.exists()
+    assert _files_holding(secret.encode(), Path("/tmp"), besides=key) == []
     for host in (cluster.head, *cluster.workers):
         assert list((host.home / ".rayctl" / "claims").glob("*")) == []
 
 
-def _ray_nodes(status: dict) -> list[tuple[str, str]]:
-    return sorted(
-        (r.instance_id, r.ray_node_id) for r in list_ray_nodes(status["gcs_address"]) if r.alive
-    )
+def _ray_nodes(status: dict, token: Path) -> list[tuple[str, str]]:
+    nodes = list_ray_nodes(status["gcs_address"], token_file=token)
+    return sorted((r.instance_id, r.ray_node_id) for r in nodes if r.alive)
 
 
 def _pins(known_hosts: Path, host: str) -> list[str]:
@@ -255,7 +257,9 @@ def _files_holding(data: bytes, root: Path, *, besides: Path) -> list[Path]:
     return found
 
 
-def test_a_host_is_held_by_one_cluster_at_a_time(onprem, cli, host_network: HostNetwork) -> None:
+def test_a_host_is_held_by_one_cluster_at_a_time(
+    onprem, cli, host_network: HostNetwork, rayctl_home: Path
+) -> None:
     first = onprem(workers=1)
     assert cli("up", first.config, "--yes").code == 0
     before = first.status(cli)
@@ -286,7 +290,9 @@ def test_a_host_is_held_by_one_cluster_at_a_time(onprem, cli, host_network: Host
     # The first cluster ran on undisturbed: the same Ray nodes, alive, and its monitor.
     after = first.status(cli)
     assert after["monitor_running"]
-    assert _ray_nodes(after) == _ray_nodes(before) and len(_ray_nodes(before)) == 2
+    token = ray_token_file(rayctl_home, first.name)
+    assert _ray_nodes(after, token) == _ray_nodes(before, token)
+    assert len(_ray_nodes(before, token)) == 2
 
     # Once it is down, its hosts are free for the other cluster.
     assert cli("down", first.config, "--yes").code == 0
