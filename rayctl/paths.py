@@ -43,6 +43,11 @@ def key_file(home: Path, key_name: str) -> Path:
     return home / "keys" / f"{key_name}.pem"
 
 
+def ray_token_file(home: Path, cluster_name: str) -> Path:
+    """The cluster's Ray authentication token (mode 0600), made by its first `up`."""
+    return cluster_dir(home, cluster_name) / "ray_auth_token"
+
+
 def write_atomic(path: Path, text: str, *, mode: int = 0o666) -> None:
     """Replace `path` with `text` so that a crash (even of the machine) leaves the old
     content or the new, never an empty or partial file: write a temp file, fsync it,

@@ -15,6 +15,7 @@ from rayctl.errors import AuthError, ProviderError, StateCorrupted, TerminationF
 from rayctl.ops import known
 from rayctl.ops.head import stop_monitor
 from rayctl.ops.lock import cluster_lock
+from rayctl.paths import ray_token_file
 from rayctl.providers.base import Node, NodeKind, NodeProvider, Tag
 from rayctl.providers.registry import make_provider
 from rayctl.runtime.runner import NodeUnreachable
@@ -59,6 +60,8 @@ def down(
     with cluster_lock(home, loaded.name, "down"):
         report = _Down(provider, workers_only=workers_only, force=force).run()
         if not workers_only and not report.may_remain:
+            # Nothing uses the token any more; a new cluster of this name gets a new one.
+            ray_token_file(home, loaded.name).unlink(missing_ok=True)
             known.forget(home, loaded)  # before the lock's release removes the empty dir
         return report
 

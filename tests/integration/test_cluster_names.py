@@ -60,6 +60,8 @@ def test_a_cluster_is_reached_by_name_and_torn_down_from_a_broken_config(
     ]
     record = rayctl_home / "clusters" / name / "cluster.json"
     assert stat.S_IMODE(record.stat().st_mode) == 0o600
+    token = (rayctl_home / "clusters" / name / "ray_auth_token").read_text().strip()
+    assert len(token) > 16 and token not in record.read_text()  # named by path, never held
     assert name in rayctl("clusters").out
 
     # The YAML is not needed any more: by name, from anywhere.
