@@ -213,4 +213,4 @@ def test_a_corrupted_nodes_json_is_a_clear_error_until_down_force(
     assert not state.exists()
     assert copy.read_text() == content  # kept for the user, the only file left
     assert list(provider.state_dir.iterdir()) == [copy]
-    assert cli("status", config_path).code == 0
+    assert cli("status", config_path).code == 4  # forgotten: no cluster any more
