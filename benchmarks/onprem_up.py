@@ -79,6 +79,7 @@ from typing import Any
 import yaml
 from common import INTERRUPTS, log
 
+from rayctl.paths import ray_token_file
 from rayctl.runtime.ray_adapter import RayUnreachable, list_ray_nodes
 from tests.sshhosts import SSHD, HostNetwork, SSHHost
 
@@ -206,6 +207,7 @@ class GcsPoller:
 
     gcs_address: str
     addresses: set[str]
+    token_file: Path | None  # the cluster's Ray token (None: Ray's own `ray up`, without)
     started: float
     timeline: dict[str, float] = field(default_factory=dict)
     alive: int = 0
@@ -224,7 +226,7 @@ class GcsPoller:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            count = alive_count(self.gcs_address, self.addresses)
+            count = alive_count(self.gcs_address, self.addresses, self.token_file)
             at = time.monotonic() - self.started
             if count is not None:
                 self.timeline.setdefault("GCS answers", at)
@@ -247,17 +249,18 @@ class GcsPoller:
         return self.timeline[key]
 
 
-def alive_count(gcs_address: str, addresses: set[str]) -> int | None:
-    """How many of the hosts Ray's GCS counts alive; None while it does not answer."""
+def alive_count(gcs_address: str, addresses: set[str], token_file: Path | None) -> int | None:
+    """How many of the hosts Ray's GCS counts alive; None while it does not answer (or, with
+    rayctl, before its `up` made the token)."""
     try:
-        nodes = list_ray_nodes(gcs_address)
+        nodes = list_ray_nodes(gcs_address, token_file=token_file)
     except RayUnreachable:
         return None
     return len({n.ip for n in nodes if n.alive and n.ip in addresses})
 
 
-def check_all_alive(gcs_address: str, addresses: set[str]) -> None:
-    count = alive_count(gcs_address, addresses)
+def check_all_alive(gcs_address: str, addresses: set[str], token_file: Path | None) -> None:
+    count = alive_count(gcs_address, addresses, token_file)
     if count != len(addresses):
         raise RuntimeError(f"{count} of {len(addresses)} nodes alive in Ray at {gcs_address}")
 
@@ -317,9 +320,11 @@ def bench_rayctl(net: HostNetwork, tmp: Path) -> Measures:
     addresses = {h.address for h in net.hosts}
     gcs = f"{net.hosts[0].address}:{GCS_PORT}"
     config = tmp / "rayctl.yaml"
-    config.write_text(yaml.safe_dump(rayctl_config(f"rc-{secrets.token_hex(3)}", net)))
+    name = f"rc-{secrets.token_hex(3)}"
+    config.write_text(yaml.safe_dump(rayctl_config(name, net)))
     env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
     env |= {"RAYCTL_HOME": str(tmp / "rayctl-home"), "NO_COLOR": "1"}
+    token = ray_token_file(tmp / "rayctl-home", name)
     logs = tmp / "rayctl.log"
 
     def rayctl(*args: str, timeout_s: float) -> tuple[float, list[tuple[float, str]]]:
@@ -328,13 +333,13 @@ def bench_rayctl(net: HostNetwork, tmp: Path) -> Measures:
     downed = False
     try:
         started = time.monotonic()
-        with GcsPoller(gcs, addresses, started) as poller:
+        with GcsPoller(gcs, addresses, token, started) as poller:
             up_s, lines = rayctl("up", str(config), "--yes", timeout_s=UP_TIMEOUT_S)
-            check_all_alive(gcs, addresses)  # it returns once all are up
+            check_all_alive(gcs, addresses, token)  # it returns once all are up
             # The poller may sample the last node just after: all were alive at the return.
             alive_s = min(poller.wait_all(10), up_s)
         again_s, again_lines = rayctl("up", str(config), "--yes", timeout_s=UP_TIMEOUT_S)
-        check_all_alive(gcs, addresses)
+        check_all_alive(gcs, addresses, token)
 
         def down() -> float:
             nonlocal downed
@@ -436,10 +441,10 @@ def bench_ray(net: HostNetwork, tmp: Path) -> Measures:
 
     try:
         started = time.monotonic()
-        with GcsPoller(gcs, addresses, started) as poller:
+        with GcsPoller(gcs, addresses, None, started) as poller:
             up_s = ray("up", "-y", "--disable-usage-stats", str(config), timeout_s=UP_TIMEOUT_S)
             alive_s = poller.wait_all(UP_TIMEOUT_S)
-        check_all_alive(gcs, addresses)
+        check_all_alive(gcs, addresses, None)
         down_s, quiet_s, killed = down_and_quiet(
             lambda: ray("down", "-y", str(config), timeout_s=DOWN_TIMEOUT_S), net.hosts, "ray"
         )

@@ -92,10 +92,11 @@ from typing import IO, Any, Protocol
 import ray
 import ray.autoscaler._private.fake_multi_node as fake_multi_node
 from common import INTERRUPTS, log, wait_for
-from ray._raylet import GcsClient
+from ray._raylet import Config, GcsClient
 from ray.autoscaler._private.fake_multi_node.node_provider import FAKE_HEAD_NODE_ID
 from ray.core.generated.gcs_pb2 import GcsNodeInfo
 
+from rayctl.paths import ray_token_file
 from rayctl.providers.local import loopback
 from rayctl.providers.local.instances import LocalProvider
 from rayctl.providers.registry import load_config, make_provider
@@ -384,6 +385,9 @@ def rayctl_cluster(idle_timeout_s: float) -> Iterator[RayctlCluster]:
         provider = make_provider(load_config(config).config, home=tmp / "home")
         assert isinstance(provider, LocalProvider)
         cluster = RayctlCluster(name, config, env, provider)
+        token = ray_token_file(tmp / "home", name)  # `up` keeps a token it finds
+        token.parent.mkdir(parents=True)
+        shutil.copy(os.environ["RAY_AUTH_TOKEN_PATH"], token)  # with its mode, 0600
         run_rayctl("up", str(config), "--yes", env=env)
         status = cluster.status()
         cluster.gcs_address, cluster.head_ip = status["gcs_address"], status["head_ip"]
@@ -873,10 +877,22 @@ def sides(ray_versions: list[int], idle_timeout_s: float) -> dict[str, Side]:
     return made
 
 
+def use_one_token(path: Path) -> None:
+    """Both sides run with Ray's token authentication (rayctl's default) and one token, so
+    this process's GCS clients, the drivers and Ray's fake head (all inheriting this
+    environment) reach either; rayctl's clusters are given it before their `up`."""
+    path.write_text(secrets.token_hex(32))
+    path.chmod(0o600)
+    os.environ |= {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(path)}
+    os.environ.pop("RAY_AUTH_TOKEN", None)
+    Config.initialize("")  # Ray caches the mode it read at import
+
+
 def run_rounds(options: argparse.Namespace) -> dict[str, list[Round]]:
     made = sides(options.ray, options.idle_timeout)
     results: dict[str, list[Round]] = {side: [] for side in made}
     tmp = Path(tempfile.mkdtemp(prefix="reaction-"))
+    use_one_token(tmp / "ray_auth_token")
     try:
         for i in range(options.rounds):
             order = list(made)[i % len(made) :] + list(made)[: i % len(made)]

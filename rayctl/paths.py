@@ -32,12 +32,20 @@ def key_file(home: Path, key_name: str) -> Path:
     return home / "keys" / f"{key_name}.pem"
 
 
-def write_atomic(path: Path, text: str) -> None:
+def ray_token_file(home: Path, cluster_name: str) -> Path:
+    """The cluster's Ray authentication token (mode 0600), made by its first `up`."""
+    return cluster_dir(home, cluster_name) / "ray_auth_token"
+
+
+def write_atomic(path: Path, text: str, *, mode: int = 0o666) -> None:
     """Replace `path` with `text` so that a crash (even of the machine) leaves the old
     content or the new, never an empty or partial file: write a temp file, fsync it,
-    rename it over `path`, then fsync the directory so the rename itself is on disk."""
+    rename it over `path`, then fsync the directory so the rename itself is on disk.
+    The file is created with `mode` (less the umask), so a secret (0o600) is never
+    readable by others, not even while it is written."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
+    tmp.unlink(missing_ok=True)  # a leftover keeps its own mode; O_CREAT would not set ours
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "w") as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())

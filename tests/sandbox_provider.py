@@ -13,9 +13,9 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
+from rayctl.config.findings import Findings
 from rayctl.config.provider_spec import ProviderSpec
 from rayctl.config.schema import Capabilities, ClusterConfig, ProviderSettings
-from rayctl.config.yaml_positions import Path as KeyPath
 from rayctl.providers.base import Node
 from rayctl.providers.local.instances import LocalProvider
 from rayctl.providers.registry import PLUGINS_ENV
@@ -34,13 +34,11 @@ class SandboxConfig(ProviderSettings):
     )
 
 
-def check(
-    config: ClusterConfig, base_dir: Path, problems: list[tuple[KeyPath, str]]
-) -> ClusterConfig:
+def check(config: ClusterConfig, base_dir: Path, found: Findings) -> ClusterConfig:
     provider = config.provider
     assert isinstance(provider, SandboxConfig)
     if provider.shelf == "forbidden":
-        problems.append((("provider", "shelf"), "that shelf is off limits"))
+        found.problems.append((("provider", "shelf"), "that shelf is off limits"))
     return config
 
 

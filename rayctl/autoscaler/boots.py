@@ -14,6 +14,7 @@ from rayctl.config.schema import ClusterConfig
 from rayctl.errors import BootstrapError
 from rayctl.providers.base import Node, NodeProvider, RayStart, recording
 from rayctl.runtime.bootstrap import Bootstrapper, HeadGate, StageChange
+from rayctl.runtime.ray_auth import ClusterAuth
 from rayctl.runtime.runner import CommandRunner
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,9 @@ class _FencedAccess:
 BootFn = Callable[[Node, Node, threading.Event], None]
 
 
-def bootstrap_worker(config: ClusterConfig, provider: NodeProvider) -> BootFn:
-    """The reconciler's boot function for real nodes."""
+def bootstrap_worker(config: ClusterConfig, provider: NodeProvider, auth: ClusterAuth) -> BootFn:
+    """The reconciler's boot function for real nodes; `auth` as the head sees it (the token
+    goes from there to each worker)."""
 
     def report(node: Node, change: StageChange) -> None:
         log.info("bootstrap", extra={"node_id": node.id, "stage": change.stage.value})
@@ -80,7 +82,7 @@ def bootstrap_worker(config: ClusterConfig, provider: NodeProvider) -> BootFn:
             fence(n, cancelled)  # no tag write once cancelled
             record(n, change)
 
-        bootstrapper = Bootstrapper(config, on_stage=on_stage)
+        bootstrapper = Bootstrapper(config, auth=auth, on_stage=on_stage)
         bootstrapper.bootstrap(node, _FencedAccess(provider, cancelled), HeadGate.of(head))
 
     return boot

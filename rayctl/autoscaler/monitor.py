@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -29,6 +30,7 @@ from rayctl.runtime.ray_adapter import (
     cluster_snapshot,
     drain_idle_node,
 )
+from rayctl.runtime.ray_auth import ClusterAuth
 
 log = logging.getLogger(__name__)
 
@@ -170,8 +172,12 @@ def run_monitor(config_path: Path) -> int:
     if simulated is not None:  # the fake provider: Ray's side is simulated too
         snapshot, drain, boot = simulated.snapshot, simulated.drain, simulated.boot
     else:
-        snapshot, drain = cluster_snapshot, drain_idle_node
-        boot = bootstrap_worker(config, provider)
+        # The token is read from where `up` put it on the head; a missing one fails each
+        # call with Ray's own message (in the status's error), not the loop.
+        auth = ClusterAuth.on_node(config)
+        snapshot = partial(cluster_snapshot, token_file=auth.token_file)
+        drain = partial(drain_idle_node, token_file=auth.token_file)
+        boot = bootstrap_worker(config, provider, auth)
     reconciler = Reconciler(config, provider, snapshot=snapshot, drain=drain, boot=boot)
     monitor = Monitor(
         reconciler,

@@ -68,6 +68,12 @@ def up(
     err.print(
         styled("Bringing up cluster ", (loaded.name, "bold"), f" ({loaded.config.provider.type})")
     )
+    if not loaded.config.rayctl.security.ray_token_auth:
+        err.print(
+            "warning: Ray token authentication is off (rayctl.security.ray_token_auth: "
+            "false): anyone who reaches this cluster's Ray ports can run code on its nodes",
+            markup=False,
+        )
     with StageDisplay() as display:
         report = up_op.up(
             loaded,

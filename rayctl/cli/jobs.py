@@ -12,6 +12,7 @@ from rayctl.ops.head import find_head
 from rayctl.providers.registry import make_provider
 from rayctl.runtime import jobs
 from rayctl.runtime.install import runtime_python
+from rayctl.runtime.ray_auth import ClusterAuth
 
 
 class DetachedJob(BaseModel):
@@ -52,6 +53,7 @@ def submit(
         working_dir=str(working_dir) if working_dir else None,
         python=runtime_python(loaded.config),
         gcs_address=head.gcs_address,
+        auth=ClusterAuth.local(loaded.config, home=home()),
     )
     runner = provider.runner(head)
     if detach:

@@ -1,8 +1,10 @@
 """`rayctl attach`, `exec`, `rsync-up` and `rsync-down`: a shell, a command (with RAY_ADDRESS
-set) or files on the head."""
+and the cluster's Ray token set, so `ray status` and drivers work there) or files on the
+head."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
@@ -11,24 +13,35 @@ from rayctl.cli.output import CONFIG_ARG, NAME_OPT, home, load, out
 from rayctl.ops.head import find_head
 from rayctl.providers.base import Node
 from rayctl.providers.registry import make_provider
+from rayctl.runtime.ray_auth import ClusterAuth
 from rayctl.runtime.runner import CommandRunner
 
 
-def _head(config: Path, cluster_name: str | None) -> tuple[CommandRunner, Node]:
+@dataclass(frozen=True)
+class _Head:
+    runner: CommandRunner
+    node: Node
+    auth: ClusterAuth
+
+    def env(self) -> dict[str, str]:
+        return {"RAY_ADDRESS": self.node.gcs_address}
+
+    def with_ray(self, command: str) -> str:
+        """`command` after the cluster's Ray authentication settings (the token's path)."""
+        return f"{self.auth.shell_exports()}; {command}"
+
+
+def _head(config: Path, cluster_name: str | None) -> _Head:
     loaded = load(config, cluster_name)
     provider = make_provider(loaded.config, home=home())
     head = find_head(provider)
-    return provider.runner(head), head
-
-
-def _ray_env(head: Node) -> dict[str, str]:
-    return {"RAY_ADDRESS": head.gcs_address}
+    return _Head(provider.runner(head), head, ClusterAuth.local(loaded.config, home=home()))
 
 
 def attach(config: Path = CONFIG_ARG, cluster_name: str | None = NAME_OPT) -> None:
     """An interactive shell on the head node."""
-    runner, head = _head(config, cluster_name)
-    raise typer.Exit(runner.interactive(None, env=_ray_env(head)))
+    head = _head(config, cluster_name)
+    raise typer.Exit(head.runner.interactive(head.with_ray("exec bash -l"), env=head.env()))
 
 
 def exec_(
@@ -44,8 +57,9 @@ def exec_(
     """Run a shell command on the head; exits with its exit code.
 
     It reads this command's stdin; its stdout and stderr stay apart, as with `ssh HOST CMD`."""
-    runner, head = _head(config, cluster_name)
-    raise typer.Exit(runner.interactive(" ".join(command), env=_ray_env(head), terminal=False))
+    head = _head(config, cluster_name)
+    command_line = head.with_ray(" ".join(command))
+    raise typer.Exit(head.runner.interactive(command_line, env=head.env(), terminal=False))
 
 
 def rsync_up(
@@ -55,7 +69,7 @@ def rsync_up(
     cluster_name: str | None = NAME_OPT,
 ) -> None:
     """Copy a local file or directory to the head (a directory's contents into TARGET)."""
-    runner, _head_node = _head(config, cluster_name)
+    runner = _head(config, cluster_name).runner
     if source.is_dir():
         runner.sync(str(source), target)
     else:
@@ -70,6 +84,5 @@ def rsync_down(
     cluster_name: str | None = NAME_OPT,
 ) -> None:
     """Copy a file or directory from the head (a directory's contents into TARGET)."""
-    runner, _head_node = _head(config, cluster_name)
-    runner.get(source, str(target))
+    _head(config, cluster_name).runner.get(source, str(target))
     out.print(f"head:{source} -> {target}")

@@ -4,7 +4,8 @@
 - runtime hash: what setup produces (file mounts and their contents, setup commands, the
   runtime: rayctl's version and source hash, Ray's version). A change re-runs setup on the
   node, which installs a changed rayctl there.
-- start hash: how Ray is started (start commands, resources, labels). A change restarts Ray.
+- start hash: how Ray is started (start commands, resources, labels, token authentication on
+  or off). A change restarts Ray.
 """
 
 from __future__ import annotations
@@ -66,4 +67,11 @@ def runtime_hash(config: ClusterConfig, node_type: str, *, head: bool, runtime: 
 def start_hash(config: ClusterConfig, node_type: str, *, head: bool) -> str:
     node = config.available_node_types[node_type]
     commands = config.head_start_ray_commands if head else config.worker_start_ray_commands
-    return _digest({"commands": commands, "resources": node.resources, "labels": node.labels})
+    return _digest(
+        {
+            "commands": commands,
+            "resources": node.resources,
+            "labels": node.labels,
+            "ray_token_auth": config.rayctl.security.ray_token_auth,
+        }
+    )

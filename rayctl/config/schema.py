@@ -104,8 +104,21 @@ class NodeTypeSettings(StrictModel):
     )
 
 
+class SecuritySettings(StrictModel):
+    ray_token_auth: bool = Field(
+        True,
+        description="Ray's token authentication on every node and for every client rayctl "
+        "runs: a token per cluster, made by the first `up`, kept (mode 0600) in the "
+        "cluster's directory under the rayctl home and at "
+        "~/.rayctl/clusters/<cluster_name>/ray_auth_token on the nodes. false leaves Ray's "
+        "ports (GCS, client server, dashboard) open to anyone who reaches them, who can then "
+        "run code on every node; `up` warns each time.",
+    )
+
+
 class RayctlSettings(StrictModel):
     runtime: RuntimeSettings = RuntimeSettings()
+    security: SecuritySettings = SecuritySettings()
     node_types: dict[str, NodeTypeSettings] = Field(
         {}, description="rayctl's settings per node type, by names in available_node_types."
     )

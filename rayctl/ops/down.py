@@ -14,6 +14,7 @@ from rayctl.config.loader import LoadedConfig
 from rayctl.errors import AuthError, ProviderError, StateCorrupted, TerminationFailed
 from rayctl.ops.head import stop_monitor
 from rayctl.ops.lock import cluster_lock
+from rayctl.paths import ray_token_file
 from rayctl.providers.base import Node, NodeKind, NodeProvider, Tag
 from rayctl.providers.registry import make_provider
 from rayctl.runtime.runner import NodeUnreachable
@@ -56,7 +57,11 @@ def down(
     goes with the head, and what it launched meanwhile is swept up after."""
     provider = make_provider(loaded.config, home=home)
     with cluster_lock(home, loaded.name, "down"):
-        return _Down(provider, workers_only=workers_only, force=force).run()
+        report = _Down(provider, workers_only=workers_only, force=force).run()
+        if not workers_only and not report.may_remain:
+            # Nothing uses the token any more; a new cluster of this name gets a new one.
+            ray_token_file(home, loaded.name).unlink(missing_ok=True)
+        return report
 
 
 class _Down:

@@ -15,6 +15,7 @@ from rayctl.providers.base import NodeKind, Tag
 from rayctl.providers.registry import make_provider
 from rayctl.runtime import head_paths
 from rayctl.runtime.ray_adapter import RayNode, RayUnreachable, list_ray_nodes
+from rayctl.runtime.ray_auth import ClusterAuth, TokenError
 
 
 class NodeRow(BaseModel):
@@ -58,10 +59,11 @@ def cluster_status(loaded: LoadedConfig, *, home: Path) -> ClusterStatus:
             dashboard_url = f"http://{head.internal_ip}:{head.tags[Tag.DASHBOARD_PORT]}"
         try:
             # A restarted node registers again under the same instance id: prefer the live one.
-            for r in list_ray_nodes(gcs_address):
+            token_file = ClusterAuth.local(loaded.config, home=home).require_token()
+            for r in list_ray_nodes(gcs_address, token_file=token_file):
                 if r.instance_id not in ray_nodes or r.status != "DEAD":
                     ray_nodes[r.instance_id] = r
-        except RayUnreachable as exc:
+        except (RayUnreachable, TokenError) as exc:
             ray_error = str(exc).splitlines()[0]
     rows = []
     for n in nodes:

@@ -25,6 +25,7 @@ from rayctl.runtime.bootstrap import (
     Outcome,
     StageCallback,
 )
+from rayctl.runtime.ray_auth import ClusterAuth
 
 BOOTSTRAP_THREADS = 16
 
@@ -85,8 +86,11 @@ def _up(
     # Restarted at the end with this config; meanwhile nothing launches behind our back.
     stop_monitor(provider, heads)
     request_id = secrets.token_hex(4)
+    auth = ClusterAuth.local(config, home=home)
+    auth.ensure_token()
     bootstrapper = Bootstrapper(
         config,
+        auth=auth,
         on_stage=recording(provider, on_stage),
         log_dir=log_dir(home, config.cluster_name),
     )

@@ -13,7 +13,6 @@ import posixpath
 import shlex
 import tempfile
 import threading
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from rayctl.errors import ProviderError
 from rayctl.paths import cluster_dir
 from rayctl.runtime import head_paths
 from rayctl.runtime.nodes import Node, RayStart
-from rayctl.runtime.runner import CommandRunner
+from rayctl.runtime.runner import CommandRunner, put_private
 from rayctl.runtime.ssh_runner import SSHRunner, check_key_mode, merge_known_hosts
 
 
@@ -111,7 +110,7 @@ class SSHAccess:
                 )
             elif created_key is not None:
                 files[str(self.key_path)] = created_key
-            _copy_secrets(runner, files)
+            put_private(runner, files)  # no other user of the head reads the key
         return head_config(config, runner, **update)
 
     def _merged_known_hosts(self, runner: CommandRunner, head_known: str) -> str:
@@ -128,21 +127,6 @@ class SSHAccess:
         except FileNotFoundError:
             ours = ""
         return merge_known_hosts(ours, "\n".join(lines))
-
-
-def _copy_secrets(runner: CommandRunner, files: Mapping[str, str]) -> None:
-    """Copy local files to paths relative to the head user's home: directories 0700, files
-    0600, so no other user of the head reads the cluster's key."""
-    dirs = sorted({posixpath.dirname(remote) for remote in files.values()})
-    quoted = " ".join(shlex.quote(d) for d in dirs)
-    result = runner.run(f"umask 077 && mkdir -p {quoted} && chmod 700 {quoted}")
-    if not result.ok:
-        raise ProviderError(f"could not prepare the head for the autoscaler:\n{result.tail}")
-    for local, remote in files.items():
-        runner.put(local, f"~/{remote}")
-    result = runner.run("chmod 600 " + " ".join(shlex.quote(r) for r in files.values()))
-    if not result.ok:
-        raise ProviderError(f"could not protect the keys on the head:\n{result.tail}")
 
 
 def head_config(config: ClusterConfig, runner: CommandRunner, **update: Any) -> ClusterConfig:

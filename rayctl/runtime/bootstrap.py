@@ -37,6 +37,7 @@ from rayctl.runtime.install import (
 )
 from rayctl.runtime.nodes import Node, NodeKind, NodeStatus, RayStart, Tag
 from rayctl.runtime.ray_adapter import RayUnreachable, gcs_listening, list_ray_nodes
+from rayctl.runtime.ray_auth import ClusterAuth, TokenError
 from rayctl.runtime.runner import (
     TAIL_LINES,
     CommandResult,
@@ -188,16 +189,20 @@ def ray_resource_args(config: ClusterConfig, node_type: str) -> list[str]:
 
 
 class Bootstrapper:
-    """Bootstraps nodes of one config; thread-safe (one call per node at a time)."""
+    """Bootstraps nodes of one config; thread-safe (one call per node at a time). `auth` is
+    the cluster's Ray authentication on the machine that runs it: its token goes to each node
+    before Ray starts there, and this machine's probes of Ray present it."""
 
     def __init__(
         self,
         config: ClusterConfig,
         *,
+        auth: ClusterAuth,
         on_stage: StageCallback,
         log_dir: Path | None = None,
     ) -> None:
         self._config = config
+        self._auth = auth
         self._on_stage = on_stage
         self._log_dir = log_dir
 
@@ -375,6 +380,8 @@ class Bootstrapper:
                 "ray_start.j2", ray=ray, head=is_head, gcs_address=gcs_address, args=args
             ).strip()
         ]
+        # Custom start commands get the token's path too: the exports come first.
+        commands = [self._auth.shell_exports(), *commands]
         path_export = runtime_path_export(self._config)
         if path_export:
             commands = [path_export, *commands]
@@ -395,6 +402,10 @@ class Bootstrapper:
                 demand_pull_period_ms(self._config.max_workers)
             )
         stage = NodeStatus.STARTING_RAY
+        try:
+            self._auth.put_token(runner)
+        except TokenError as exc:
+            raise BootstrapError(node.id, stage.value, str(exc)) from None
         self._check(
             detached.start(runner, node.id, commands, env), node, stage, "Ray did not start"
         )
@@ -412,6 +423,7 @@ class Bootstrapper:
     ) -> None:
         """Until Ray's GCS lists this node alive; fail early if its process exits. `on_gcs`
         is called once, as soon as the GCS accepts connections."""
+        token_file = self._auth.require_token()
         deadline = time.monotonic() + NODE_START_TIMEOUT_S
         next_probe = 0.0
         while time.monotonic() < deadline:
@@ -421,7 +433,7 @@ class Bootstrapper:
             try:
                 if any(
                     r.instance_id == node.id and r.status != "DEAD"
-                    for r in list_ray_nodes(gcs_address, timeout_s=5)
+                    for r in list_ray_nodes(gcs_address, token_file=token_file, timeout_s=5)
                 ):
                     return
             except RayUnreachable:

@@ -62,6 +62,12 @@ def cluster_secrets(cluster: str) -> str:
     return home_relative("clusters", cluster)
 
 
+def ray_token(cluster: str) -> str:
+    """The cluster's Ray authentication token on every node (mode 0600, in the 0700
+    cluster_secrets directory; relative to the home): RAY_AUTH_TOKEN_PATH names it."""
+    return posixpath.join(cluster_secrets(cluster), "ray_auth_token")
+
+
 # Which cluster holds an on-prem host: one claim file per host address (ssh provider).
 CLAIMS_DIR = home_relative("claims")
 

@@ -1,4 +1,5 @@
-"""Jobs: a Ray program uploaded to the head and run there with RAY_ADDRESS set.
+"""Jobs: a Ray program uploaded to the head and run there with RAY_ADDRESS set (and the
+cluster's Ray token, by its path on the head).
 
 Each job keeps a directory on the head (head_paths.job_dir): the script (and working dir), its
 combined output, and once it ends its exit code, so `logs` works during and after a run.
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 
 from rayctl.errors import RayctlError
 from rayctl.runtime import head_paths
+from rayctl.runtime.ray_auth import ClusterAuth
 from rayctl.runtime.runner import CommandRunner
 from rayctl.templates import shell_path
 
@@ -37,6 +39,7 @@ class JobSpec:
     working_dir: str | None
     python: str
     gcs_address: str
+    auth: ClusterAuth
 
 
 def new_job_id() -> str:
@@ -71,7 +74,7 @@ def _upload(runner: CommandRunner, spec: JobSpec, job_id: str) -> str:
     runner.put(spec.script, f"{job_dir}/{script_name}")
     env = f"RAY_ADDRESS={shlex.quote(spec.gcs_address)} RAYCTL_JOB_ID={shlex.quote(job_id)}"
     argv = f"{shell_path(spec.python)} {shlex.join(['-u', script_name, *spec.args])}"
-    return f"cd {_job_dir(job_id)} && {env} {argv}"
+    return f"{spec.auth.shell_exports()}; cd {_job_dir(job_id)} && {env} {argv}"
 
 
 def run(runner: CommandRunner, spec: JobSpec, stream: Callable[[str], None]) -> tuple[str, int]:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from rayctl.errors import RayctlError
 
@@ -41,6 +44,32 @@ class ClusterSnapshot:
     constraints: list[tuple[Bundle, int]] = field(default_factory=list)  # request_resources
 
 
+# Ray reads its authentication mode and token per process (RayConfig and its token loader,
+# both cached), not per client: each call below points them at its cluster's token first.
+_auth_lock = threading.Lock()
+_auth_in_use: list[Path | None] = []  # the token file the process uses now, once set
+
+
+def _authenticate(token_file: Path | None) -> None:
+    """Make this process's Ray clients present the token in `token_file` (None: none).
+    RAY_AUTH_TOKEN is dropped: it would take precedence over the file."""
+    with _auth_lock:
+        if _auth_in_use == [token_file]:
+            return
+        from ray._raylet import AuthenticationTokenLoader, Config
+
+        os.environ.pop("RAY_AUTH_TOKEN", None)
+        if token_file is None:
+            os.environ["RAY_AUTH_MODE"] = "disabled"
+            os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = "token"
+            os.environ["RAY_AUTH_TOKEN_PATH"] = str(token_file)
+        Config.initialize("")  # re-reads RAY_AUTH_MODE
+        AuthenticationTokenLoader.instance().reset_cache()
+        _auth_in_use[:] = [token_file]
+
+
 def _check_listening(gcs_address: str, timeout_s: float) -> None:
     host, port = gcs_address.rsplit(":", 1)
     # Ray's GCS client waits ~40 s for an address nobody listens on, whatever the timeout.
@@ -59,10 +88,14 @@ def gcs_listening(gcs_address: str) -> bool:
     return True
 
 
-def cluster_snapshot(gcs_address: str, *, timeout_s: int = 5) -> ClusterSnapshot:
+def cluster_snapshot(
+    gcs_address: str, *, token_file: Path | None, timeout_s: int = 5
+) -> ClusterSnapshot:
+    """`token_file`: the cluster's Ray token here (None: the cluster runs without)."""
     _check_listening(gcs_address, timeout_s)
     from ray.autoscaler.v2.sdk import get_cluster_status
 
+    _authenticate(token_file)
     try:
         status = get_cluster_status(gcs_address, timeout=timeout_s)
     except Exception as exc:  # GCS client errors have no common public base class
@@ -105,18 +138,23 @@ def cluster_snapshot(gcs_address: str, *, timeout_s: int = 5) -> ClusterSnapshot
     )
 
 
-def list_ray_nodes(gcs_address: str, *, timeout_s: int = 5) -> list[RayNode]:
+def list_ray_nodes(
+    gcs_address: str, *, token_file: Path | None, timeout_s: int = 5
+) -> list[RayNode]:
     """Every node GCS knows, alive or dead (no ray.init)."""
-    return cluster_snapshot(gcs_address, timeout_s=timeout_s).nodes
+    return cluster_snapshot(gcs_address, token_file=token_file, timeout_s=timeout_s).nodes
 
 
-def drain_idle_node(gcs_address: str, ray_node_id: str, message: str) -> tuple[bool, str]:
+def drain_idle_node(
+    gcs_address: str, ray_node_id: str, message: str, *, token_file: Path | None
+) -> tuple[bool, str]:
     """Ask GCS to drain an idle node before it is terminated. GCS refuses (False, why) if the
     node became busy meanwhile; then it must not be terminated."""
     _check_listening(gcs_address, 5)
     from ray._raylet import GcsClient
     from ray.core.generated.autoscaler_pb2 import DrainNodeReason
 
+    _authenticate(token_file)
     accepted, rejection = GcsClient(gcs_address).drain_node(
         node_id=ray_node_id,
         reason=DrainNodeReason.DRAIN_NODE_REASON_IDLE_TERMINATION,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import posixpath
+import shlex
 import shutil
 import signal
 import subprocess
@@ -73,6 +75,21 @@ class CommandRunner(Protocol):
         """Run `command` (a login shell when None) with this process's stdin, stdout and
         stderr; its exit code. With `terminal`, on a terminal of its own when stdin is one
         (as `ssh -t`); without, stdout and stderr always stay apart (as `ssh HOST CMD`)."""
+
+
+def put_private(runner: CommandRunner, files: Mapping[str, str]) -> None:
+    """Copy local files (secrets: keys, tokens) to paths relative to the node user's home, in
+    directories only that user can enter (0700), as files only that user can read (0600)."""
+    dirs = sorted({posixpath.dirname(remote) for remote in files.values()})
+    quoted = " ".join(shlex.quote(d) for d in dirs)
+    made = runner.run(f"umask 077 && mkdir -p {quoted} && chmod 700 {quoted}")
+    if not made.ok:
+        raise TransferError(f"could not make {quoted} on the node:\n{made.tail}")
+    for local, remote in files.items():
+        runner.put(local, f"~/{remote}")
+    kept = runner.run("chmod 600 " + " ".join(shlex.quote(r) for r in files.values()))
+    if not kept.ok:
+        raise TransferError(f"could not make the copied secrets private:\n{kept.tail}")
 
 
 class LocalRunner:

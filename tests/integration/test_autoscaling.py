@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from rayctl.paths import ray_token_file
 from rayctl.runtime.ray_adapter import list_ray_nodes
 from tests.conftest import REPO, wait_for
 
@@ -165,7 +166,9 @@ def test_monitor_killed_mid_scale_up_is_restarted_without_leaks(
     status = cluster.status(cli)
     assert len(workers(status)) == 4  # the target: max_workers, for 12 pending tasks
     ids = {n["id"] for n in status["nodes"]}
-    alive = {r.instance_id for r in list_ray_nodes(status["gcs_address"]) if r.alive}
+    token = ray_token_file(rayctl_home, cluster.name)
+    nodes = list_ray_nodes(status["gcs_address"], token_file=token)
+    alive = {r.instance_id for r in nodes if r.alive}
     assert alive == ids
     # Every process of the cluster belongs to a node it has, or to its monitor.
     for pid in [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from rayctl.paths import ray_token_file
 from rayctl.providers.aws import instances as aws
 from rayctl.providers.base import NodeKind, Tag
 from rayctl.runtime.ray_adapter import list_ray_nodes
@@ -108,7 +109,11 @@ def _no_processes_left(ec2: MotoEC2, name: str) -> bool:
 
 
 def test_aws_lifecycle(
-    booted_ec2: MotoEC2, cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    booted_ec2: MotoEC2,
+    cli,
+    tmp_path: Path,
+    rayctl_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     ec2 = booted_ec2
     name, config = write_config(ec2, tmp_path)
@@ -128,7 +133,8 @@ def test_aws_lifecycle(
         # The head's monitor got the endpoint, and its credentials from the head's own home.
         assert (head.home / ".aws" / "credentials").exists()
         # Every Ray node runs on its instance's private IP, named by its instance id.
-        ray_nodes = list_ray_nodes(status["gcs_address"])
+        token = ray_token_file(rayctl_home, name)
+        ray_nodes = list_ray_nodes(status["gcs_address"], token_file=token)
         assert sorted((r.instance_id, r.ip) for r in ray_nodes if r.alive) == sorted(
             [(head_id, head.address), (first_id, first.address)]
         )

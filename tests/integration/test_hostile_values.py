@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from rayctl.paths import ray_token_file
 from rayctl.runtime.ray_adapter import list_ray_nodes
 
 pytestmark = pytest.mark.integration
@@ -44,7 +45,11 @@ def test_hostile_values_arrive_byte_for_byte(make_cluster, cli, rayctl_home, tmp
     worker = next(n for n in status["nodes"] if n["kind"] == "worker")
     assert worker["node_type"] == worker_type and worker["stage"] == "ready"
     ray_worker = next(
-        r for r in list_ray_nodes(status["gcs_address"]) if r.instance_id == worker["id"]
+        r
+        for r in list_ray_nodes(
+            status["gcs_address"], token_file=ray_token_file(rayctl_home, cluster.name)
+        )
+        if r.instance_id == worker["id"]
     )
     # Through $RAYCTL_RAY_START_ARGS and eval, the --resources argument stayed one word.
     assert ray_worker.total[hostile] == 2.0 and ray_worker.node_type == worker_type

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from rayctl.paths import ray_token_file
 from rayctl.providers.local.loopback import LEASE_DIR
 from rayctl.runtime.ray_adapter import list_ray_nodes
 from tests.conftest import REPO, cluster_pids, wait_for
@@ -33,7 +34,12 @@ def test_up_submit_status_down(make_cluster, cli, rayctl_home, tmp_path):
     assert kinds == ["head", "worker"]
     assert all(n["stage"] == "ready" and n["state"] == "running" for n in status["nodes"])
     # Ray's own record of each node carries the provider's node id as its instance id.
-    ray_ids = {r.instance_id for r in list_ray_nodes(status["gcs_address"]) if r.status != "DEAD"}
+    token = ray_token_file(rayctl_home, cluster.name)
+    ray_ids = {
+        r.instance_id
+        for r in list_ray_nodes(status["gcs_address"], token_file=token)
+        if r.status != "DEAD"
+    }
     assert ray_ids == {n["id"] for n in status["nodes"]}
     ips = {n["ip"] for n in status["nodes"]}
     assert len(ips) == 2 and all(ip.startswith("127.0.") and ip != "127.0.0.1" for ip in ips)
@@ -226,5 +232,10 @@ def test_up_after_the_head_died_restarts_the_workers_with_it(make_cluster, cli, 
     assert healed.code == 0, healed.text
     assert "1 started, 1 restarted" in healed.out
     status = cluster.status(cli)
-    alive = {r.instance_id for r in list_ray_nodes(status["gcs_address"]) if r.status != "DEAD"}
+    token = ray_token_file(rayctl_home, cluster.name)
+    alive = {
+        r.instance_id
+        for r in list_ray_nodes(status["gcs_address"], token_file=token)
+        if r.status != "DEAD"
+    }
     assert alive == {n["id"] for n in status["nodes"]}  # the worker joined the new head

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rayctl.runtime.ray_adapter import list_ray_nodes
+from rayctl.paths import ray_token_file
+from rayctl.runtime.ray_adapter import RayUnreachable, list_ray_nodes
 from tests.conftest import SPREAD_JOB, unique_name, wait_for
 from tests.sshhosts import HostNetwork, SSHHost
 
@@ -127,7 +128,7 @@ def _wait_until_quiet(host: SSHHost, timeout_s: float = 15) -> dict[int, str]:
     return left
 
 
-def test_onprem_lifecycle(onprem, cli, tmp_path: Path) -> None:
+def test_onprem_lifecycle(onprem, cli, tmp_path: Path, rayctl_home: Path) -> None:
     cluster = onprem(workers=2)
     first, second = cluster.workers
 
@@ -144,14 +145,28 @@ def test_onprem_lifecycle(onprem, cli, tmp_path: Path) -> None:
         == Path(yaml.safe_load(cluster.config.read_text())["auth"]["ssh_private_key"]).read_bytes()
     )
     assert head_key.stat().st_mode & 0o777 == 0o600
+    # Ray runs with token authentication: the cluster's token, 0600 here, on the head and on
+    # the worker, refused without it.
+    token = ray_token_file(rayctl_home, cluster.name)
+    secret = token.read_text()
+    assert token.stat().st_mode & 0o777 == 0o600
+    for host in (cluster.head, first):
+        copy = host.home / ".rayctl" / "clusters" / cluster.name / "ray_auth_token"
+        assert copy.read_text() == secret and copy.stat().st_mode & 0o777 == 0o600
+    with pytest.raises(RayUnreachable, match="Authentication token is missing or incorrect"):
+        list_ray_nodes(status["gcs_address"], token_file=None)
     # Every Ray node advertises its own host's address.
-    ray_nodes = list_ray_nodes(status["gcs_address"])
+    ray_nodes = list_ray_nodes(status["gcs_address"], token_file=token)
     assert sorted((r.instance_id, r.ip) for r in ray_nodes if r.alive) == sorted(
         [(cluster.head.address, cluster.head.address), (first.address, first.address)]
     )
 
     exec_result = cli("exec", cluster.config, "hostname")
     assert exec_result.code == 0 and exec_result.out.strip() == cluster.head.name
+    # Commands on the head have the token (by its path) for `ray status` and drivers.
+    ray_status = cli("exec", cluster.config, f"{Path(sys.executable).parent}/ray status")
+    assert ray_status.code == 0 and "Active:" in ray_status.out, ray_status.text
+    assert secret not in ray_status.text
 
     # attach: a shell on the head, in a terminal of its own.
     code, screen = _in_terminal(
@@ -207,17 +222,19 @@ def test_onprem_lifecycle(onprem, cli, tmp_path: Path) -> None:
     for host in (cluster.head, *cluster.workers):
         assert _wait_until_quiet(host) == {}, f"{host.name} still runs processes"
     assert not (cluster.head.home / ".rayctl" / "pool" / cluster.name).exists()
-    # No host keeps the cluster's key (the head had a copy for its monitor), nor any claim.
+    # No host keeps the cluster's key (the head had a copy for its monitor) or its Ray token
+    # (every node had one; this machine's goes with `down` too), nor any claim.
     key = Path(yaml.safe_load(cluster.config.read_text())["auth"]["ssh_private_key"])
     assert _files_holding(key.read_bytes(), Path("/tmp"), besides=key) == []
+    assert not token.exists()
+    assert _files_holding(secret.encode(), Path("/tmp"), besides=key) == []
     for host in (cluster.head, *cluster.workers):
         assert list((host.home / ".rayctl" / "claims").glob("*")) == []
 
 
-def _ray_nodes(status: dict) -> list[tuple[str, str]]:
-    return sorted(
-        (r.instance_id, r.ray_node_id) for r in list_ray_nodes(status["gcs_address"]) if r.alive
-    )
+def _ray_nodes(status: dict, token: Path) -> list[tuple[str, str]]:
+    nodes = list_ray_nodes(status["gcs_address"], token_file=token)
+    return sorted((r.instance_id, r.ray_node_id) for r in nodes if r.alive)
 
 
 def _pins(known_hosts: Path, host: str) -> list[str]:
@@ -240,7 +257,9 @@ def _files_holding(data: bytes, root: Path, *, besides: Path) -> list[Path]:
     return found
 
 
-def test_a_host_is_held_by_one_cluster_at_a_time(onprem, cli, host_network: HostNetwork) -> None:
+def test_a_host_is_held_by_one_cluster_at_a_time(
+    onprem, cli, host_network: HostNetwork, rayctl_home: Path
+) -> None:
     first = onprem(workers=1)
     assert cli("up", first.config, "--yes").code == 0
     before = first.status(cli)
@@ -271,7 +290,9 @@ def test_a_host_is_held_by_one_cluster_at_a_time(onprem, cli, host_network: Host
     # The first cluster ran on undisturbed: the same Ray nodes, alive, and its monitor.
     after = first.status(cli)
     assert after["monitor_running"]
-    assert _ray_nodes(after) == _ray_nodes(before) and len(_ray_nodes(before)) == 2
+    token = ray_token_file(rayctl_home, first.name)
+    assert _ray_nodes(after, token) == _ray_nodes(before, token)
+    assert len(_ray_nodes(before, token)) == 2
 
     # Once it is down, its hosts are free for the other cluster.
     assert cli("down", first.config, "--yes").code == 0

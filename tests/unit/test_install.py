@@ -36,6 +36,7 @@ from rayctl.runtime.install import (
     runtime_python,
     source_hash,
 )
+from rayctl.runtime.ray_auth import ClusterAuth
 from rayctl.runtime.runner import LocalRunner
 from rayctl.templates import render, shell_path
 
@@ -412,6 +413,7 @@ def test_bootstrap_fails_the_node_with_pips_tail(tmp_path: Path):
     stages: list[tuple[NodeStatus, str]] = []
     boot = Bootstrapper(
         config,
+        auth=ClusterAuth(config.cluster_name, None),
         on_stage=recording(
             provider,  # type: ignore[arg-type]
             lambda _n, change: stages.append((change.stage, change.detail)),
@@ -440,7 +442,9 @@ def test_local_nodes_are_not_installed_on(tmp_path: Path):
     home = tmp_path / "node"
     home.mkdir()
     node = Node("n-1", config.head_node_type, NodeKind.HEAD, NodeState.RUNNING, "127.0.0.2", None)
-    boot = Bootstrapper(config, on_stage=lambda *_: None)
+    boot = Bootstrapper(
+        config, auth=ClusterAuth(config.cluster_name, None), on_stage=lambda *_: None
+    )
     boot._set_up(LocalRunner(home), node)
     assert (home / "setup-ran").is_file()
     assert not (tmp_path / "checked").exists() and not (tmp_path / "pip.log").exists()
@@ -450,7 +454,10 @@ def test_a_job_runs_with_the_runtime_venvs_python(tmp_path: Path):
     home = tmp_path / "node"
     python = home / ".rayctl" / "runtime" / "bin" / "python"
     python.parent.mkdir(parents=True)
-    python.write_text('#!/bin/bash\necho "ran $* in $PWD with $RAY_ADDRESS"\n')
+    python.write_text(
+        '#!/bin/bash\necho "ran $* in $PWD with $RAY_ADDRESS"\n'
+        'echo "auth $RAY_AUTH_MODE $RAY_AUTH_TOKEN_PATH ${RAY_AUTH_TOKEN:-no-token-value}"\n'
+    )
     python.chmod(0o755)
     script = tmp_path / "job.py"
     script.write_text("print('hi')\n")
@@ -460,8 +467,14 @@ def test_a_job_runs_with_the_runtime_venvs_python(tmp_path: Path):
         working_dir=None,
         python=DEFAULT_PYTHON,
         gcs_address="127.0.0.2:6379",
+        auth=ClusterAuth("c1", tmp_path / "token"),
     )
     lines: list[str] = []
-    job_id, code = jobs.run(LocalRunner(home), spec, stream=lines.append)
+    # A RAY_AUTH_TOKEN inherited from this machine would override the file: the job drops it.
+    runner = LocalRunner(home, env={"RAY_AUTH_TOKEN": "stale"})
+    job_id, code = jobs.run(runner, spec, stream=lines.append)
     assert code == 0
-    assert lines == [f"ran -u job.py a b in {home}/.rayctl/jobs/{job_id} with 127.0.0.2:6379"]
+    assert lines == [
+        f"ran -u job.py a b in {home}/.rayctl/jobs/{job_id} with 127.0.0.2:6379",
+        f"auth token {home}/.rayctl/clusters/c1/ray_auth_token no-token-value",
+    ]
