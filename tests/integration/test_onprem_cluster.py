@@ -317,7 +317,7 @@ def test_unreachable_host_fails_alone(onprem, cli) -> None:
     # Failed, with why; or already retried by the monitor, which says why it failed again.
     broken_row = rows.get(broken.address, {})
     failures = (status["autoscaler"] or {}).get("failures", [])
-    assert (broken_row.get("status") == "failed" and "cannot reach" in broken_row["error"]) or any(
+    assert (broken_row.get("stage") == "failed" and "cannot reach" in broken_row["error"]) or any(
         f["what"] == broken.address and "cannot reach" in f["reason"] for f in failures
     ), status
 
