@@ -705,7 +705,11 @@ class _Scheduler:
             if node.idle_s >= timeout and remaining[node.node_type] > spec.min_workers:
                 remaining[node.node_type] -= 1
                 self.terminate.append(
-                    Termination(node.id, TerminationCause.IDLE, f"idle {node.idle_s:.0f} s")
+                    Termination(
+                        node.id,
+                        TerminationCause.IDLE,  # shown as "idle: 400 s, past its 300 s timeout"
+                        f"{node.idle_s:.0f} s, past its {timeout:g} s timeout",
+                    )
                 )
 
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import re
 import sys
 import traceback
 
 import typer
 
 from rayctl.cli import cluster, clusters, config_cmds, jobs, monitor, plan, shell, status
-from rayctl.cli.output import err, styled
+from rayctl.cli.output import err, out, styled
+from rayctl.cli.passthrough import passes_through_from
 from rayctl.errors import ConfigError, RayctlError
 
 app = typer.Typer(
@@ -23,10 +26,10 @@ app = typer.Typer(
 app.command()(cluster.up)
 app.command()(cluster.down)
 app.command()(clusters.clusters)
-app.command()(jobs.submit)
+app.command(cls=passes_through_from(1))(jobs.submit)  # from SCRIPT on
 app.command()(jobs.logs)
 app.command()(shell.attach)
-app.command("exec")(shell.exec_)
+app.command("exec", cls=passes_through_from(1))(shell.exec_)  # from CMD on
 app.command("rsync-up")(shell.rsync_up)
 app.command("rsync-down")(shell.rsync_down)
 app.command()(status.status)
@@ -37,10 +40,34 @@ app.command()(config_cmds.schema)
 app.command(hidden=True)(monitor.monitor)
 
 
+def _version_line() -> str:
+    """rayctl's version and the Ray version it pins (its own package metadata: no Ray import)."""
+    pinned = "unknown"
+    for requirement in importlib.metadata.requires("rayctl") or []:
+        match = re.fullmatch(r"ray(\[[^\]]*\])?\s*==\s*([^\s;]+)", requirement)
+        if match:
+            pinned = match.group(2)
+    return f"rayctl {importlib.metadata.version('rayctl')} (Ray {pinned})"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        out.print(_version_line())
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _root(
     debug: bool = typer.Option(
         False, "--debug", help="Show tracebacks for unexpected errors (or set RAYCTL_DEBUG=1)."
+    ),
+    _version: bool = typer.Option(
+        False,
+        "--version",
+        "-V",
+        callback=_show_version,
+        is_eager=True,
+        help="Print rayctl's version and the Ray version it pins, and exit.",
     ),
 ) -> None:
     if debug:

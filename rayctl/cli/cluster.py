@@ -131,8 +131,9 @@ def _render_up(result: UpResult, config: Path) -> None:
     out.print(
         f"Cluster '{result.cluster_name}' is up ({summary}) in {result.elapsed_s:.1f} s: {done}."
     )
-    out.print(f"  rayctl submit {config} examples/spread_tasks.py")
-    out.print(f"  rayctl status {config}")
+    # hints, not the result: they go where progress goes, and work from any directory
+    err.print(f"Next: `rayctl submit {config} YOUR_PROGRAM.py`, `rayctl status {config}`,")
+    err.print(f"      `rayctl attach {config}`, `rayctl down {config}`")
 
 
 class MayRemain(BaseModel):

@@ -23,7 +23,9 @@ class DetachedJob(BaseModel):
 def submit(
     config: Path = CONFIG_ARG,
     script: Path = typer.Argument(..., help="Python script to run on the head.", exists=False),
-    args: list[str] = typer.Argument(None, help="Arguments for the script (after --)."),
+    args: list[str] = typer.Argument(
+        None, help="Arguments for the script, passed through untouched (options included)."
+    ),
     detach: bool = typer.Option(False, "--detach", "-d", help="Print a job id and return."),
     working_dir: Path | None = typer.Option(
         None, "--working-dir", help="Directory uploaded beside the script (its cwd)."
@@ -40,6 +42,8 @@ def submit(
         raise typer.BadParameter(f"{script}: no such file", param_hint="SCRIPT")
     if working_dir is not None and not working_dir.is_dir():
         raise typer.BadParameter(f"{working_dir}: not a directory", param_hint="--working-dir")
+    if args and args[0] == "--":  # `SCRIPT -- ARGS`, needed before arguments passed through
+        args = args[1:]
     loaded = load(config, cluster_name)
     provider = make_provider(loaded.config, home=home())
     head = find_head(provider)
@@ -74,4 +78,6 @@ def logs(
     provider = make_provider(loaded.config, home=home())
     runner = provider.runner(find_head(provider))
     code = jobs.logs(runner, job_id, lambda line: out.print(line), follow=follow)
-    raise typer.Exit(code if follow else 0)
+    if follow:
+        err.print(f"Job {job_id} exited with {code}.")
+        raise typer.Exit(code)

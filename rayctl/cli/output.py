@@ -98,6 +98,7 @@ class StageDisplay:
         self._lock = threading.Lock()
         self._start = time.monotonic()
         self._rows: dict[str, tuple[Node, NodeStatus, float]] = {}
+        self._probing: dict[str, tuple[NodeStatus, float]] = {}  # ready nodes being probed
         self._live: Live | None = None
 
     def __enter__(self) -> StageDisplay:
@@ -118,15 +119,29 @@ class StageDisplay:
             if previous is not None and previous[1] is stage:
                 return  # a step done within the stage: nothing new to show
             self._rows[node.id] = (node, stage, now)
-            if not self._live:
-                err.print(
-                    f"[{now - self._start:5.1f}s] {node.id} ({node.kind.value}, "
-                    f"{node.node_type}): {stage.value}"
-                )
+            if self._live:
+                return
+            # A node that was ready is probed first; its probe is worth a line only when more
+            # than that follows, so an unchanged `up` prints no line for it.
+            if previous is None and node.status is NodeStatus.READY:
+                self._probing[node.id] = (stage, now)
+                return
+            probe = self._probing.pop(node.id, None)
+            if probe is not None:
+                if stage is NodeStatus.READY:
+                    return
+                self._line(node, *probe)
+            self._line(node, stage, now)
+
+    def _line(self, node: Node, stage: NodeStatus, at: float) -> None:
+        err.print(
+            f"[{at - self._start:5.1f}s] {node.id} ({node.kind.value}, "
+            f"{node.node_type}): {stage.value}"
+        )
 
     def _table(self) -> Table:
         table = Table(box=None, pad_edge=False)
-        for column in ("node", "kind", "type", "ip", "stage", "since"):
+        for column in ("id", "kind", "node_type", "ip", "stage", "since"):
             table.add_column(column)
         now = time.monotonic()
         for node, stage, since in list(self._rows.values()):

@@ -46,17 +46,20 @@ def attach(config: Path = CONFIG_ARG, cluster_name: str | None = NAME_OPT) -> No
 
 def exec_(
     config: Path = CONFIG_ARG,
-    command: list[str] = typer.Argument(..., help="Command to run on the head (a shell line)."),
+    command: list[str] = typer.Argument(
+        ...,
+        help="Command to run on the head: a shell line, or words joined by spaces as ssh does; "
+        "everything from its first word on is the command's own.",
+        show_default=False,
+    ),
     cluster_name: str | None = NAME_OPT,
 ) -> None:
-    """Run a shell command on the head; exits with its exit code."""
+    """Run a shell command on the head; exits with its exit code.
+
+    It reads this command's stdin; its stdout and stderr stay apart, as with `ssh HOST CMD`."""
     head = _head(config, cluster_name)
-    result = head.runner.run(
-        head.with_ray(" ".join(command)),
-        env=head.env(),
-        stream=lambda line: out.print(line),
-    )
-    raise typer.Exit(result.exit_code)
+    command_line = head.with_ray(" ".join(command))
+    raise typer.Exit(head.runner.interactive(command_line, env=head.env(), terminal=False))
 
 
 def rsync_up(

@@ -26,9 +26,6 @@ def status(
 
 
 def _render(report: ClusterStatus) -> None:
-    if not report.nodes:
-        out.print(f"Cluster '{report.cluster_name}' has no nodes.")
-        return
     out.print(
         styled(
             "Cluster ",
@@ -40,7 +37,8 @@ def _render(report: ClusterStatus) -> None:
     if report.ray_error:
         err.print(f"Ray is not reachable: {report.ray_error}", style="yellow")
     table = Table(box=None, pad_edge=False)
-    for column in ("node", "kind", "type", "state", "stage", "ip", "ray", "resources", "idle"):
+    # the columns are named as the fields of `--json` (resources shows used/total)
+    for column in ("id", "kind", "node_type", "state", "stage", "ip", "ray", "resources", "idle_s"):
         table.add_column(column)
     for row in report.nodes:
         table.add_row(
@@ -48,7 +46,7 @@ def _render(report: ClusterStatus) -> None:
             row.kind,
             row.node_type,
             row.state,
-            row.status,
+            row.stage,
             row.ip,
             row.ray,
             _resources(row),

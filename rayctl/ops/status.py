@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from rayctl.autoscaler.status import AutoscalerStatus
 from rayctl.config.loader import LoadedConfig
+from rayctl.errors import ClusterNotFound
 from rayctl.ops.head import monitor_running as is_monitor_running
 from rayctl.providers.base import NodeKind, Tag
 from rayctl.providers.registry import make_provider
@@ -22,7 +23,7 @@ class NodeRow(BaseModel):
     node_type: str
     kind: str
     state: str  # the provider's view: pending, running, stopped
-    status: str  # bootstrap stage: ... ready or failed
+    stage: str  # bootstrap stage: ... ready or failed
     ip: str
     ray: str  # Ray's view: RUNNING, IDLE, DEAD, or absent when Ray does not know the node
     resources: dict[str, float]  # totals
@@ -46,6 +47,8 @@ class ClusterStatus(BaseModel):
 def cluster_status(loaded: LoadedConfig, *, home: Path) -> ClusterStatus:
     provider = make_provider(loaded.config, home=home)
     nodes = sorted(provider.list_nodes(), key=lambda n: (n.kind is not NodeKind.HEAD, n.id))
+    if not nodes:
+        raise ClusterNotFound(f"cluster '{loaded.name}' has no nodes; start it with `rayctl up`")
     head = next((n for n in nodes if n.kind is NodeKind.HEAD), None)
     ray_nodes: dict[str, RayNode] = {}
     ray_error: str | None = None
@@ -71,7 +74,7 @@ def cluster_status(loaded: LoadedConfig, *, home: Path) -> ClusterStatus:
                 node_type=n.node_type,
                 kind=n.kind.value,
                 state=n.state.value,
-                status=n.status.value,
+                stage=n.status.value,
                 ip=n.internal_ip,
                 ray=r.status if r else "absent",
                 resources={k: v for k, v in r.total.items() if not k.startswith("node:")}

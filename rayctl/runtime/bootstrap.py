@@ -1,6 +1,7 @@
 """Bring one node from created to running Ray, one reported stage at a time.
 
-waiting-for-ssh -> syncing-files -> setting-up -> starting-ray -> ready (or failed). Bootstrap
+waiting-for-ssh (waiting-for-node for nodes on this machine, which are not reached over SSH)
+-> syncing-files -> setting-up -> starting-ray -> ready (or failed). Bootstrap
 takes the node, how to reach it (NodeAccess: its runner and the flags its provider adds to
 `ray start`), what to set up (the config) and a callback; it never lists or tags nodes. Each
 stage change reaches the callback with the tags to record on the node (its STATUS, the
@@ -224,7 +225,11 @@ class Bootstrapper:
         is_head = node.kind is NodeKind.HEAD
         spec = NodeSpec.of(self._config, node.node_type, node.kind)
         runner = access.runner(node)
-        stage = NodeStatus.WAITING_FOR_SSH
+        stage = (
+            NodeStatus.WAITING_FOR_NODE
+            if self._config.provider.capabilities.shares_filesystem
+            else NodeStatus.WAITING_FOR_SSH
+        )
         # A ready node keeps its tag until something changes: an unchanged one costs no write.
         was_ready = node.status is NodeStatus.READY
         try:

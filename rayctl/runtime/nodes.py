@@ -27,7 +27,8 @@ class NodeStatus(StrEnum):
     """Bootstrap stage, kept in the node's STATUS tag."""
 
     UNINITIALIZED = "uninitialized"
-    WAITING_FOR_SSH = "waiting-for-ssh"
+    WAITING_FOR_NODE = "waiting-for-node"  # a node on this machine: its process answers
+    WAITING_FOR_SSH = "waiting-for-ssh"  # a node elsewhere: its sshd answers
     SYNCING_FILES = "syncing-files"
     SETTING_UP = "setting-up"
     STARTING_RAY = "starting-ray"

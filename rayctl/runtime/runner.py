@@ -69,8 +69,12 @@ class CommandRunner(Protocol):
         """Copy a file or directory from the node to `local` (a directory's contents go into
         `local`, parents created)."""
 
-    def interactive(self, command: str | None, *, env: Mapping[str, str] | None = None) -> int:
-        """Run `command` (a login shell when None) attached to this terminal; its exit code."""
+    def interactive(
+        self, command: str | None, *, env: Mapping[str, str] | None = None, terminal: bool = True
+    ) -> int:
+        """Run `command` (a login shell when None) with this process's stdin, stdout and
+        stderr; its exit code. With `terminal`, on a terminal of its own when stdin is one
+        (as `ssh -t`); without, stdout and stderr always stay apart (as `ssh HOST CMD`)."""
 
 
 def put_private(runner: CommandRunner, files: Mapping[str, str]) -> None:
@@ -187,7 +191,9 @@ class LocalRunner:
         else:
             shutil.copy2(source, local)
 
-    def interactive(self, command: str | None, *, env: Mapping[str, str] | None = None) -> int:
-        self._require_home()
+    def interactive(
+        self, command: str | None, *, env: Mapping[str, str] | None = None, terminal: bool = True
+    ) -> int:
+        self._require_home()  # `terminal` needs nothing here: this process's terminal is the node's
         argv = ["bash", "-l"] if command is None else ["bash", "-c", command]
         return subprocess.call(argv, cwd=self.home, env=self._environ(env))

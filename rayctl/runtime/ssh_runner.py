@@ -509,12 +509,14 @@ class SSHRunner:
             code = 124
         return CommandResult(code, "\n".join(tail))
 
-    def interactive(self, command: str | None, *, env: Mapping[str, str] | None = None) -> int:
+    def interactive(
+        self, command: str | None, *, env: Mapping[str, str] | None = None, terminal: bool = True
+    ) -> int:
         try:
             stdin_fd: int | None = sys.stdin.fileno()
         except (AttributeError, ValueError, OSError):  # closed, or replaced (pytest capture)
             stdin_fd = None
-        is_tty = stdin_fd is not None and os.isatty(stdin_fd)
+        is_tty = terminal and stdin_fd is not None and os.isatty(stdin_fd)
         inner = "bash -l" if command is None else f"bash -c {shlex.quote(command)}"
         with self._channel() as channel:
             if is_tty:  # like `ssh`: a remote terminal only when there is a local one

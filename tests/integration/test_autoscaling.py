@@ -98,7 +98,7 @@ def test_custom_resource_infeasible_gpu_spread_group_and_request_resources(
         "@ray.remote(num_gpus=1)\ndef f(): return 1\n"
         "ready, _ = ray.wait([f.remote()], timeout=20)\nprint('GPU READY', len(ready))\n",
     )
-    job_id = cli("submit", cluster.config, gpu, "--detach").out.strip()
+    job_id = cli("submit", cluster.config, "--detach", gpu).out.strip()
 
     def infeasible_reported():
         doc = cluster.status(cli)["autoscaler"] or {}
@@ -146,7 +146,7 @@ def test_monitor_killed_mid_scale_up_is_restarted_without_leaks(
 ):
     cluster = make_cluster("restart", idle_timeout_minutes=10)
     assert cli("up", cluster.config, "--yes").code == 0
-    job_id = cli("submit", cluster.config, EXAMPLE, "--detach", "--", "12", "6").out.strip()
+    job_id = cli("submit", cluster.config, "--detach", EXAMPLE, "12", "6").out.strip()
 
     def launching():
         doc = cluster.status(cli)["autoscaler"] or {}
@@ -197,7 +197,7 @@ def test_a_type_whose_launches_fail_is_backed_off_and_nothing_leaks(make_cluster
         "@ray.remote(resources={'gizmo': 1})\ndef f(): return 1\n"
         "ready, _ = ray.wait([f.remote()], timeout=25)\nprint('GIZMO READY', len(ready))\n",
     )
-    job_id = cli("submit", cluster.config, job, "--detach").out.strip()
+    job_id = cli("submit", cluster.config, "--detach", job).out.strip()
 
     def backed_off():
         doc = cluster.status(cli)["autoscaler"] or {}

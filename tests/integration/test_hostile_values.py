@@ -43,7 +43,7 @@ def test_hostile_values_arrive_byte_for_byte(make_cluster, cli, rayctl_home, tmp
     assert up.code == 0, up.text
     status = cluster.status(cli)
     worker = next(n for n in status["nodes"] if n["kind"] == "worker")
-    assert worker["node_type"] == worker_type and worker["status"] == "ready"
+    assert worker["node_type"] == worker_type and worker["stage"] == "ready"
     ray_worker = next(
         r
         for r in list_ray_nodes(

@@ -40,13 +40,13 @@ def test_up_head_ip_submit_and_down_as_json(make_cluster, cli, tmp_path):
 
     script = tmp_path / "job.py"
     script.write_text(JOB)
-    submitted = cli("submit", cluster.config, script, "--detach", "--json")
+    submitted = cli("submit", cluster.config, "--detach", "--json", script)
     assert submitted.code == 0, submitted.text
     job = json.loads(submitted.out)
     assert job["cluster_name"] == cluster.name and job["job_id"].startswith("job-")
     logs = cli("logs", cluster.config, job["job_id"], "--follow")
     assert logs.code == 0 and "from the job" in logs.out
-    refused = cli("submit", cluster.config, script, "--json")
+    refused = cli("submit", cluster.config, "--json", script)
     assert refused.code == 2 and "--json goes with --detach" in refused.err
 
     down = cli("down", cluster.config, "--yes", "--json")

@@ -32,7 +32,7 @@ def test_up_submit_status_down(make_cluster, cli, rayctl_home, tmp_path):
     status = cluster.status(cli)
     kinds = sorted(n["kind"] for n in status["nodes"])
     assert kinds == ["head", "worker"]
-    assert all(n["status"] == "ready" and n["state"] == "running" for n in status["nodes"])
+    assert all(n["stage"] == "ready" and n["state"] == "running" for n in status["nodes"])
     # Ray's own record of each node carries the provider's node id as its instance id.
     token = ray_token_file(rayctl_home, cluster.name)
     ray_ids = {
@@ -61,12 +61,22 @@ def test_up_submit_status_down(make_cluster, cli, rayctl_home, tmp_path):
     assert "nothing changed" in again.out
     assert {n["id"] for n in cluster.status(cli)["nodes"]} == before
 
-    code = cli("exec", cluster.config, 'echo "addr=$RAY_ADDRESS"; exit 3')
-    assert code.code == 3
-    assert f"addr={status['gcs_address']}" in code.out
+    code = subprocess.run(
+        [
+            Path(sys.executable).parent / "rayctl",
+            "exec",
+            cluster.config,
+            'echo "addr=$RAY_ADDRESS"; exit 3',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert code.returncode == 3
+    assert f"addr={status['gcs_address']}" in code.stdout
     assert cli("get-head-ip", cluster.config).out.strip() == status["head_ip"]
 
-    detached = cli("submit", cluster.config, EXAMPLE, "--detach", "--", "2", "0.5")
+    detached = cli("submit", "--detach", cluster.config, EXAMPLE, "2", "0.5")
     assert detached.code == 0, detached.text
     job_id = detached.out.strip()
     followed = cli("logs", cluster.config, job_id, "--follow")
@@ -166,8 +176,8 @@ def test_failed_setup_command_marks_the_node_failed(make_cluster, cli):
     assert "failed while setting-up" in result.err and "about to fail" in result.err
     assert "`exit 7` exited with 7" in result.err
     rows = {n["kind"]: n for n in cluster.status(cli)["nodes"]}
-    assert rows["head"]["status"] == "ready"
-    assert rows["worker"]["status"] == "failed"
+    assert rows["head"]["stage"] == "ready"
+    assert rows["worker"]["stage"] == "failed"
     assert "about to fail" in rows["worker"]["error"]
 
 

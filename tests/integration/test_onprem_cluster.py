@@ -206,7 +206,7 @@ def test_onprem_lifecycle(onprem, cli, tmp_path: Path, rayctl_home: Path) -> Non
     assert _pins(head_known, second.address) == pinned_by_monitor
 
     # A detached job, and its output read back over SSH.
-    detached = cli("submit", cluster.config, job, "--detach")
+    detached = cli("submit", cluster.config, "--detach", job)
     assert detached.code == 0, detached.text
     followed = cli("logs", cluster.config, detached.out.strip(), "--follow")
     assert followed.code == 0 and "hosts: [" in followed.out, followed.text
@@ -312,12 +312,12 @@ def test_unreachable_host_fails_alone(onprem, cli) -> None:
     assert broken.address in result.err and "cannot reach" in result.err
     status = cluster.status(cli)
     rows = {n["id"]: n for n in status["nodes"]}
-    assert rows[cluster.head.address]["status"] == "ready"
-    assert rows[cluster.workers[0].address]["status"] == "ready"
+    assert rows[cluster.head.address]["stage"] == "ready"
+    assert rows[cluster.workers[0].address]["stage"] == "ready"
     # Failed, with why; or already retried by the monitor, which says why it failed again.
     broken_row = rows.get(broken.address, {})
     failures = (status["autoscaler"] or {}).get("failures", [])
-    assert (broken_row.get("status") == "failed" and "cannot reach" in broken_row["error"]) or any(
+    assert (broken_row.get("stage") == "failed" and "cannot reach" in broken_row["error"]) or any(
         f["what"] == broken.address and "cannot reach" in f["reason"] for f in failures
     ), status
 
@@ -344,5 +344,5 @@ def test_failing_setup_command_marks_the_node_failed(onprem, cli) -> None:
     assert result.code == 1
     assert "failed while setting-up" in result.err and "about to fail" in result.err, result.err
     rows = {n["id"]: n for n in cluster.status(cli)["nodes"]}
-    assert rows[cluster.workers[0].address]["status"] == "failed"
+    assert rows[cluster.workers[0].address]["stage"] == "failed"
     assert "about to fail" in rows[cluster.workers[0].address]["error"]

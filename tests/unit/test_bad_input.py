@@ -582,7 +582,7 @@ USAGE = [
         "Invalid value for SCRIPT: missing.py: no such file",
     ),
     (
-        ["submit", str(LOCAL_CONFIG), __file__, "--working-dir", "nowhere"],
+        ["submit", str(LOCAL_CONFIG), "--working-dir", "nowhere", __file__],
         "Invalid value for --working-dir: nowhere: not a directory",
     ),
     (["plan", str(LOCAL_CONFIG)], "Missing option '--demand'"),

@@ -215,6 +215,6 @@ def test_a_corrupted_nodes_json_is_a_clear_error_until_down_force(
     # with `up`'s record, which keeps the cluster listed while its nodes may remain
     record = provider.state_dir / "cluster.json"
     assert sorted(provider.state_dir.iterdir()) == sorted([copy, record])
-    assert cli("status", config_path).code == 0
+    assert cli("status", config_path).code == 4  # no nodes any more
     assert cli("down", config_path, "--yes").code == 0  # nothing left to remove: forgotten
     assert list(provider.state_dir.iterdir()) == [copy]

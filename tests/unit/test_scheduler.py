@@ -951,7 +951,7 @@ def test_idle_termination_longest_idle_first_down_to_min_workers():
     reply = decide(t, nodes)
     # all past 300; 3 workers - min 1 = 2 may go: b (1000), a (400); c stays
     assert terminated(reply) == [("b", IDLE), ("a", IDLE)]
-    assert reply.terminate[0].detail == "idle 1000 s"
+    assert reply.terminate[0].detail == "1000 s, past its 300 s timeout"
 
 
 def test_idle_node_pending_demand_is_placed_on_is_kept():

@@ -178,7 +178,7 @@ def test_ssh_down_force_releases_an_unreachable_host_and_forgets_a_corrupt_pool(
     assert forced.code == 0, forced.text
     remain = json.loads(forced.out)["may_remain"]
     assert [r["id"] for r in remain] == [HEAD_IP, *HOSTS]  # which it held is unknown
-    assert cli("status", ssh_config).code == 0
+    assert cli("status", ssh_config).code == 4  # forgotten: no cluster any more
 
 
 # --- claims: which cluster holds a host (run on each host; here in-process) -----------------
