@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from rayctl.cli.app import run
 from rayctl.providers.local.instances import marked_pids
@@ -113,6 +115,18 @@ def kill_leftovers(cluster_name: str) -> list[int]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     return pids
+
+
+def write_private_key(path: Path, mode: int = 0o600) -> bytes:
+    """A new ed25519 private key in OpenSSH's format at `path`, with `mode`; its bytes."""
+    pem = ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    )
+    path.write_bytes(pem)
+    path.chmod(mode)
+    return pem
 
 
 def write_config(path: Path, name: str, **overrides: object) -> Path:

@@ -19,8 +19,6 @@ from unittest import mock
 import boto3
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
 from moto import mock_aws
 
 from rayctl.cli.app import run
@@ -36,6 +34,7 @@ from rayctl.providers.aws.instances import AWSProvider
 from rayctl.providers.base import Node, NodeKind, NodeState, Tag
 from rayctl.providers.registry import load_config, make_provider
 from rayctl.runtime.runner import LocalRunner
+from tests.conftest import write_private_key
 
 REGION = "us-west-2"
 CLUSTER = "test"
@@ -385,16 +384,8 @@ def test_instances_require_imdsv2_unless_the_config_chooses(aws: None, tmp_path:
 def test_a_key_others_can_read_is_refused_before_anything_exists(
     aws: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    key = ed25519.Ed25519PrivateKey.generate()
     path = tmp_path / "id_ed25519"
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.OpenSSH,
-            serialization.NoEncryption(),
-        )
-    )
-    path.chmod(0o640)
+    write_private_key(path, 0o640)
     config_file = tmp_path / "cluster.yaml"
     load(tmp_path)
     config_file.write_text(config_file.read_text() + f"auth: {{ssh_private_key: {path}}}\n")
@@ -548,16 +539,8 @@ def test_lost_private_key_of_an_unused_key_pair_is_replaced(
 
 
 def test_given_private_key_is_imported(aws: None, tmp_path: Path) -> None:
-    key = ed25519.Ed25519PrivateKey.generate()
     path = tmp_path / "id_ed25519"
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.OpenSSH,
-            serialization.NoEncryption(),
-        )
-    )
-    path.chmod(0o600)
+    write_private_key(path, 0o600)
     config = load(tmp_path, "")
     config = config.model_copy(
         update={"auth": config.auth.model_copy(update={"ssh_private_key": str(path)})}

@@ -13,8 +13,6 @@ from typing import Any
 
 import boto3
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
 
 import rayctl.ops.up
 from rayctl.errors import AuthError, ProviderError
@@ -23,6 +21,7 @@ from rayctl.providers.aws.instances import AWSProvider
 from rayctl.providers.base import NodeKind
 from rayctl.providers.registry import load_config, make_provider
 from rayctl.runtime.ssh_runner import SSHRunner
+from tests.conftest import write_private_key
 from tests.unit.test_aws_provider import REGION, aws, group_of, instance, launch_tags  # noqa: F401
 
 CORPUS = Path(__file__).resolve().parents[1] / "configs" / "ray_format"
@@ -304,12 +303,7 @@ def test_without_a_key_the_runner_uses_the_default_keys(
     with pytest.raises(AuthError, match="no ssh key to log in with"):
         runner._load_keys()
     (offline / ".ssh").mkdir()
-    pem = ed25519.Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.OpenSSH,
-        serialization.NoEncryption(),
-    )
-    (offline / ".ssh" / "id_ed25519").write_bytes(pem)
+    write_private_key(offline / ".ssh" / "id_ed25519")
     runner = SSHRunner("192.0.2.1", node_id="n", user="ray", key_path=None,
                        known_hosts=tmp_path / "known_hosts")  # fmt: skip
     (key,) = runner._load_keys()
