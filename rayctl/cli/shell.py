@@ -1,9 +1,10 @@
-"""`rayctl attach`, `exec`, `rsync-up` and `rsync-down`: a shell, a command (with RAY_ADDRESS
-and the cluster's Ray token set, so `ray status` and drivers work there) or files on the
-head."""
+"""`rayctl attach`, `exec`, `rsync-up` and `rsync-down`: a shell, a command (with RAY_ADDRESS,
+the cluster's Ray token and the runtime's bin directory first on PATH, so `ray status`,
+`python` and drivers there are the cluster's) or files on the head."""
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from rayctl.cli.output import CONFIG_ARG, NAME_OPT, home, load, out
 from rayctl.ops.head import find_head
 from rayctl.providers.base import Node
 from rayctl.providers.registry import make_provider
+from rayctl.runtime.install import runtime_path_export
 from rayctl.runtime.ray_auth import ClusterAuth
 from rayctl.runtime.runner import CommandRunner
 
@@ -22,26 +24,44 @@ class _Head:
     runner: CommandRunner
     node: Node
     auth: ClusterAuth
+    path_export: str  # the runtime's bin directory first on PATH
 
     def env(self) -> dict[str, str]:
         return {"RAY_ADDRESS": self.node.gcs_address}
 
+    def exports(self) -> str:
+        """The runtime's PATH and the cluster's Ray authentication settings (the token's
+        path), as shell commands."""
+        return f"{self.path_export}; {self.auth.shell_exports()}"
+
     def with_ray(self, command: str) -> str:
-        """`command` after the cluster's Ray authentication settings (the token's path)."""
-        return f"{self.auth.shell_exports()}; {command}"
+        return f"{self.exports()}; {command}"
+
+    def login_shell(self) -> str:
+        """An interactive bash that reads the login files first and rayctl's exports last:
+        a profile that sets PATH (Debian's /etc/profile does) would otherwise undo them."""
+        rc = [
+            "[ -r /etc/profile ] && . /etc/profile",
+            "for f in ~/.bash_profile ~/.bash_login ~/.profile; do",
+            '  [ -r "$f" ] && { . "$f"; break; }',
+            "done",
+            self.exports(),
+        ]
+        return f"exec bash --rcfile <(printf '%s\\n' {shlex.join(rc)}) -i"
 
 
 def _head(config: Path, cluster_name: str | None) -> _Head:
     loaded = load(config, cluster_name)
     provider = make_provider(loaded.config, home=home())
     head = find_head(provider)
-    return _Head(provider.runner(head), head, ClusterAuth.local(loaded.config, home=home()))
+    auth = ClusterAuth.local(loaded.config, home=home())
+    return _Head(provider.runner(head), head, auth, runtime_path_export(loaded.config))
 
 
 def attach(config: Path = CONFIG_ARG, cluster_name: str | None = NAME_OPT) -> None:
     """An interactive shell on the head node."""
     head = _head(config, cluster_name)
-    raise typer.Exit(head.runner.interactive(head.with_ray("exec bash -l"), env=head.env()))
+    raise typer.Exit(head.runner.interactive(head.login_shell(), env=head.env()))
 
 
 def exec_(

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 
 import pydantic
 
+from rayctl.config import start_commands
 from rayctl.config.defaults import fill_defaults
 from rayctl.config.documents import ProblemReport, read_document, suggest
 from rayctl.config.findings import Findings
@@ -128,9 +128,6 @@ def _legacy(raw: dict[str, Any], found: Findings) -> dict[str, Any]:
     return kept
 
 
-_RAY_STOP = re.compile(r"(^|[;&|\s])ray\s+stop\b")
-
-
 def _check(
     config: ClusterConfig, spec: ProviderSpec, base_dir: Path, found: Findings
 ) -> ClusterConfig:
@@ -204,16 +201,7 @@ def _check(
                 )
             )
         mounts[remote] = str(source)
-    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
-        for index, command in enumerate(getattr(config, key)):
-            if shares_machine and _RAY_STOP.search(command):
-                problems.append(
-                    (
-                        (key, index),
-                        "'ray stop' would stop every Ray process on this machine; "
-                        "rayctl stops local nodes by PID, remove it",
-                    )
-                )
+    start_commands.check(config, shares_machine=shares_machine, found=found)
     config = config.model_copy(update={"file_mounts": mounts})
     runtime = config.rayctl.runtime
     if runtime.wheelhouse:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
+from rayctl.config import start_commands
 from rayctl.config.hashes import launch_hash, runtime_hash, start_hash
 from rayctl.config.schema import ClusterConfig
 from rayctl.errors import AuthError, BootstrapError, RayctlError
@@ -33,9 +34,10 @@ from rayctl.runtime.install import (
     RuntimeInstallError,
     ensure_runtime,
     runtime_identity,
+    runtime_path_export,
     runtime_python,
 )
-from rayctl.runtime.nodes import Node, NodeKind, NodeStatus, RayStart, Tag
+from rayctl.runtime.nodes import RAY_GCS_PORT, Node, NodeKind, NodeStatus, RayStart, Tag
 from rayctl.runtime.ray_adapter import RayUnreachable, gcs_listening, list_ray_nodes
 from rayctl.runtime.ray_auth import ClusterAuth, TokenError
 from rayctl.runtime.runner import (
@@ -45,7 +47,7 @@ from rayctl.runtime.runner import (
     NodeUnreachable,
     TransferError,
 )
-from rayctl.templates import render, shell_path
+from rayctl.templates import render
 
 NODE_START_TIMEOUT_S = float(os.environ.get("RAYCTL_NODE_START_TIMEOUT_S", "120"))
 
@@ -151,15 +153,6 @@ class HeadGate:
         return self._head, self._restarted
 
 
-def runtime_path_export(config: ClusterConfig) -> str | None:
-    """For nodes that are not this machine, a command putting the runtime's bin directory
-    first on PATH, so that setup and start commands written for Ray (`pip install ...`,
-    `ray start ...`) use the runtime's pip and ray."""
-    if config.provider.capabilities.shares_filesystem:
-        return None
-    return f'export PATH={shell_path(str(Path(runtime_python(config)).parent))}:"$PATH"'
-
-
 def demand_pull_period_ms(max_workers: int) -> int:
     """How often the head's GCS pulls each raylet's pending demand, which is how fast the
     monitor can see it. Ray's default, 1000 ms, makes new demand wait half a second on
@@ -259,8 +252,10 @@ class Bootstrapper:
                 if alive:
                     grace = detached.ORPHAN_GRACE_S if restart else detached.STOP_GRACE_S
                     detached.stop(runner, node.id, grace_s=grace)
-                self._start_ray(runner, node, head, gate, access.ray_start_args, wait=wait)
-                self._record(node, stage, {Tag.START_HASH: spec.start_hash})
+                started = self._start_ray(
+                    runner, node, head, gate, access.ray_start_args, wait=wait
+                )
+                self._record(node, stage, {**started, Tag.START_HASH: spec.start_hash})
                 outcome = Outcome.RESTARTED if alive else Outcome.STARTED
             elif wait and node.status is not NodeStatus.READY:
                 # Resuming a bootstrap that stopped after Ray started (a killed monitor).
@@ -313,7 +308,6 @@ class Bootstrapper:
 
     def _set_up(self, runner: CommandRunner, node: Node) -> None:
         head = node.kind is NodeKind.HEAD
-        path_export = runtime_path_export(self._config)
         recent: deque[str] = deque(maxlen=TAIL_LINES)  # across commands: causes come earlier
         with self._output_log(node) as log:
 
@@ -321,11 +315,10 @@ class Bootstrapper:
                 recent.append(line)
                 log(line)
 
-            def run_all(commands: list[str]) -> None:
+            def run_all(commands: list[str], *, prefix: str = "") -> None:
                 for command in commands:
                     write(f"$ {command}")
-                    full = f"{path_export}; {command}" if path_export else command
-                    result = runner.run(full, stream=write)
+                    result = runner.run(prefix + command, stream=write)
                     if not result.ok:
                         output = "\n".join(recent)
                         raise BootstrapError(
@@ -334,14 +327,18 @@ class Bootstrapper:
                             f"`{command}` exited with {result.exit_code}:\n{output}",
                         )
 
-            # Initialization commands may install what the runtime needs (python3-venv).
+            # Initialization commands may install what the runtime needs (python3-venv), so
+            # they run, as in Ray, before it exists: on the host's own PATH.
             run_all(self._config.initialization_commands)
             if not self._config.provider.capabilities.runtime_preinstalled:
                 try:
                     ensure_runtime(runner, self._config, stream=write)
                 except RuntimeInstallError as exc:
                     raise BootstrapError(node.id, NodeStatus.SETTING_UP.value, str(exc)) from None
-            run_all(self._config.setup_commands_for(node.node_type, head=head))
+            run_all(
+                self._config.setup_commands_for(node.node_type, head=head),
+                prefix=f"{runtime_path_export(self._config)}; ",
+            )
 
     @contextlib.contextmanager
     def _output_log(self, node: Node) -> Iterator[Callable[[str], None]]:
@@ -362,29 +359,38 @@ class Bootstrapper:
         start_args: Callable[[Node], RayStart],
         *,
         wait: bool,
-    ) -> None:
+    ) -> dict[str, str]:
+        """Start the node's Ray; the tags that start gave it (a head's GCS port)."""
         is_head = node.kind is NodeKind.HEAD
         start = start_args(node)
-        if is_head:  # the provider may have chosen the GCS port just now
-            head = replace(node, tags={**node.tags, **start.tags})
-        gcs_address = head.gcs_address
-        args = [*ray_resource_args(self._config, node.node_type), *start.args]
         custom = (
             self._config.head_start_ray_commands
             if is_head
             else self._config.worker_start_ray_commands
         )
-        ray = str(Path(runtime_python(self._config)).parent / "ray")
-        commands = custom or [
-            render(
-                "ray_start.j2", ray=ray, head=is_head, gcs_address=gcs_address, args=args
-            ).strip()
-        ]
+        tags = dict(start.tags)
+        if is_head:  # the provider may have chosen the GCS port just now, else the commands
+            if Tag.GCS_PORT not in tags:
+                tags[Tag.GCS_PORT] = str(start_commands.gcs_port(custom) or RAY_GCS_PORT)
+            head = replace(node, tags={**node.tags, **tags})
+        gcs_address = head.gcs_address
+        args = [*ray_resource_args(self._config, node.node_type), *start.args]
+        if custom:
+            # Ray-style commands may leave Ray in the background; the tracker then stays the
+            # slot's leader while it runs (see start_commands).
+            commands = [
+                *(start_commands.only_rayctl_autoscales(c) for c in custom),
+                render("track_ray.sh.j2"),
+            ]
+        else:
+            ray = str(Path(runtime_python(self._config)).parent / "ray")
+            commands = [
+                render(
+                    "ray_start.j2", ray=ray, head=is_head, gcs_address=gcs_address, args=args
+                ).strip()
+            ]
         # Custom start commands get the token's path too: the exports come first.
-        commands = [self._auth.shell_exports(), *commands]
-        path_export = runtime_path_export(self._config)
-        if path_export:
-            commands = [path_export, *commands]
+        commands = [runtime_path_export(self._config), self._auth.shell_exports(), *commands]
         env = {
             "RAY_CLOUD_INSTANCE_ID": node.id,
             "RAY_NODE_TYPE_NAME": node.node_type,
@@ -412,6 +418,7 @@ class Bootstrapper:
         if wait:
             on_gcs = (lambda: gate.open(head, restarted=True)) if is_head else None
             self._wait_registered(runner, node, gcs_address, on_gcs=on_gcs)
+        return tags
 
     def _wait_registered(
         self,

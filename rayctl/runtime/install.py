@@ -74,6 +74,14 @@ def runtime_python(config: ClusterConfig) -> str:
     return DEFAULT_PYTHON
 
 
+def runtime_path_export(config: ClusterConfig) -> str:
+    """A command putting the runtime's bin directory first on PATH, so that commands written
+    for Ray (`pip install ...`, `ray start ...`, `python job.py`) use the runtime's pip, ray
+    and python on every node, whatever PATH rayctl itself was run with (for nodes on this
+    machine the bin directory is that of the Python running rayctl, not resolved: a venv's)."""
+    return f'export PATH={shell_path(str(Path(runtime_python(config)).parent))}:"$PATH"'
+
+
 # --- identity -------------------------------------------------------------------------------
 
 

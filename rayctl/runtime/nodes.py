@@ -36,6 +36,9 @@ class NodeStatus(StrEnum):
     FAILED = "failed"
 
 
+RAY_GCS_PORT = 6379  # Ray's default, where a head's GCS listens unless told otherwise
+
+
 class Tag:
     """Tag keys rayctl sets on every node."""
 
@@ -69,7 +72,7 @@ class Node:
 
     @property
     def gcs_port(self) -> int:
-        return int(self.tags.get(Tag.GCS_PORT, 6379))
+        return int(self.tags.get(Tag.GCS_PORT, RAY_GCS_PORT))
 
     @property
     def gcs_address(self) -> str:

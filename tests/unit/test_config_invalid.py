@@ -327,16 +327,37 @@ CASES = [
     case(
         "ray-stop-in-head_start_ray_commands",
         LOCAL
-        + "head_start_ray_commands:\n  - ray start --head\n  - ray stop && ray start --head\n",
+        + "head_start_ray_commands:\n  - ray start --block --head\n"
+        + "  - ray stop && ray start --block --head\n",
         5,
-        "head_start_ray_commands[1]: 'ray stop' would stop every Ray process on this machine",
+        "head_start_ray_commands[1]: 'ray stop' would stop every Ray process on this machine "
+        "(local nodes are processes of it): remove it",
     ),
     case(
         "ray-stop-in-worker_start_ray_commands",
         LOCAL
-        + "worker_start_ray_commands:\n  - ray stop\n  - ray start --address=$RAY_HEAD_IP:6379\n",
+        + "worker_start_ray_commands:\n  - ray stop\n"
+        + "  - exec ray start --block --address=$RAY_HEAD_IP:6379\n",
         4,
         "worker_start_ray_commands[0]: 'ray stop'",
+    ),
+    # Ray's example start commands daemonize Ray: a local node has no PID of its own then.
+    case(
+        "ray-start-without-block-in-head_start_ray_commands",
+        LOCAL
+        + "head_start_ray_commands:\n  - echo starting\n"
+        + "  - ulimit -n 65536; ray start --head --port=6379\n",
+        5,
+        "head_start_ray_commands[1]: `ray start` without --block leaves Ray running in the "
+        "background, where rayctl cannot tell this node's Ray from other local nodes': add "
+        "--block (e.g. `exec ray start --block ...`)",
+    ),
+    case(
+        "ray-start-without-block-in-worker_start_ray_commands",
+        LOCAL
+        + "worker_start_ray_commands:\n  - /opt/ray/bin/ray start --address=$RAY_HEAD_IP:6379\n",
+        4,
+        "worker_start_ray_commands[0]: `ray start` without --block",
     ),
     # --- docker ------------------------------------------------------------------------
     case(

@@ -316,8 +316,8 @@ def base_raw() -> dict[str, Any]:
         "setup_commands": ["pip list"],
         "head_setup_commands": ["echo head"],
         "worker_setup_commands": ["echo worker"],
-        "head_start_ray_commands": ["ray start --head"],
-        "worker_start_ray_commands": ["ray start --address=$RAY_HEAD_IP:6379"],
+        "head_start_ray_commands": ["ray start --block --head"],
+        "worker_start_ray_commands": ["ray start --block --address=$RAY_HEAD_IP:6379"],
         "available_node_types": {
             "head": {"resources": {"CPU": 1}, "node_config": {"size": "s"}},
             "w": {"resources": {"CPU": 2}, "node_config": {"size": "m"}, "labels": {"a": "b"}},
@@ -451,11 +451,11 @@ def test_labels_change_start_hash(tmp_path: Path) -> None:
 def test_start_commands_change_start_hash_of_that_role(tmp_path: Path) -> None:
     before = hashes(load_dict(tmp_path, base_raw(), "a.yaml"))
     raw = base_raw()
-    raw["head_start_ray_commands"] = ["ray start --head --num-cpus=1"]
+    raw["head_start_ray_commands"] = ["ray start --block --head --num-cpus=1"]
     after_head = hashes(load_dict(tmp_path, raw, "b.yaml"))
     assert changed(before, after_head) == {"start:head:head", "start:w:head", "start:other:head"}
     raw = base_raw()
-    raw["worker_start_ray_commands"] = ["ray start --address=$RAY_HEAD_IP:6380"]
+    raw["worker_start_ray_commands"] = ["ray start --block --address=$RAY_HEAD_IP:6380"]
     after_worker = hashes(load_dict(tmp_path, raw, "c.yaml"))
     assert changed(before, after_worker) == {
         "start:head:worker",
