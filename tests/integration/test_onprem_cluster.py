@@ -346,3 +346,87 @@ def test_failing_setup_command_marks_the_node_failed(onprem, cli) -> None:
     rows = {n["id"]: n for n in cluster.status(cli)["nodes"]}
     assert rows[cluster.workers[0].address]["stage"] == "failed"
     assert "about to fail" in rows[cluster.workers[0].address]["error"]
+
+
+# Ray's example start commands: `ray stop`, then `ray start` without --block (Ray daemonizes),
+# the head with Ray's autoscaler config. Here on a GCS port of the config's choosing.
+RAY_STYLE_HEAD = [
+    "ray stop",
+    "ulimit -n 65536; ray start --head --port=6390 --num-cpus=0 --object-manager-port=8076 "
+    "--autoscaling-config=~/ray_bootstrap_config.yaml",
+]
+RAY_STYLE_WORKER = [
+    "ray stop",
+    "ulimit -n 65536; ray start --address=$RAY_HEAD_IP:6390 --num-cpus=1 "
+    "--object-manager-port=8076",
+]
+WHERE_JOB = """\
+import socket, ray
+ray.init()
+
+@ray.remote(num_cpus=1)
+def where():
+    return socket.gethostname()
+
+print("ran on:", ray.get(where.remote(), timeout=120))
+"""
+
+
+def _raylets(host: SSHHost) -> list[int]:
+    return [pid for pid, cmd in host.processes().items() if "/raylet/raylet " in cmd]
+
+
+def test_ray_style_start_commands(onprem, cli, tmp_path: Path, rayctl_home: Path) -> None:
+    cluster = onprem(
+        workers=1,
+        head_start_ray_commands=RAY_STYLE_HEAD,
+        worker_start_ray_commands=RAY_STYLE_WORKER,
+    )
+    (worker,) = cluster.workers
+    hosts = (cluster.head, worker)
+    up = cli("up", cluster.config, "--yes")
+    assert up.code == 0, up.text
+    assert "runs with --no-monitor and without --autoscaling-config" in up.err
+
+    # The monitor, status and the worker reach the GCS the head's command started.
+    status = cluster.status(cli)
+    assert status["gcs_address"] == f"{cluster.head.address}:6390"
+    assert status["monitor_running"]
+    assert {n["id"]: n["stage"] for n in status["nodes"]} == {
+        cluster.head.address: "ready",
+        worker.address: "ready",
+    }
+    token = ray_token_file(rayctl_home, cluster.name)
+    seen = {r.instance_id for r in list_ray_nodes(status["gcs_address"], token_file=token)}
+    assert seen == {cluster.head.address, worker.address}  # RAY_CLOUD_INSTANCE_ID reached Ray
+    # rayctl's monitor is the only autoscaler: Ray's own never ran (it would have logs).
+    ray_tmp = cluster.head.dir / "ray-tmp"  # the head's /tmp/ray; links point inside the host
+    logs = ray_tmp / Path(os.readlink(ray_tmp / "session_latest")).name / "logs"
+    assert (logs / "raylet.out").exists() and not list(logs.glob("monitor.*"))
+
+    job = tmp_path / "where.py"
+    job.write_text(WHERE_JOB)
+    ran = cli("submit", cluster.config, job)
+    assert ran.code == 0 and f"ran on: {worker.name}" in ran.out, ran.text
+
+    # Changed start commands restart Ray on the head, and so on its worker: the old raylets
+    # are stopped (rayctl tracked the Ray those commands left in the background).
+    before = {host.name: _raylets(host) for host in hosts}
+    assert all(len(pids) == 1 for pids in before.values()), before
+    config = yaml.safe_load(cluster.config.read_text())
+    config["head_start_ray_commands"] = ["echo second start", *RAY_STYLE_HEAD]
+    cluster.config.write_text(yaml.safe_dump(config, sort_keys=False))
+    again = cli("up", cluster.config, "--yes")
+    assert again.code == 0, again.text
+    after = {host.name: _raylets(host) for host in hosts}
+    for host in hosts:
+        assert len(after[host.name]) == 1 and after[host.name] != before[host.name], after
+        assert before[host.name][0] not in host.processes()
+    assert cluster.status(cli)["monitor_running"]
+    ran = cli("submit", cluster.config, job)
+    assert ran.code == 0 and f"ran on: {worker.name}" in ran.out, ran.text
+
+    down = cli("down", cluster.config, "--yes")
+    assert down.code == 0, down.text
+    for host in hosts:
+        assert _wait_until_quiet(host) == {}, f"{host.name} still runs processes"
