@@ -426,6 +426,13 @@ def test_ray_style_start_commands(onprem, cli, tmp_path: Path, rayctl_home: Path
     ran = cli("submit", cluster.config, job)
     assert ran.code == 0 and f"ran on: {worker.name}" in ran.out, ran.text
 
+    # The worker's slot lives exactly as long as the Ray it tracks: its raylet killed, the
+    # slot's leader (a PID in the host's own namespace) ends too.
+    leader = int((worker.home / ".rayctl" / "procs" / worker.address / "pid").read_text())
+    assert worker.running(leader)
+    worker.kill(after[worker.name])
+    wait_for(lambda: not worker.running(leader), 15, "the worker's slot to end with its raylet")
+
     down = cli("down", cluster.config, "--yes")
     assert down.code == 0, down.text
     for host in hosts:
