@@ -403,6 +403,12 @@ class Bootstrapper:
             # constraint that rayctl's monitor reads (Ray's own monitor is off: --no-monitor).
             "RAY_enable_autoscaler_v2": "1",
         }
+        resources = self._config.available_node_types[node.node_type].resources
+        if custom and resources:
+            # Ray-style commands rarely pass the node type's resources; Ray takes them from
+            # here over what it detects (as `ray up` passes them), so Ray and the autoscaler
+            # agree on what a node holds.
+            env["RAY_OVERRIDE_RESOURCES"] = json.dumps(dict(resources), sort_keys=True)
         if is_head:
             env["RAY_gcs_pull_resource_loads_period_milliseconds"] = str(
                 demand_pull_period_ms(self._config.max_workers)

@@ -397,8 +397,11 @@ def test_ray_style_start_commands(onprem, cli, tmp_path: Path, rayctl_home: Path
         worker.address: "ready",
     }
     token = ray_token_file(rayctl_home, cluster.name)
-    seen = {r.instance_id for r in list_ray_nodes(status["gcs_address"], token_file=token)}
-    assert seen == {cluster.head.address, worker.address}  # RAY_CLOUD_INSTANCE_ID reached Ray
+    seen = {r.instance_id: r for r in list_ray_nodes(status["gcs_address"], token_file=token)}
+    assert seen.keys() == {cluster.head.address, worker.address}  # RAY_CLOUD_INSTANCE_ID too
+    # The node types' resources reached Ray, not what it detects on the host.
+    assert seen[cluster.head.address].total.get("CPU", 0) == 0
+    assert seen[worker.address].total["CPU"] == 1
     # rayctl's monitor is the only autoscaler: Ray's own never ran (it would have logs).
     ray_tmp = cluster.head.dir / "ray-tmp"  # the head's /tmp/ray; links point inside the host
     logs = ray_tmp / Path(os.readlink(ray_tmp / "session_latest")).name / "logs"
