@@ -41,6 +41,8 @@ NO_CLUSTER = {
     # the program's own options pass through: the head is what is missing, not an option
     "submit": NoCluster((str(LOCAL), "{tmp}/job.py", "--tasks", "1"), 4, HEAD_MISSING),
     "logs": NoCluster((str(LOCAL), JOB), 4, HEAD_MISSING),
+    "jobs": NoCluster((str(LOCAL),), 4, HEAD_MISSING),
+    "stop": NoCluster((str(LOCAL), JOB), 4, HEAD_MISSING),
     "attach": NoCluster((str(LOCAL),), 4, HEAD_MISSING),
     "exec": NoCluster((str(LOCAL), "ls", "-la"), 4, HEAD_MISSING),
     "rsync-up": NoCluster((str(LOCAL), "{tmp}/job.py", "~/job.py"), 4, HEAD_MISSING),
@@ -91,6 +93,15 @@ def test_no_such_cluster_and_usage_error_exit_codes(command: str, tmp_path: Path
 def test_submit_of_a_missing_script_fails_before_touching_the_cluster(cli, rayctl_home: Path):
     result = cli("submit", LOCAL, "-n", "nowhere", "no_such_script.py")
     assert result.code == 2 and "no_such_script.py: no such file" in result.err
+
+
+@pytest.mark.parametrize("command", ["logs", "stop"])
+@pytest.mark.parametrize(
+    "job_id", ["x; touch pwned", "../job-20250101-120000-ab12", "raysubmit_short", "job-1"]
+)
+def test_a_job_id_that_is_not_one_exits_2_before_anything_runs(command, job_id, cli):
+    result = cli(command, LOCAL, "-n", "nowhere", job_id)
+    assert result.code == 2 and "is not a job id" in result.err
 
 
 def test_usage_errors_exit_2_through_the_installed_command():
