@@ -257,20 +257,41 @@ class RayJobs:
             records.update({r.job_id: self.record(r.job_id) for r in running})
         return list(records.values())
 
-    def follow_logs(self, job_id: str) -> Iterator[str]:
-        """The job's output as Ray stores it, chunk by chunk, until the job ends."""
+    def follow_logs(self, job_id: str, *, poll_s: float = 0.25) -> Iterator[str]:
+        """The job's output as Ray stores it, chunk by chunk, until the job ends. Ray's own
+        tail polls its file once a second and closes a second or two after the job ended; the
+        job's status is polled meanwhile, and once it is terminal the rest of the log (all
+        written: the driver has exited) is read at once."""
         import asyncio
 
         self.record(job_id)  # JobUnknown rather than Ray's error for an unknown id
         chunks = self._client.tail_job_logs(job_id)
+
+        async def next_chunk() -> str | None:
+            return await anext(chunks, None)
+
         loop = asyncio.new_event_loop()
+        received = 0
+        pending = loop.create_task(next_chunk())
         try:
             while True:
-                try:
-                    yield loop.run_until_complete(anext(chunks))
-                except StopAsyncIteration:
+                done, _ = loop.run_until_complete(asyncio.wait({pending}, timeout=poll_s))
+                if done:
+                    chunk = pending.result()
+                    if chunk is None:
+                        return
+                    received += len(chunk)
+                    yield chunk
+                    pending = loop.create_task(next_chunk())
+                elif self.record(job_id).terminal:
+                    rest = self._client.get_job_logs(job_id)[received:]
+                    if rest:
+                        yield rest
                     return
         finally:
+            pending.cancel()
+            loop.run_until_complete(asyncio.gather(pending, return_exceptions=True))
+            loop.run_until_complete(chunks.aclose())
             loop.close()
 
     def logs(self, job_id: str) -> str:

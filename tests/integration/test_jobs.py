@@ -25,11 +25,14 @@ from tests.conftest import cluster_pids, kill_leftovers, unique_name, wait_for, 
 pytestmark = pytest.mark.integration
 
 RAYCTL = Path(sys.executable).parent / "rayctl"
-# Writes its PID to argv[1], prints argv[2] ticks 0.3 s apart, then exits with argv[3].
+# Writes its PID to argv[1], prints up to argv[2] ticks 0.3 s apart (fewer once the file
+# argv[4] exists, when given), then "done", and exits with argv[3].
 TICKS = """\
 import os, sys, time
 open(sys.argv[1], "w").write(str(os.getpid()))
 for i in range(int(sys.argv[2])):
+    if len(sys.argv) > 4 and os.path.exists(sys.argv[4]):
+        break
     print("tick", i, flush=True)
     time.sleep(0.3)
 print("done")
@@ -134,13 +137,15 @@ def test_an_interrupted_or_lost_client_leaves_the_job_running(
     cluster: Cluster, signum: signal.Signals, code: int
 ):
     pid_file = _pid_file(cluster, signum.name)
+    gate = cluster.scratch / f"{signum.name}.gate"  # the job ticks until the test opens it
     proc = cluster.popen(
         "submit",
         cluster.name,
         cluster.scratch / "ticks.py",
         pid_file,
-        "30",
+        "1000",
         "3",
+        gate,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -158,9 +163,11 @@ def test_an_interrupted_or_lost_client_leaves_the_job_running(
     pid = int(pid_file.read_text())
     assert _alive(pid) and cluster.jobs()[job_id]["status"] == "RUNNING"
     # Later, the whole output and the job's own exit code.
+    gate.touch()
     followed = cluster.rayctl("logs", cluster.name, job_id, "--follow")
     assert followed.returncode == 3, followed.stderr
-    assert followed.stdout == "".join(f"tick {i}\n" for i in range(30)) + "done\n"
+    ticks = followed.stdout.count("tick ")
+    assert ticks > 1 and followed.stdout == "".join(f"tick {i}\n" for i in range(ticks)) + "done\n"
     assert followed.stderr.strip().endswith(f"Job {job_id} exited with 3.")
     assert cluster.jobs()[job_id]["status"] == "FAILED"
 
