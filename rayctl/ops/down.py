@@ -147,8 +147,9 @@ class _Down:
         )
 
     def _stop_jobs(self, heads: list[Node]) -> None:
-        """Stop the jobs still running, through Ray, and wait until their drivers are gone:
-        Ray's supervisor would leave a driver running for a while after its Ray stops."""
+        """Stop the jobs still running, through Ray, and wait until their drivers are gone: a
+        driver runs in a session of its own, and outlived its stopped Ray here (seen on the
+        local provider)."""
         for head in heads:
             jobs = HeadJobs.of(self.config, head, self.provider.runner(head), self.home)
             try:

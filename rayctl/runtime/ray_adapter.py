@@ -173,6 +173,7 @@ def drain_idle_node(
 # the cluster's Ray authentication in the environment (runtime.jobs puts it there).
 
 JOB_STATES_TERMINAL = ("STOPPED", "SUCCEEDED", "FAILED")
+DASHBOARD_WAIT_S = 30.0
 
 
 class JobRecord(BaseModel):
@@ -214,7 +215,16 @@ class RayJobs:
             handler.setLevel(logging.WARNING)
         for variable in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS"):  # they would override ours
             os.environ.pop(variable, None)
-        self._client = JobSubmissionClient(gcs_address)
+        # The dashboard starts after the GCS (and after `up` returns): give it a while.
+        deadline = time.monotonic() + DASHBOARD_WAIT_S
+        while True:
+            try:
+                self._client = JobSubmissionClient(gcs_address)
+                return
+            except ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
     def submit(self, job_id: str, entrypoint: str, *, working_dir: str, env: dict[str, str]):
         """Ray packages `working_dir`: the job's cwd is Ray's copy, never `working_dir`."""
