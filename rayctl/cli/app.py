@@ -28,6 +28,8 @@ app.command()(cluster.down)
 app.command()(clusters.clusters)
 app.command(cls=passes_through_from(1))(jobs.submit)  # from SCRIPT on
 app.command()(jobs.logs)
+app.command("jobs")(jobs.jobs_)
+app.command()(jobs.stop)
 app.command()(shell.attach)
 app.command("exec", cls=passes_through_from(1))(shell.exec_)  # from CMD on
 app.command("rsync-up")(shell.rsync_up)

@@ -1,23 +1,107 @@
-"""`rayctl submit` and `rayctl logs`."""
+"""`rayctl submit`, `logs`, `jobs` and `stop`: Ray programs under Ray's job supervision."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import typer
 from pydantic import BaseModel
+from rich.table import Table
 
-from rayctl.cli.output import CONFIG_ARG, NAME_OPT, emit, err, home, load, out
+from rayctl.cli.output import CONFIG_ARG, JSON_OPT, NAME_OPT, emit, err, home, load, out
 from rayctl.ops.head import find_head
 from rayctl.providers.registry import make_provider
 from rayctl.runtime import jobs
-from rayctl.runtime.install import runtime_python
-from rayctl.runtime.ray_auth import ClusterAuth
+from rayctl.runtime.jobs import JobRecord
+
+JOB_ARG = typer.Argument(
+    ..., metavar="JOB", help="Job id, as `rayctl submit` printed it or `rayctl jobs` lists it."
+)
+STOP_TIMEOUT_S = 30.0
 
 
 class DetachedJob(BaseModel):
     cluster_name: str
     job_id: str
+
+
+class JobList(BaseModel):
+    cluster_name: str
+    jobs: list[JobRecord]
+
+
+class ClientLost(Exception):
+    """rayctl itself was told to end (SIGTERM, SIGHUP) or lost its stdout (SIGPIPE): the job
+    on the cluster is not affected."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _client_signals() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into ClientLost while a job is followed (Ctrl-C raises
+    KeyboardInterrupt already), so rayctl can say how to find the job again."""
+
+    def lost(signum: int, _frame: object) -> None:
+        raise ClientLost(signum)
+
+    previous = {s: signal.signal(s, lost) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _printer() -> Callable[[str], None]:
+    """Prints the job's output on stdout; a reader that went away raises ClientLost."""
+
+    def show(line: str) -> None:
+        try:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # Nothing more can reach stdout, not even at exit: point it at /dev/null.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise ClientLost(signal.SIGPIPE) from None
+
+    return show
+
+
+def _hint(cluster: str, job_id: str) -> str:
+    return (
+        f"follow it with `rayctl logs {cluster} {job_id} --follow`, "
+        f"stop it with `rayctl stop {cluster} {job_id}`"
+    )
+
+
+def _exit_with(record: JobRecord) -> None:
+    """Say how the job ended on stderr and exit with its driver's code (1 when it has none,
+    saying why)."""
+    if record.exit_code is not None:
+        err.print(f"Job {record.job_id} exited with {record.exit_code}.")
+        raise typer.Exit(record.exit_code)
+    if record.status == "STOPPED":
+        err.print(f"Job {record.job_id} was stopped before it ended (`rayctl stop` or `down`).")
+    else:
+        why = f": {record.message}" if record.message else ""
+        err.print(f"Job {record.job_id} {record.status.lower()} without an exit code{why}")
+    raise typer.Exit(1)
+
+
+def _head_jobs(config: Path, cluster_name: str | None) -> tuple[str, jobs.HeadJobs]:
+    loaded = load(config, cluster_name)
+    provider = make_provider(loaded.config, home=home())
+    head = find_head(provider)
+    return loaded.name, jobs.HeadJobs.of(loaded.config, head, provider.runner(head), home())
 
 
 def submit(
@@ -35,7 +119,8 @@ def submit(
         False, "--json", help="With --detach: print the job as JSON, for scripts."
     ),
 ) -> None:
-    """Run a Ray program on the cluster's head; exits with the program's exit code."""
+    """Run a Ray program on the cluster under Ray's job supervision: prints its job id first,
+    streams its output, exits with its exit code. Ctrl-C leaves the job running."""
     if json_output and not detach:
         raise typer.BadParameter("--json goes with --detach", param_hint="--json")
     if not script.is_file():
@@ -44,40 +129,91 @@ def submit(
         raise typer.BadParameter(f"{working_dir}: not a directory", param_hint="--working-dir")
     if args and args[0] == "--":  # `SCRIPT -- ARGS`, needed before arguments passed through
         args = args[1:]
-    loaded = load(config, cluster_name)
-    provider = make_provider(loaded.config, home=home())
-    head = find_head(provider)
-    spec = jobs.JobSpec(
-        script=str(script),
-        args=args or [],
-        working_dir=str(working_dir) if working_dir else None,
-        python=runtime_python(loaded.config),
-        gcs_address=head.gcs_address,
-        auth=ClusterAuth.local(loaded.config, home=home()),
-    )
-    runner = provider.runner(head)
+    name, head_jobs = _head_jobs(config, cluster_name)
+    submission = jobs.Submission(str(script), args or [], str(working_dir) if working_dir else None)
+    job_id = jobs.new_job_id()
     if detach:
-        job = DetachedJob(cluster_name=loaded.name, job_id=jobs.start_detached(runner, spec))
-        emit(job, lambda j: out.print(j.job_id), as_json=json_output)
-        err.print(f"Follow its output with: rayctl logs {config} {job.job_id} --follow")
+        head_jobs.submit(job_id, submission)
+        emit(
+            DetachedJob(cluster_name=name, job_id=job_id),
+            lambda j: out.print(j.job_id),
+            as_json=json_output,
+        )
+        err.print(f"Job {job_id} submitted; {_hint(name, job_id)}.")
         return
-    job_id, code = jobs.run(runner, spec, stream=lambda line: out.print(line))
-    err.print(f"Job {job_id} exited with {code}.")
-    raise typer.Exit(code)
+    submitted = False
+
+    def on_submitted() -> None:
+        nonlocal submitted
+        submitted = True
+        err.print(f"Job {job_id} submitted; Ctrl-C leaves it running.")
+
+    try:
+        with _client_signals():
+            record = head_jobs.run(job_id, submission, on_submitted=on_submitted, output=_printer())
+    except (KeyboardInterrupt, ClientLost) as exc:
+        signum = exc.signum if isinstance(exc, ClientLost) else signal.SIGINT
+        state = "keeps running" if submitted else "may have been submitted (see `rayctl jobs`)"
+        err.print(
+            f"rayctl {signal.Signals(signum).name}: job {job_id} {state} on cluster "
+            f"'{name}'; {_hint(name, job_id)}."
+        )
+        raise typer.Exit(128 + signum) from None
+    _exit_with(record)
 
 
 def logs(
     config: Path = CONFIG_ARG,
-    job_id: str = typer.Argument(..., help="Job id printed by `rayctl submit --detach`."),
+    job_id: str = JOB_ARG,
     follow: bool = typer.Option(False, "--follow", "-f", help="Follow until the job ends."),
     cluster_name: str | None = NAME_OPT,
 ) -> None:
-    """Print a job's output; with --follow, exit with the job's exit code."""
+    """Print a job's output (Ray's job logs); with --follow, wait for its end and exit with
+    its exit code."""
     jobs.check_job_id(job_id)
-    loaded = load(config, cluster_name)
-    provider = make_provider(loaded.config, home=home())
-    runner = provider.runner(find_head(provider))
-    code = jobs.logs(runner, job_id, lambda line: out.print(line), follow=follow)
+    _, head_jobs = _head_jobs(config, cluster_name)
+    record = head_jobs.logs(job_id, _printer(), follow=follow)
     if follow:
-        err.print(f"Job {job_id} exited with {code}.")
-        raise typer.Exit(code)
+        _exit_with(record)
+
+
+def jobs_(
+    config: Path = CONFIG_ARG, cluster_name: str | None = NAME_OPT, json_output: bool = JSON_OPT
+) -> None:
+    """List the cluster's jobs: id, status, start and end time, exit code, entrypoint."""
+    name, head_jobs = _head_jobs(config, cluster_name)
+    emit(JobList(cluster_name=name, jobs=head_jobs.list()), _render_jobs, as_json=json_output)
+
+
+def _render_jobs(result: JobList) -> None:
+    if not result.jobs:
+        out.print(f"Cluster '{result.cluster_name}' has no jobs; `rayctl submit` runs one.")
+        return
+
+    def when(t: float | None) -> str:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-"
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("job_id", "status", "start_time", "end_time", "exit_code", "entrypoint"):
+        table.add_column(column)
+    for job in result.jobs:
+        code = "-" if job.exit_code is None else str(job.exit_code)
+        table.add_row(
+            job.job_id, job.status, when(job.start_time), when(job.end_time), code, job.entrypoint
+        )
+    out.print(table)
+
+
+def stop(
+    config: Path = CONFIG_ARG,
+    job_id: str = JOB_ARG,
+    timeout: float = typer.Option(
+        STOP_TIMEOUT_S, "--timeout", min=1, help="Seconds to wait for Ray to say it ended."
+    ),
+    cluster_name: str | None = NAME_OPT,
+) -> None:
+    """Stop a job and wait until it has ended (exit 0 also when it had ended already)."""
+    jobs.check_job_id(job_id)
+    _, head_jobs = _head_jobs(config, cluster_name)
+    record = head_jobs.stop(job_id, timeout_s=timeout)
+    out.print(f"Job {job_id}: {record.status}.")

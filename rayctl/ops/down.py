@@ -11,19 +11,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rayctl.config.loader import LoadedConfig
-from rayctl.errors import AuthError, ProviderError, StateCorrupted, TerminationFailed
+from rayctl.config.schema import ClusterConfig
+from rayctl.errors import (
+    AuthError,
+    ProviderError,
+    RayctlError,
+    StateCorrupted,
+    TerminationFailed,
+)
 from rayctl.ops import known
 from rayctl.ops.head import stop_monitor
 from rayctl.ops.lock import cluster_lock
 from rayctl.paths import ray_token_file
 from rayctl.providers.base import Node, NodeKind, NodeProvider, Tag
 from rayctl.providers.registry import make_provider
+from rayctl.runtime.jobs import HeadJobs
 from rayctl.runtime.runner import NodeUnreachable
 
 # When `down` cannot reach the head to stop its monitor, the monitor dies with the head's
 # instance; until then it may launch: list and terminate again this many times, so apart.
 SWEEP_ROUNDS = 3
 SWEEP_PAUSE_S = 2.0
+# Ray stops a job's driver with SIGTERM, then SIGKILL after 3 s (RAY_JOB_STOP_WAIT_TIME_S).
+JOB_STOP_TIMEOUT_S = 30.0
 FORCE_HINT = (
     "run `rayctl down` again, or `rayctl down --force` to forget them (they may keep running; "
     "it lists them so you can remove them by hand)"
@@ -58,7 +68,7 @@ def down(
     goes with the head, and what it launched meanwhile is swept up after."""
     provider = make_provider(loaded.config, home=home)
     with cluster_lock(home, loaded.name, "down"):
-        report = _Down(provider, workers_only=workers_only, force=force).run()
+        report = _Down(provider, loaded.config, home, workers_only=workers_only, force=force).run()
         if not workers_only and not report.may_remain:
             # Nothing uses the token any more; a new cluster of this name gets a new one.
             ray_token_file(home, loaded.name).unlink(missing_ok=True)
@@ -67,8 +77,18 @@ def down(
 
 
 class _Down:
-    def __init__(self, provider: NodeProvider, *, workers_only: bool, force: bool) -> None:
+    def __init__(
+        self,
+        provider: NodeProvider,
+        config: ClusterConfig,
+        home: Path,
+        *,
+        workers_only: bool,
+        force: bool,
+    ) -> None:
         self.provider = provider
+        self.config = config
+        self.home = home
         self.workers_only = workers_only
         self.force = force
         self.forgotten: list[Remaining] = []
@@ -93,6 +113,8 @@ class _Down:
                 ) from None
             log.warning("cannot reach the head to stop its autoscaler (%s); terminating it", exc)
             monitor_stopped = False
+        if monitor_stopped and not self.workers_only:
+            self._stop_jobs(heads)
         nodes = provider.list_nodes()
         targets = [n for n in nodes if not self.workers_only or n.kind is NodeKind.WORKER]
         self._terminate(targets)
@@ -123,6 +145,17 @@ class _Down:
             may_remain=self.forgotten,
             cleanup_error=cleanup_error,
         )
+
+    def _stop_jobs(self, heads: list[Node]) -> None:
+        """Stop the jobs still running, through Ray, and wait until their drivers are gone: a
+        driver runs in a session of its own, and outlived its stopped Ray here (seen on the
+        local provider)."""
+        for head in heads:
+            jobs = HeadJobs.of(self.config, head, self.provider.runner(head), self.home)
+            try:
+                jobs.stop_all(timeout_s=JOB_STOP_TIMEOUT_S)
+            except RayctlError as exc:  # never blocks a teardown: the head goes anyway
+                log.warning("could not stop the jobs on the head (%s); terminating it", exc)
 
     def _terminate(self, nodes: list[Node]) -> None:
         if not nodes:

@@ -45,7 +45,8 @@ def procs_dir(slot: str) -> str:
 
 
 def job_dir(job_id: str) -> str:
-    """A job's directory (script, working dir, output, exit code)."""
+    """Where a job's script and working dir wait on the head until Ray has packaged them
+    (removed once the job is submitted)."""
     return home_path("jobs", job_id)
 
 

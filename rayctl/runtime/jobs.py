@@ -1,12 +1,17 @@
-"""Jobs: a Ray program uploaded to the head and run there with RAY_ADDRESS set (and the
-cluster's Ray token, by its path on the head).
+"""Jobs: Ray programs run under Ray's job supervision (Ray Jobs: the JobManager in the head's
+dashboard starts each driver under a supervisor actor), so a job outlives the client that
+submitted it and is listed, followed and stopped through Ray.
 
-Each job keeps a directory on the head (head_paths.job_dir): the script (and working dir), its
-combined output, and once it ends its exit code, so `logs` works during and after a run.
+Every Ray call happens on the head, through its CommandRunner (runtime.job_agent run with the
+runtime's Python and the cluster's Ray authentication), so no Ray port is ever reached from
+here. The script and working dir are staged on the head and handed to Ray as the job's
+`working_dir`: Ray packages them and runs the job in its own copy, so the job's cwd holds the
+user's files and nothing of rayctl's.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -14,106 +19,152 @@ import shlex
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+from rayctl.config.schema import ClusterConfig
 from rayctl.errors import RayctlError
 from rayctl.runtime import head_paths
+from rayctl.runtime.install import runtime_python
+from rayctl.runtime.nodes import Node
+from rayctl.runtime.ray_adapter import JobRecord, JobUnknown
 from rayctl.runtime.ray_auth import ClusterAuth
 from rayctl.runtime.runner import CommandRunner
 from rayctl.templates import shell_path
 
 
-class JobNotFound(RayctlError):
-    exit_code = 4
-
-
 class BadJobId(RayctlError):
-    """Not an id `new_job_id` makes: a usage mistake, refused before anything runs."""
+    """Not a job id: a usage mistake, refused before anything runs."""
 
     exit_code = 2
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    script: str  # local path
-    args: Sequence[str]
-    working_dir: str | None
-    python: str
-    gcs_address: str
-    auth: ClusterAuth
 
 
 def new_job_id() -> str:
     return f"job-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 
 
-_JOB_ID = re.compile(r"job-\d{8}-\d{6}-[0-9a-f]{4}")
+# rayctl's ids (new_job_id) and Ray's own (`raysubmit_` and 16 letters or digits).
+_JOB_ID = re.compile(r"job-\d{8}-\d{6}-[0-9a-f]{4}|raysubmit_[A-Za-z0-9]{16}")
 
 
 def check_job_id(job_id: str) -> str:
-    """Refuses ids `new_job_id` would not make: an id names a path on the head, so `../..`
-    or shell text must never get that far."""
+    """Refuses anything but a job id: ids reach a shell and Ray's HTTP paths on the head."""
     if not _JOB_ID.fullmatch(job_id):
         raise BadJobId(
-            f"JOB_ID: {job_id!r} is not a job id; rayctl's look like job-20250101-120000-ab12 "
-            "(printed by `rayctl submit --detach`)"
+            f"JOB: {job_id!r} is not a job id; they look like job-20250101-120000-ab12 "
+            "(rayctl's, printed by `rayctl submit`) or raysubmit_ and 16 letters (Ray's); "
+            "`rayctl jobs` lists them"
         )
     return job_id
 
 
-def _job_dir(job_id: str) -> str:
-    """The job's directory as one shell word."""
-    return shell_path(head_paths.job_dir(check_job_id(job_id)))
+@dataclass(frozen=True)
+class Submission:
+    script: str  # local path
+    args: Sequence[str]
+    working_dir: str | None
 
 
-def _upload(runner: CommandRunner, spec: JobSpec, job_id: str) -> str:
-    """Put the job's files on the head; returns the command that runs it in its directory."""
-    job_dir = head_paths.job_dir(job_id)
-    if spec.working_dir:
-        runner.sync(spec.working_dir, job_dir)
-    script_name = os.path.basename(spec.script)
-    runner.put(spec.script, f"{job_dir}/{script_name}")
-    env = f"RAY_ADDRESS={shlex.quote(spec.gcs_address)} RAYCTL_JOB_ID={shlex.quote(job_id)}"
-    argv = f"{shell_path(spec.python)} {shlex.join(['-u', script_name, *spec.args])}"
-    return f"{spec.auth.shell_exports()}; cd {_job_dir(job_id)} && {env} {argv}"
+@dataclass(frozen=True)
+class HeadJobs:
+    """Ray Jobs of one cluster, reached through its head's runner."""
 
+    runner: CommandRunner
+    python: str  # the runtime's Python on the head
+    gcs_address: str
+    auth: ClusterAuth
 
-def run(runner: CommandRunner, spec: JobSpec, stream: Callable[[str], None]) -> tuple[str, int]:
-    """Run the job in the foreground, streaming its output; returns (job id, exit code)."""
-    job_id = new_job_id()
-    command = _upload(runner, spec, job_id)
-    d = _job_dir(job_id)
-    logged = (
-        f"echo $$ > {d}/pid; set -o pipefail; ( {command} ) 2>&1 | tee {d}/output.log; "
-        f"code=$?; echo $code > {d}/exit_code; exit $code"
-    )
-    result = runner.run(logged, stream=stream)
-    return job_id, result.exit_code
+    @classmethod
+    def of(cls, config: ClusterConfig, head: Node, runner: CommandRunner, home: Path) -> HeadJobs:
+        return cls(
+            runner, runtime_python(config), head.gcs_address, ClusterAuth.local(config, home=home)
+        )
 
+    def _agent(
+        self,
+        action: str,
+        *args: str,
+        output: Callable[[str], None] | None = None,
+        on_result: Callable[[Any], None] | None = None,
+        timeout_s: float | None = None,
+    ) -> Any:
+        """Run one job_agent action on the head; its result. Lines that are not results are
+        the job's output (to `output`) or the agent's noise (kept for errors). `on_result`
+        sees each result as it arrives (a `run` gives two: submitted, then the end)."""
+        mark = secrets.token_hex(8)
+        agent = shlex.join(
+            ["-m", "rayctl.runtime.job_agent", action, self.gcs_address, mark, *args]
+        )
+        command = f"{self.auth.shell_exports()}; exec {shell_path(self.python)} {agent}"
+        results: list[Any] = []
 
-def start_detached(runner: CommandRunner, spec: JobSpec) -> str:
-    """Start the job in its own session on the head and return its id at once."""
-    job_id = new_job_id()
-    command = _upload(runner, spec, job_id)
-    d = _job_dir(job_id)
-    inner = f"( {command} ) > {d}/output.log 2>&1; echo $? > {d}/exit_code"
-    detached = f"nohup setsid bash -c {shlex.quote(inner)} > /dev/null 2>&1 < /dev/null"
-    launch = f"{detached} & echo $! > {d}/pid"
-    result = runner.run(launch, timeout_s=30)
-    if not result.ok:
-        raise RayctlError(f"could not start job {job_id}:\n{result.tail}")
-    return job_id
+        def line(text: str) -> None:
+            if text.startswith(f"{mark} "):
+                results.append(json.loads(text[len(mark) + 1 :]))
+                if on_result:
+                    on_result(results[-1])
+            elif output:
+                output(text)
 
+        ran = self.runner.run(command, stream=line, timeout_s=timeout_s)
+        if not results:
+            raise RayctlError(
+                f"could not reach Ray Jobs on the head (exit {ran.exit_code}):\n{ran.tail}"
+            )
+        result = results[-1]
+        if isinstance(result, dict) and "error" in result:
+            error = JobUnknown if result["exit_code"] == JobUnknown.exit_code else RayctlError
+            raise error(result["error"])
+        return result
 
-def logs(runner: CommandRunner, job_id: str, stream: Callable[[str], None], *, follow: bool) -> int:
-    """Print the job's output (following it until the job ends); returns the job's exit code,
-    or 0 while it still runs without --follow."""
-    d = _job_dir(job_id)
-    if not runner.run(f"test -d {d}", timeout_s=15).ok:
-        raise JobNotFound(f"no job {job_id} on this cluster's head")
-    show = f"cat {d}/output.log"
-    if follow:
-        follow_running = f"tail -n +1 -f --pid=$(cat {d}/pid) {d}/output.log"
-        show = f"if [ -f {d}/exit_code ]; then {show}; else {follow_running}; fi"
-    runner.run(f"touch {d}/output.log; {show}", stream=stream)
-    code = runner.run(f"cat {d}/exit_code", timeout_s=15)
-    return int(code.tail.strip()) if code.ok and code.tail.strip().isdigit() else 0
+    def _stage(self, job_id: str, submission: Submission) -> list[str]:
+        """Put the script (and working dir) on the head; the agent's arguments to submit it."""
+        staging = head_paths.job_dir(job_id)
+        if submission.working_dir:
+            self.runner.sync(submission.working_dir, staging)
+        script = os.path.basename(submission.script)
+        self.runner.put(submission.script, f"{staging}/{script}")
+        return [job_id, staging, script, json.dumps(list(submission.args))]
+
+    def submit(self, job_id: str, submission: Submission) -> None:
+        """Submit and return once Ray has the job."""
+        self._agent("submit", *self._stage(check_job_id(job_id), submission), timeout_s=300)
+
+    def run(
+        self,
+        job_id: str,
+        submission: Submission,
+        *,
+        on_submitted: Callable[[], None],
+        output: Callable[[str], None],
+    ) -> JobRecord:
+        """Submit, call `on_submitted` once Ray has the job, stream its output until it
+        ends; its record then."""
+
+        def result(value: Any) -> None:
+            if isinstance(value, dict) and "submitted" in value:
+                on_submitted()
+
+        staged = self._stage(check_job_id(job_id), submission)
+        end = self._agent("run", *staged, output=output, on_result=result)
+        return JobRecord.model_validate(end)
+
+    def logs(self, job_id: str, output: Callable[[str], None], *, follow: bool) -> JobRecord:
+        """Print the job's output (with `follow`, until it ends); its record after."""
+        action = "follow" if follow else "logs"
+        return JobRecord.model_validate(self._agent(action, check_job_id(job_id), output=output))
+
+    def list(self) -> list[JobRecord]:
+        return [JobRecord.model_validate(job) for job in self._agent("list", timeout_s=60)]
+
+    def stop(self, job_id: str, *, timeout_s: float) -> JobRecord:
+        """Stop the job and wait until Ray says it ended (JobUnknown for an unknown id)."""
+        stopped = self._agent(
+            "stop", check_job_id(job_id), "--timeout", str(timeout_s), timeout_s=timeout_s + 60
+        )
+        return JobRecord.model_validate(stopped)
+
+    def stop_all(self, *, timeout_s: float) -> list[JobRecord]:
+        """Stop every job still running and wait until their drivers are gone; those jobs."""
+        stopped = self._agent("stop-all", "--timeout", str(timeout_s), timeout_s=timeout_s + 60)
+        return [JobRecord.model_validate(job) for job in stopped]

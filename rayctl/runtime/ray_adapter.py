@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from pydantic import BaseModel
 
 from rayctl.errors import RayctlError
 
@@ -162,3 +166,159 @@ def drain_idle_node(
         deadline_timestamp_ms=0,
     )
     return bool(accepted), str(rejection or "")
+
+
+# Ray Jobs (the head's dashboard runs the JobManager; each job's driver runs under a job
+# supervisor actor, so it outlives the client that submitted it). These run on the head, with
+# the cluster's Ray authentication in the environment (runtime.jobs puts it there).
+
+JOB_STATES_TERMINAL = ("STOPPED", "SUCCEEDED", "FAILED")
+DASHBOARD_WAIT_S = 30.0
+
+
+class JobRecord(BaseModel):
+    """One Ray job as rayctl shows it. Times are Unix seconds; `exit_code` is the driver's,
+    None when it never ended by itself (stopped, or failed to start)."""
+
+    job_id: str
+    status: str  # Ray's JobStatus: PENDING, RUNNING, STOPPED, SUCCEEDED, FAILED
+    start_time: float | None
+    end_time: float | None
+    entrypoint: str
+    exit_code: int | None
+    message: str
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in JOB_STATES_TERMINAL
+
+
+class JobUnknown(RayctlError):
+    """The cluster's Ray has no job of that id."""
+
+    exit_code = 4
+
+
+class RayJobs:
+    """The head's Ray Jobs API. The dashboard's address comes from the GCS, so a head started
+    with any `--dashboard-host`/`--dashboard-port` is found."""
+
+    def __init__(self, gcs_address: str) -> None:
+        _check_listening(gcs_address, 5)
+        import logging
+
+        from ray.job_submission import JobSubmissionClient
+
+        # Ray's client modules log their progress (uploads, closing) at INFO through the
+        # handler of Ray's root logger: not the job's output.
+        for handler in logging.getLogger("ray").handlers:
+            handler.setLevel(logging.WARNING)
+        for variable in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS"):  # they would override ours
+            os.environ.pop(variable, None)
+        # The dashboard starts after the GCS (and after `up` returns): give it a while.
+        deadline = time.monotonic() + DASHBOARD_WAIT_S
+        while True:
+            try:
+                self._client = JobSubmissionClient(gcs_address)
+                return
+            except ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    def submit(self, job_id: str, entrypoint: str, *, working_dir: str, env: dict[str, str]):
+        """Ray packages `working_dir`: the job's cwd is Ray's copy, never `working_dir`."""
+        self._client.submit_job(
+            entrypoint=entrypoint,
+            submission_id=job_id,
+            runtime_env={"working_dir": working_dir, "env_vars": env},
+        )
+
+    def record(self, job_id: str) -> JobRecord:
+        try:
+            return _record(self._client.get_job_info(job_id))
+        except RuntimeError as exc:  # Ray's client: any non-200 answer; 404 for an unknown id
+            if "status code 404" in str(exc):
+                raise JobUnknown(f"no job {job_id} on this cluster") from None
+            raise
+
+    def list(self) -> list[JobRecord]:
+        """Jobs submitted through Ray Jobs (not the drivers they start), oldest first."""
+        jobs = [_record(d) for d in self._client.list_jobs() if d.submission_id]
+        return sorted(jobs, key=lambda j: j.start_time or 0)
+
+    def stop(self, job_ids: list[str], *, timeout_s: float) -> list[JobRecord]:
+        """Ask Ray to stop the jobs and wait until Ray says each is terminal: Ray's supervisor
+        marks a stopped job STOPPED only once its driver's processes are gone (SIGTERM, then
+        SIGKILL after RAY_JOB_STOP_WAIT_TIME_S), so a terminal job has no driver left."""
+        records = {job_id: self.record(job_id) for job_id in job_ids}  # JobUnknown first
+        for job_id, record in records.items():
+            if not record.terminal:
+                self._client.stop_job(job_id)
+        deadline = time.monotonic() + timeout_s
+        while running := [r for r in records.values() if not r.terminal]:
+            if time.monotonic() > deadline:
+                raise RayctlError(
+                    f"Ray still reports {', '.join(f'{r.job_id} {r.status}' for r in running)} "
+                    f"{timeout_s:g} s after it was asked to stop; see `rayctl jobs` and run "
+                    "`rayctl stop` again"
+                )
+            time.sleep(0.2)
+            records.update({r.job_id: self.record(r.job_id) for r in running})
+        return list(records.values())
+
+    def follow_logs(self, job_id: str, *, poll_s: float = 0.25) -> Iterator[str]:
+        """The job's output as Ray stores it, chunk by chunk, until the job ends. Ray's own
+        tail polls its file once a second and closes a second or two after the job ended; the
+        job's status is polled meanwhile, and once it is terminal the rest of the log (all
+        written: the driver has exited) is read at once."""
+        import asyncio
+
+        self.record(job_id)  # JobUnknown rather than Ray's error for an unknown id
+        chunks = self._client.tail_job_logs(job_id)
+
+        async def next_chunk() -> str | None:
+            return await anext(chunks, None)
+
+        loop = asyncio.new_event_loop()
+        received = 0
+        pending = loop.create_task(next_chunk())
+        try:
+            while True:
+                done, _ = loop.run_until_complete(asyncio.wait({pending}, timeout=poll_s))
+                if done:
+                    chunk = pending.result()
+                    if chunk is None:
+                        return
+                    received += len(chunk)
+                    yield chunk
+                    pending = loop.create_task(next_chunk())
+                elif self.record(job_id).terminal:
+                    rest = self._client.get_job_logs(job_id)[received:]
+                    if rest:
+                        yield rest
+                    return
+        finally:
+            pending.cancel()
+            loop.run_until_complete(asyncio.gather(pending, return_exceptions=True))
+            loop.run_until_complete(chunks.aclose())
+            loop.close()
+
+    def logs(self, job_id: str) -> str:
+        self.record(job_id)
+        return self._client.get_job_logs(job_id)
+
+
+def _record(details) -> JobRecord:
+    def seconds(ms: int | None) -> float | None:
+        return ms / 1000 if ms else None
+
+    return JobRecord(
+        job_id=details.submission_id,
+        status=str(details.status.value),
+        start_time=seconds(details.start_time),
+        end_time=seconds(details.end_time),
+        entrypoint=details.entrypoint,
+        exit_code=details.driver_exit_code,
+        message=details.message or "",
+    )

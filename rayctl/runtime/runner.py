@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import shlex
@@ -150,6 +151,10 @@ class LocalRunner:
                 if stream:
                     stream(line.rstrip("\n"))
             code = proc.wait()
+        except BaseException:  # interrupted (Ctrl-C, a signal): end what we started
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            raise
         finally:
             if timer:
                 timer.cancel()

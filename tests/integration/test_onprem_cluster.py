@@ -210,6 +210,11 @@ def test_onprem_lifecycle(onprem, cli, tmp_path: Path, rayctl_home: Path) -> Non
     assert detached.code == 0, detached.text
     followed = cli("logs", cluster.config, detached.out.strip(), "--follow")
     assert followed.code == 0 and "hosts: [" in followed.out, followed.text
+    # Both jobs ran under Ray's job supervision on the head, reached over SSH.
+    listed = json.loads(cli("jobs", cluster.config, "--json").out)["jobs"]
+    by_id = {j["job_id"]: j for j in listed}
+    assert by_id[detached.out.strip()]["status"] == "SUCCEEDED"
+    assert [j["exit_code"] for j in listed] == [0, 0] and len(by_id) == 2
 
     # Idle: back to min_workers, and the host given back has no Ray left on it.
     wait_for(lambda: len(cluster.workers_in_status(cli)) == 1, 90, "the idle worker to go")

@@ -5,6 +5,7 @@ the opt-out runs Ray without it, with a warning."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -163,3 +164,10 @@ def test_opting_out_runs_ray_without_a_token_and_warns(make_cluster, cli, rayctl
     assert len(list_ray_nodes(gcs, token_file=None)) == 1
     again = cli("up", cluster.config, "--yes")
     assert "warning: Ray token authentication is off" in again.err  # each time
+    # Jobs go through Ray Jobs without a token too.
+    job = tmp_path / "hi.py"
+    job.write_text("print('hi without a token')\n")
+    submitted = cli("submit", cluster.config, job)
+    assert submitted.code == 0 and submitted.out == "hi without a token\n", submitted.text
+    listed = json.loads(cli("jobs", cluster.config, "--json").out)["jobs"]
+    assert [(j["status"], j["exit_code"]) for j in listed] == [("SUCCEEDED", 0)]

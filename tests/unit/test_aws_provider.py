@@ -793,10 +793,11 @@ def test_down_force_lists_instances_that_cannot_be_terminated(
     assert [n.id for n in provider.list_nodes()] == [head.id]
 
     loaded = LoadedConfig(config=config, path=home / "cluster.yaml")
-    # No monitor to stop, and nothing may connect to moto's (public) instance addresses.
+    # No monitor or jobs to stop, and nothing may connect to moto's (public) instance addresses.
     with (
         mock.patch.object(down_module, "make_provider", return_value=provider),
         mock.patch.object(down_module, "stop_monitor"),
+        mock.patch.object(down_module._Down, "_stop_jobs"),
     ):
         with pytest.raises(AuthError, match="--force"):
             down_module.down(loaded, home=home)

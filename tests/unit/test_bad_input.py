@@ -541,7 +541,8 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-# Job ids name a directory on the head inside a shell command: only rayctl's own form.
+# Job ids reach a shell command and Ray's HTTP paths on the head: only rayctl's form and
+# Ray's own (raysubmit_ and 16 letters or digits).
 BAD_JOB_IDS = [
     '"; echo INJECTED >&2; : "',
     "../..",
@@ -552,23 +553,29 @@ BAD_JOB_IDS = [
     "job-2025-1-1",
     "",
     "[bold]job[/]",
+    "raysubmit_short",
+    "raysubmit_4LamXRuQpYdSMg7J/../x",
 ]
 
 
+@pytest.mark.parametrize("command", ["logs", "stop"])
 @pytest.mark.parametrize("job_id", BAD_JOB_IDS)
-def test_bad_job_id_is_refused_before_anything_runs(job_id: str, rayctl_home: Path, cli) -> None:
+def test_bad_job_id_is_refused_before_anything_runs(
+    command: str, job_id: str, rayctl_home: Path, cli
+) -> None:
     # No cluster of this name exists: a valid id would get exit 4 ("no head node").
-    result = cli("logs", LOCAL_CONFIG, job_id, "-n", "nowhere")
+    result = cli(command, LOCAL_CONFIG, job_id, "-n", "nowhere")
     assert result.code == 2, result.text
     assert (
         result.err
-        == f"error: JOB_ID: {job_id!r} is not a job id" + result.err.split(" is not a job id", 1)[1]
+        == f"error: JOB: {job_id!r} is not a job id" + result.err.split(" is not a job id", 1)[1]
     )
     assert not rayctl_home.exists() or not any(rayctl_home.iterdir())
 
 
-def test_a_well_formed_job_id_gets_past_the_check(rayctl_home: Path, cli) -> None:
-    result = cli("logs", LOCAL_CONFIG, "job-20250101-120000-ab12", "-n", "nowhere")
+@pytest.mark.parametrize("job_id", ["job-20250101-120000-ab12", "raysubmit_4LamXRuQpYdSMg7J"])
+def test_a_well_formed_job_id_gets_past_the_check(job_id: str, rayctl_home: Path, cli) -> None:
+    result = cli("logs", LOCAL_CONFIG, job_id, "-n", "nowhere")
     assert result.code == 4 and "has no head node" in result.err
 
 

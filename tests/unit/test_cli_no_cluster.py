@@ -41,6 +41,8 @@ NO_CLUSTER = {
     # the program's own options pass through: the head is what is missing, not an option
     "submit": NoCluster((str(LOCAL), "{tmp}/job.py", "--tasks", "1"), 4, HEAD_MISSING),
     "logs": NoCluster((str(LOCAL), JOB), 4, HEAD_MISSING),
+    "jobs": NoCluster((str(LOCAL),), 4, HEAD_MISSING),
+    "stop": NoCluster((str(LOCAL), JOB), 4, HEAD_MISSING),
     "attach": NoCluster((str(LOCAL),), 4, HEAD_MISSING),
     "exec": NoCluster((str(LOCAL), "ls", "-la"), 4, HEAD_MISSING),
     "rsync-up": NoCluster((str(LOCAL), "{tmp}/job.py", "~/job.py"), 4, HEAD_MISSING),

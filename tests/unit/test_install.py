@@ -450,31 +450,42 @@ def test_local_nodes_are_not_installed_on(tmp_path: Path):
     assert not (tmp_path / "checked").exists() and not (tmp_path / "pip.log").exists()
 
 
-def test_a_job_runs_with_the_runtime_venvs_python(tmp_path: Path):
+def test_a_jobs_ray_calls_run_on_the_head_with_the_runtime_venvs_python(tmp_path: Path):
+    """The head's job agent runs with the runtime's Python and the cluster's token; the job's
+    output passes through while the agent's results (marked lines) do not."""
     home = tmp_path / "node"
     python = home / ".rayctl" / "runtime" / "bin" / "python"
     python.parent.mkdir(parents=True)
     python.write_text(
-        '#!/bin/bash\necho "ran $* in $PWD with $RAY_ADDRESS"\n'
+        "#!/bin/bash\n"
+        'echo "ran ${@:1:4} ${@:6} in $PWD"\n'
         'echo "auth $RAY_AUTH_MODE $RAY_AUTH_TOKEN_PATH ${RAY_AUTH_TOKEN:-no-token-value}"\n'
+        """echo "$5" '{"submitted": "'"$6"'"}'\n"""
+        'echo "job output"\n'
+        """echo "$5" '{"job_id": "'"$6"'", "status": "FAILED", "start_time": 1.0, """
+        """"end_time": 2.0, "entrypoint": "x", "exit_code": 7, "message": ""}'\n"""
     )
     python.chmod(0o755)
     script = tmp_path / "job.py"
     script.write_text("print('hi')\n")
-    spec = jobs.JobSpec(
-        script=str(script),
-        args=["a b"],
-        working_dir=None,
-        python=DEFAULT_PYTHON,
-        gcs_address="127.0.0.2:6379",
-        auth=ClusterAuth("c1", tmp_path / "token"),
+    head = Node("h", "head", NodeKind.HEAD, NodeState.RUNNING, "127.0.0.2", None)
+    # A RAY_AUTH_TOKEN inherited from this machine would override the file: the agent drops it.
+    runner = LocalRunner(home, env={"RAY_AUTH_TOKEN": "stale"})
+    head_jobs = jobs.HeadJobs(
+        runner, DEFAULT_PYTHON, head.gcs_address, ClusterAuth("c1", tmp_path / "token")
     )
     lines: list[str] = []
-    # A RAY_AUTH_TOKEN inherited from this machine would override the file: the job drops it.
-    runner = LocalRunner(home, env={"RAY_AUTH_TOKEN": "stale"})
-    job_id, code = jobs.run(runner, spec, stream=lines.append)
-    assert code == 0
+    job_id = jobs.new_job_id()
+    submission = jobs.Submission(str(script), ["a b", "--x"], None)
+    end = head_jobs.run(
+        job_id, submission, on_submitted=lambda: lines.append("submitted"), output=lines.append
+    )
     assert lines == [
-        f"ran -u job.py a b in {home}/.rayctl/jobs/{job_id} with 127.0.0.2:6379",
+        f"ran -m rayctl.runtime.job_agent run 127.0.0.2:6379 {job_id} "
+        f'~/.rayctl/jobs/{job_id} job.py ["a b", "--x"] in {home}',
         f"auth token {home}/.rayctl/clusters/c1/ray_auth_token no-token-value",
+        "submitted",
+        "job output",
     ]
+    assert (end.job_id, end.status, end.exit_code) == (job_id, "FAILED", 7)
+    assert (home / ".rayctl" / "jobs" / job_id / "job.py").read_text() == "print('hi')\n"
