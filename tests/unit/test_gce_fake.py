@@ -113,6 +113,76 @@ def test_name_pattern_continues_after_the_highest_existing_number(
     assert _names(gce, fake) == ["c1-0001", "c1-0002", "c1-0003", "c1-0004"]
 
 
+def test_per_instance_names_come_first_then_the_pattern(gce: ComputeClients, fake: GceFake) -> None:
+    gce.instances.bulk_insert(
+        project=fake.project,
+        zone=A,
+        bulk_insert_instance_resource_resource=compute_v1.BulkInsertInstanceResource(
+            count=3,
+            name_pattern="w-##",
+            per_instance_properties={
+                "head": compute_v1.BulkInsertInstanceResourcePerInstanceProperties()
+            },
+            instance_properties=_props({"cluster": "c1"}),
+        ),
+    ).result()
+    assert _names(gce, fake) == ["head", "w-01", "w-02"]
+
+
+def _region_bulk_insert(
+    gce: ComputeClients, fake: GceFake, count: int, deny: tuple[str, ...] = ()
+) -> compute_v1.types.Operation:
+    policy = compute_v1.LocationPolicy(
+        locations={f"zones/{z}": compute_v1.LocationPolicyLocation(preference="DENY") for z in deny}
+    )
+    return gce.region_instances.bulk_insert(
+        project=fake.project,
+        region="us-central1",
+        bulk_insert_instance_resource_resource=compute_v1.BulkInsertInstanceResource(
+            count=count,
+            name_pattern="r-####",
+            instance_properties=_props({"cluster": "r"}),
+            location_policy=policy,
+        ),
+    )
+
+
+def _zones_of(gce: ComputeClients, fake: GceFake) -> dict[str, list[str]]:
+    request = compute_v1.AggregatedListInstancesRequest(project=fake.project)
+    return {
+        scope: [i.name for i in scoped.instances]
+        for scope, scoped in gce.instances.aggregated_list(request=request)
+        if scoped.instances
+    }
+
+
+def test_regional_bulk_insert_skips_denied_and_stocked_out_zones(
+    gce: ComputeClients, fake: GceFake
+) -> None:
+    fake.stockout(B, times=1)
+    fake.slow_operations(0.2)
+
+    _region_bulk_insert(gce, fake, 2, deny=(A,)).result(timeout=30)
+
+    assert _zones_of(gce, fake) == {"zones/us-central1-c": ["r-0001", "r-0002"]}
+    assert fake.calls["compute.regionOperations.get"] >= 1  # op.result() asked the fake
+
+
+def test_regional_bulk_insert_fails_whole_on_quota_or_when_every_zone_is_out(
+    gce: ComputeClients, fake: GceFake
+) -> None:
+    fake.quota_exceeded()
+    with pytest.raises(exceptions.Forbidden):
+        _region_bulk_insert(gce, fake, 2).result()
+    for zone in (A, B, "us-central1-c"):
+        fake.stockout(zone, times=1)
+    with pytest.raises(exceptions.ServiceUnavailable):
+        _region_bulk_insert(gce, fake, 2).result()
+    assert _zones_of(gce, fake) == {}
+    _region_bulk_insert(gce, fake, 1).result()
+    assert _zones_of(gce, fake) == {f"zones/{A}": ["r-0001"]}
+
+
 def test_filter_terms_are_joined_by_and(gce: ComputeClients, fake: GceFake) -> None:
     for name, kind in (("head", "head"), ("w1", "worker"), ("w2", "worker")):
         labels = {"cluster": "c1", "kind": kind}
@@ -145,7 +215,9 @@ def test_aggregated_list_keys_items_by_zone(gce: ComputeClients, fake: GceFake) 
     warned: set[str] = set()
     for scope, scoped in gce.instances.aggregated_list(request=request):
         seen.setdefault(scope, []).extend(i.name for i in scoped.instances)
-        if scoped.warning.code == "NO_RESULTS_ON_PAGE":
+        # a zone warns only on a page where it has nothing
+        if scoped.warning.code == "NO_RESULTS_ON_PAGE" or not scoped.instances:
+            assert not scoped.instances and scoped.warning.code == "NO_RESULTS_ON_PAGE"
             warned.add(scope)
 
     assert {k: v for k, v in seen.items() if v} == {

@@ -156,6 +156,16 @@ class State:
                 400, f"Invalid value for field 'zone': '{zone}'. Unknown zone.", "invalid"
             )
 
+    @property
+    def regions(self) -> set[str]:
+        return {zone.rsplit("-", 1)[0] for zone in self.zones}
+
+    def check_region(self, region: str) -> None:
+        if region not in self.regions:
+            raise ApiError(
+                400, f"Invalid value for field 'region': '{region}'. Unknown region.", "invalid"
+            )
+
     def instance(self, zone: str, name: str) -> Instance:
         self.check_zone(zone)
         try:
@@ -177,7 +187,7 @@ class State:
         operation_type: str,
         target_link: str,
         *,
-        zone: str | None,
+        scope: str,
         target_id: str | None = None,
         failure: OperationError | None = None,
         effect: Callable[[], None] | None = None,
@@ -190,7 +200,7 @@ class State:
             id=self.new_id(),
             project=self.project,
             name=name,
-            zone=zone,
+            scope=scope,
             operation_type=operation_type,
             target_link=target_link,
             target_id=target_id,
@@ -208,10 +218,9 @@ class State:
         self.after(self.operation_seconds, finish)
         return op.resource()
 
-    def operation(self, zone: str | None, name: str) -> Operation:
+    def operation(self, scope: str, name: str) -> Operation:
         op = self.operations.get(name)
-        if op is None or op.zone != zone:
-            scope = f"zones/{zone}" if zone else "global"
+        if op is None or op.scope != scope:
             raise not_found(f"projects/{self.project}/{scope}/operations/{name}")
         if op.status == "PENDING":
             op.status = "RUNNING"  # first seen pending, then running until done
