@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -398,6 +397,22 @@ def test_preempted_spot_instances_end_terminated_or_deleted(
         gce.disks.get(project=fake.project, zone=A, disk="del-0001")
 
 
+def test_a_preempted_instance_is_stopping_until_gce_finishes_with_it() -> None:
+    now = 0.0
+    with GceFake(operation_seconds=30, clock=lambda: now) as fake:
+        gce = compute_clients(fake.endpoint)
+        spot = {"provisioning_model": "SPOT", "instance_termination_action": "DELETE"}
+        _bulk_insert(gce, fake, A, 1, {"cluster": "c1"}, **spot)
+
+        fake.preempt(A, "c1-0001")
+
+        assert (
+            gce.instances.get(project=fake.project, zone=A, instance="c1-0001").status == "STOPPING"
+        )
+        now = 30.0
+        assert _names(gce, fake) == []
+
+
 def test_slow_operations_are_polled_through_the_fake(gce: ComputeClients, fake: GceFake) -> None:
     fake.slow_operations(0.5)
 
@@ -420,7 +435,8 @@ def test_operation_wait_returns_once_done(gce: ComputeClients, fake: GceFake) ->
 
 
 def test_instances_boot_stop_and_start_through_gce_states() -> None:
-    with GceFake(boot_seconds=0.4) as fake:
+    now = 0.0
+    with GceFake(boot_seconds=10, clock=lambda: now) as fake:
         gce = compute_clients(fake.endpoint)
         gce.instances.insert(project=fake.project, zone=A, instance_resource=_instance("n1"))
 
@@ -428,13 +444,15 @@ def test_instances_boot_stop_and_start_through_gce_states() -> None:
             return gce.instances.get(project=fake.project, zone=A, instance="n1").status
 
         assert status() == "PROVISIONING"
-        time.sleep(0.5)
+        now = 5.0
+        assert status() == "STAGING"
+        now = 10.0
         assert status() == "RUNNING"
         gce.instances.stop(project=fake.project, zone=A, instance="n1").result()
         assert status() == "TERMINATED"
         gce.instances.start(project=fake.project, zone=A, instance="n1").result()
         assert status() == "STAGING"
-        time.sleep(0.5)
+        now = 20.0
         assert status() == "RUNNING"
 
 

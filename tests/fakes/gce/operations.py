@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from .routing import Call, Route
 from .state import State
 
@@ -13,8 +11,8 @@ WAIT_LIMIT_S = 120  # GCE's wait answers after about two minutes even when not D
 def _wait(s: State, scope: str, name: str) -> dict:
     """Block (releasing the lock) until the operation is DONE or the wait limit passes."""
     op = s.operation(scope, name)
-    deadline = time.monotonic() + WAIT_LIMIT_S
-    while op.status != "DONE" and (left := deadline - time.monotonic()) > 0:
+    deadline = s.clock() + WAIT_LIMIT_S
+    while op.status != "DONE" and (left := deadline - s.clock()) > 0:
         next_event = s.next_event_in()
         s.changed.wait(left if next_event is None else min(left, next_event))
         s.advance()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
@@ -50,6 +51,7 @@ class GceFake:
         operation_seconds: float = 0.0,
         boot_seconds: float = 0.0,
         granted_permissions: Iterable[str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.state = State(
             project=project,
@@ -61,6 +63,7 @@ class GceFake:
             granted_permissions=(
                 None if granted_permissions is None else frozenset(granted_permissions)
             ),
+            clock=clock,
         )
         self._routes = Map(
             [Rule(r.path, methods=[r.method], endpoint=r) for r in ROUTES],

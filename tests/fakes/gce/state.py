@@ -83,7 +83,9 @@ class State:
         operation_seconds: float,
         boot_seconds: float,
         granted_permissions: frozenset[str] | None,
+        clock: Callable[[], float],
     ) -> None:
+        self.clock = clock  # seconds, monotonic; tests may drive it by hand
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)  # notified whenever events ran
         self.project = project
@@ -122,18 +124,18 @@ class State:
         if seconds <= 0:
             event()
         else:
-            heapq.heappush(self._events, (time.monotonic() + seconds, next(self._event_seq), event))
+            heapq.heappush(self._events, (self.clock() + seconds, next(self._event_seq), event))
 
     def advance(self) -> None:
         ran = False
-        while self._events and self._events[0][0] <= time.monotonic():
+        while self._events and self._events[0][0] <= self.clock():
             heapq.heappop(self._events)[2]()
             ran = True
         if ran:
             self.changed.notify_all()
 
     def next_event_in(self) -> float | None:
-        return max(0.0, self._events[0][0] - time.monotonic()) if self._events else None
+        return max(0.0, self._events[0][0] - self.clock()) if self._events else None
 
     # -- faults ------------------------------------------------------------------------------
 
