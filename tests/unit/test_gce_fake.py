@@ -102,6 +102,15 @@ def test_bulk_insert_then_list_by_label_over_pages(gce: ComputeClients, fake: Gc
         )
     )
     assert sorted(d.name for d in disks) == [f"c1-000{n}" for n in range(1, 6)]
+    request = compute_v1.AggregatedListDisksRequest(
+        project=fake.project, filter='labels.cluster = "c2"', max_results=1
+    )
+    by_zone = [
+        (z, d.name)
+        for z, scoped in gce.disks.aggregated_list(request=request)
+        for d in scoped.disks
+    ]
+    assert by_zone == [(f"zones/{A}", "c2-0001"), (f"zones/{A}", "c2-0002")]
 
 
 def test_name_pattern_continues_after_the_highest_existing_number(
