@@ -368,6 +368,8 @@ def test_delete_removes_the_instance_and_its_auto_delete_disk(
         gce.disks.get(project=fake.project, zone=A, disk="n1")
     data = gce.disks.get(project=fake.project, zone=A, disk="data")
     assert list(data.users) == []
+    with pytest.raises(exceptions.Conflict, match="disks/data' already exists"):
+        gce.instances.insert(project=fake.project, zone=A, instance_resource=n1).result()
     gce.disks.delete(project=fake.project, zone=A, disk="data").result()
     assert list(gce.disks.list(project=fake.project, zone=A)) == []
     with pytest.raises(exceptions.NotFound):

@@ -15,8 +15,8 @@ _NAME = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 _LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 _LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
 _MACHINE_TYPE_URL = re.compile(r"(?:.*/)?zones/(?P<zone>[^/]+)/machineTypes/(?P<name>[^/]+)")
-# Fields GCE computes; what a caller sends for them is not stored.
 _BULK_MT = "bulkInsertInstanceResource.instanceProperties.machineType"
+# Fields GCE computes; what a caller sends for them is not stored.
 _COMPUTED = ("name", "machineType", "disks", "networkInterfaces", "labels", "labelFingerprint")
 
 
@@ -27,7 +27,7 @@ def _zone_url(s: State, zone: str) -> str:
 # -- validation, before anything is created ----------------------------------------------
 
 
-def check_labels(labels: dict[str, str], field: str) -> None:
+def _check_labels(labels: dict[str, str], field: str) -> None:
     if len(labels) > 64:
         raise invalid(f"Invalid value for field '{field}': at most 64 labels are allowed.")
     for key, value in labels.items():
@@ -48,12 +48,35 @@ def _check_new(s: State, zone: str, names: list[str], spec: dict, field: str) ->
             )
         if (zone, name) in s.instances:
             raise already_exists(f"projects/{s.project}/zones/{zone}/instances/{name}")
-    check_labels(spec.get("labels", {}), f"{field}.labels")
+    _check_labels(spec.get("labels", {}), f"{field}.labels")
     disks = spec.get("disks", [])
     if sum(1 for d in disks if d.get("boot")) != 1:
         raise invalid(f"Invalid value for field '{field}.disks': Boot disk must be specified.")
     for d in disks:
-        check_labels(d.get("initializeParams", {}).get("labels", {}), f"{field}.disks.labels")
+        _check_labels(d.get("initializeParams", {}).get("labels", {}), f"{field}.disks.labels")
+
+
+def _disk_conflict(s: State, zone: str, names: list[str], spec: dict) -> OperationError | None:
+    """A new disk whose name is taken (say, a kept disk of an earlier instance) fails the
+    operation, as GCE creates disks after it accepted the call."""
+    for name in names:
+        for index, given in enumerate(spec.get("disks", [])):
+            disk = _new_disk_name(name, index, given)
+            if disk and (zone, disk) in s.disks:
+                where = f"projects/{s.project}/zones/{zone}/disks/{disk}"
+                return OperationError(
+                    "RESOURCE_ALREADY_EXISTS", f"The resource '{where}' already exists", 409
+                )
+    return None
+
+
+def _new_disk_name(instance: str, index: int, given: dict) -> str | None:
+    """The name of the disk initializeParams create (the boot disk is named after the
+    instance, as GCE does); None for an existing disk attached by `source`."""
+    if "source" in given:
+        return None
+    params = given.get("initializeParams", {})
+    return params.get("diskName") or (instance if given.get("boot") else f"{instance}-{index}")
 
 
 def _machine_type(s: State, zone: str, given: str, field: str, *, url: bool) -> str:
@@ -107,11 +130,11 @@ def _create(s: State, zone: str, name: str, machine_type: str, spec: dict) -> In
 
 
 def _attach(s: State, inst: Instance, index: int, given: dict) -> AttachedDisk:
-    """A new disk from initializeParams (the boot disk is named after the instance, as GCE
-    does), or an existing one by `source`. A new disk carries initializeParams.labels only:
-    GCE does not copy the instance's labels to its disks."""
+    """A new disk from initializeParams, or an existing one by `source`. A new disk carries
+    initializeParams.labels only: GCE does not copy the instance's labels to its disks."""
     boot = bool(given.get("boot"))
-    if "source" in given:
+    name = _new_disk_name(inst.name, index, given)
+    if name is None:
         disk = s.disk(inst.zone, given["source"].rsplit("/", 1)[-1])
     else:
         params = given.get("initializeParams", {})
@@ -120,7 +143,7 @@ def _attach(s: State, inst: Instance, index: int, given: dict) -> AttachedDisk:
             id=s.new_id(),
             project=s.project,
             zone=inst.zone,
-            name=params.get("diskName") or (inst.name if boot else f"{inst.name}-{index}"),
+            name=name,
             size_gb=int(params.get("diskSizeGb", 10)),
             disk_type=params.get("diskType", "pd-standard").rsplit("/", 1)[-1],
             source_image=params.get("sourceImage"),
@@ -192,7 +215,9 @@ def insert(s: State, call: Call, project: str, zone: str) -> dict:
     )
     _check_new(s, zone, [name], spec, "resource")
     link = f"{_zone_url(s, zone)}/instances/{name}"
-    failure = s.take_fault("compute.instances.insert", zone, OperationError)
+    failure = _disk_conflict(s, zone, [name], spec) or s.take_fault(
+        "compute.instances.insert", zone, OperationError
+    )
     if failure:
         return s.start_operation("insert", link, scope=f"zones/{zone}", failure=failure)
     inst = _create(s, zone, name, machine_type, spec)
@@ -275,7 +300,9 @@ def bulk_insert(s: State, call: Call, project: str, zone: str) -> dict:
     s.check_zone(zone)
     count, spec = _bulk_spec(call.body)
     machine_type, names = _bulk_plan(s, zone, call.body, count, spec)
-    failure = s.take_fault("compute.instances.bulkInsert", zone, OperationError)
+    failure = _disk_conflict(s, zone, names, spec) or s.take_fault(
+        "compute.instances.bulkInsert", zone, OperationError
+    )
     if not failure:
         for name in names:
             _create(s, zone, name, machine_type, spec)
@@ -308,6 +335,8 @@ def region_bulk_insert(s: State, call: Call, project: str, region: str) -> dict:
         failure = s.take_fault("compute.regionInstances.bulkInsert", zone, OperationError)
         if failure is None:
             machine_type, names = _bulk_plan(s, zone, call.body, count, spec)
+            failure = _disk_conflict(s, zone, names, spec)
+        if failure is None:
             for name in names:
                 _create(s, zone, name, machine_type, spec)
             status[f"zones/{zone}"] = _location_status(count, count)
@@ -342,7 +371,7 @@ def aggregated_list(s: State, call: Call, project: str) -> dict:
 def set_labels(s: State, call: Call, project: str, zone: str, instance: str) -> dict:
     inst = s.instance(zone, instance)
     labels = call.body.get("labels", {})
-    check_labels(labels, "instancesSetLabelsRequest.labels")
+    _check_labels(labels, "instancesSetLabelsRequest.labels")
     if call.body.get("labelFingerprint") != inst.label_fingerprint:
         raise ApiError(
             412,
