@@ -505,6 +505,14 @@ def test_firewalls_insert_get_list_delete(gce: ComputeClients, fake: GceFake) ->
     assert fake.calls["compute.firewalls.insert"] == 2
 
 
+def test_the_fake_listens_where_it_is_told() -> None:
+    with GceFake(address="127.0.0.5") as fake:  # any 127/8 address is loopback on Linux
+        assert fake.endpoint.startswith("http://127.0.0.5:")
+        assert (
+            compute_clients(fake.endpoint).projects.get(project=fake.project).name == fake.project
+        )
+
+
 def test_project_get(gce: ComputeClients, fake: GceFake) -> None:
     assert gce.projects.get(project=fake.project).name == fake.project
     with pytest.raises(exceptions.NotFound):

@@ -34,8 +34,9 @@ class _QuietHandler(WSGIRequestHandler):
 
 class GceFake:
     """A stateful Compute Engine (plus the IAM and Resource Manager calls a provider makes)
-    on a random loopback port. Use as a context manager; `endpoint` is what the SDK's
-    ClientOptions(api_endpoint=...) takes.
+    on a random port of `address`: loopback, or an address inside a network namespace the
+    test created (a host network's bridge) so processes in other namespaces reach it. Use as
+    a context manager; `endpoint` is what the SDK's ClientOptions(api_endpoint=...) takes.
 
     Instances get private addresses from `subnet` starting at `first_ip`, and a public
     natIP only when their networkInterfaces ask for an accessConfig: then a documentation
@@ -52,6 +53,7 @@ class GceFake:
         boot_seconds: float = 0.0,
         granted_permissions: Iterable[str] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        address: str = "127.0.0.1",
     ) -> None:
         self.state = State(
             project=project,
@@ -69,8 +71,9 @@ class GceFake:
             [Rule(r.path, methods=[r.method], endpoint=r) for r in ROUTES],
             strict_slashes=False,
         )
+        self._address = address
         self._server = make_server(
-            "127.0.0.1", 0, self._app, threaded=True, request_handler=_QuietHandler
+            address, 0, self._app, threaded=True, request_handler=_QuietHandler
         )
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -78,7 +81,7 @@ class GceFake:
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self._server.port}"
+        return f"http://{self._address}:{self._server.port}"
 
     @property
     def project(self) -> str:
