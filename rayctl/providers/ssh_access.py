@@ -8,6 +8,7 @@ head's user; file mounts and the wheelhouse from their copies on the head).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import shlex
@@ -140,3 +141,15 @@ def head_config(config: ClusterConfig, runner: CommandRunner, **update: Any) -> 
             update={"runtime": runtime.model_copy(update={"wheelhouse": head_paths.WHEELHOUSE})}
         )
     return config.model_copy(update=changes)
+
+
+def write_private_key(path: Path, material: str) -> None:
+    """Write a private key readable only by its owner, atomically (no window at 0644)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_suffix(".tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(material if material.endswith("\n") else material + "\n")
+    os.replace(tmp, path)

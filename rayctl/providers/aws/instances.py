@@ -15,7 +15,6 @@ the rest.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -41,7 +40,7 @@ from rayctl.providers.aws.config import PINNED_RAY_PORTS, AWSProviderConfig, wan
 from rayctl.providers.aws.errors import call, paginate
 from rayctl.providers.aws.setup import Subnet, tag_dict, tag_list
 from rayctl.providers.base import Node, NodeKind, NodeState, RayStart, Tag
-from rayctl.providers.ssh_access import SSHAccess, connect_attempts_s
+from rayctl.providers.ssh_access import SSHAccess, connect_attempts_s, write_private_key
 from rayctl.runtime import head_paths
 from rayctl.runtime.ssh_runner import SSHRunner, check_key_mode
 
@@ -614,7 +613,7 @@ class AWSProvider:
         reply = call(
             self.ec2, "create_key_pair", KeyName=key.name, KeyType="ed25519", TagSpecifications=spec
         )
-        _write_private(self.key_path, reply["KeyMaterial"])
+        write_private_key(self.key_path, reply["KeyMaterial"])
 
     # -- security group ---------------------------------------------------------------------
 
@@ -748,15 +747,3 @@ def _tag_specifications(
     for resource in ("instance", "volume"):
         specs[resource] = {**specs.get(resource, {}), **tags}
     return [{"ResourceType": r, "Tags": tag_list(t)} for r, t in specs.items()]
-
-
-def _write_private(path: Path, material: str) -> None:
-    """Write a private key readable only by its owner, atomically (no window at 0644)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_suffix(".tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(material if material.endswith("\n") else material + "\n")
-    os.replace(tmp, path)
