@@ -173,7 +173,6 @@ class GCPProvider:
             project=self.project,
             filter=self._cluster_filter(),
             max_results=PAGE,
-            return_partial_success=True,
         )
 
         def fetch() -> list[_Instance]:
@@ -455,7 +454,8 @@ class GCPProvider:
         kinds = {i.tags.get(Tag.KIND) for i in found}
         cache = self._provider.cache_stopped_nodes and NodeKind.HEAD.value not in kinds
         stop = [i for i in found if cache and i.status == "RUNNING" and not i.spot]
-        delete = [i for i in found if i not in stop and not (cache and i.status in STOPPED)]
+        cached = [i for i in found if cache and i.status in STOPPED and not i.spot]
+        delete = [i for i in found if i not in stop and i not in cached]
         self._each(stop, lambda i: self.instances.stop_unary, "compute.instances.stop")
         self._each(delete, lambda i: self.instances.delete_unary, "compute.instances.delete")
         self._confirm({i.name for i in delete}, gone=True)
@@ -539,10 +539,10 @@ class GCPProvider:
     def bootstrap(self) -> None:
         """Credentials and permissions first (nothing is created when one is missing),
         then the SSH key, the firewall rules and the head's service account."""
-        self._access_ssh.check_key()
         gcp_setup.check_permissions(self.gcp, self._wanted_permissions())
-        for name in self._config.available_node_types:
-            self._properties(name, {Tag.KIND: NodeKind.WORKER.value})  # node_config parses
+        for name in self._config.available_node_types:  # each node_config parses (and the
+            self._properties(name, {Tag.KIND: NodeKind.WORKER.value})  # key is made)
+        self._access_ssh.check_key()
         cidrs = self._provider.ssh_source_cidrs or [ANYWHERE]
         gcp_setup.ensure_firewall(
             self.gcp, gcp_setup.firewall_rules(self.cluster_name, self._provider.network, cidrs)
