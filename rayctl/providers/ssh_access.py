@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from rayctl.config.exposure import PINNED_RAY_PORTS
 from rayctl.config.schema import ClusterConfig
 from rayctl.errors import ProviderError
 from rayctl.paths import cluster_dir
@@ -88,6 +89,13 @@ class SSHAccess:
     def ray_start_args(node: Node) -> RayStart:
         """Ray on its own host advertises the address the cluster reaches it at."""
         return RayStart([f"--node-ip-address={node.internal_ip}"])
+
+    @classmethod
+    def cloud_ray_start_args(cls, node: Node) -> RayStart:
+        """On cloud nodes, the ports Ray would pick at random are pinned too, so that the
+        check of extra firewall rules knows every port Ray listens on."""
+        pinned = [f"{flag}={port}" for flag, port in PINNED_RAY_PORTS.items()]
+        return RayStart([*cls.ray_start_args(node).args, *pinned])
 
     def prepare_head(
         self, config: ClusterConfig, runner: CommandRunner, *, created_key: str | None = None

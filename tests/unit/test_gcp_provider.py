@@ -6,7 +6,7 @@ connection to any instance address."""
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,11 +20,13 @@ from rayctl.providers.gcp import labels
 from rayctl.providers.gcp import setup as gcp_setup
 from rayctl.providers.gcp.instances import GCPProvider
 from rayctl.providers.registry import load_config
+from tests.conftest import CliResult
 from tests.fakes.gce import GceFake
 
 ZONES = ("us-central1-a", "us-central1-b", "us-central1-c")
 WORKER = "ray_worker_small"
 HEAD = "ray_head_default"
+ALL_RAY = "6379-6384, 8265, 10001-19999, 52365"
 IMAGE = "projects/ubuntu-os-cloud/global/images/family/ubuntu-2404-lts-amd64"
 
 
@@ -39,7 +41,7 @@ def gce(monkeypatch: pytest.MonkeyPatch) -> Iterator[GceFake]:
         yield fake
 
 
-def provider(tmp_path: Path, cluster: str = "test") -> GCPProvider:
+def write_config(tmp_path: Path, cluster: str = "test", firewall_rules: str = "[]") -> Path:
     path = tmp_path / "cluster.yaml"
     path.write_text(
         textwrap.dedent(
@@ -53,6 +55,7 @@ def provider(tmp_path: Path, cluster: str = "test") -> GCPProvider:
               availability_zones: [us-central1-b, us-central1-c]
               use_internal_ips: true
               ssh_source_cidrs: [10.220.1.0/24]
+              firewall_rules: {firewall_rules}
             auth: {{ssh_user: ubuntu}}
             available_node_types:
               {HEAD}:
@@ -74,7 +77,12 @@ def provider(tmp_path: Path, cluster: str = "test") -> GCPProvider:
             """
         )
     )
-    return GCPProvider(load_config(path).config, home=tmp_path / "home")
+    return path
+
+
+def provider(tmp_path: Path, cluster: str = "test", firewall_rules: str = "[]") -> GCPProvider:
+    config = load_config(write_config(tmp_path, cluster, firewall_rules)).config
+    return GCPProvider(config, home=tmp_path / "home")
 
 
 def launch_tags(kind: NodeKind) -> dict[str, str]:
@@ -246,3 +254,40 @@ def test_bootstrap_makes_firewall_rules_and_the_heads_own_account(
     roles = {b["role"] for b in gce.state.policy.resource()["bindings"]
              if f"serviceAccount:{email}" in b["members"]}  # fmt: skip
     assert roles == set(gcp_setup.HEAD_ROLES)
+
+
+@pytest.mark.parametrize(
+    ("rule", "refused"),
+    [
+        ("{sourceRanges: [0.0.0.0/0], allowed: [{IPProtocol: tcp, ports: ['8265']}]}", "8265"),
+        ("{sourceRanges: [203.0.113.0/24], allowed: [{IPProtocol: all}]}", ALL_RAY),
+        ("{sourceRanges: ['::/0'], allowed: [{IPProtocol: tcp, ports: ['10000-10001']}]}", "10001"),
+        ("{sourceRanges: [0.0.0.0/0], allowed: [{IPProtocol: tcp, ports: ['8000', '443']}]}", ""),
+        ("{sourceRanges: [10.0.0.0/8], allowed: [{IPProtocol: tcp, ports: ['6379']}]}", ""),
+        ("{sourceRanges: [0.0.0.0/0], allowed: [{IPProtocol: udp, ports: ['6379']}]}", ""),
+    ],
+)
+def test_extra_firewall_rules_never_open_rays_ports_to_the_internet(
+    tmp_path: Path, cli: Callable[..., CliResult], rule: str, refused: str
+) -> None:
+    result = cli("validate", write_config(tmp_path, firewall_rules=f"[{rule}]"))
+    if refused:
+        assert result.code == 2
+        assert f"provider.firewall_rules[0]: opens Ray's port(s) {refused} to public" in result.err
+    else:
+        assert result.code == 0, result.err
+
+
+def test_firewall_rules_follow_the_config(gce: GceFake, tmp_path: Path) -> None:
+    serve = "[{sourceRanges: [198.51.100.0/24], allowed: [{IPProtocol: tcp, ports: ['8000']}]}]"
+    provider(tmp_path, firewall_rules=serve).bootstrap()
+    tag = gcp_setup.network_tag("test")
+    p = provider(tmp_path)
+    rules = {f.name: f for f in gcp_setup.cluster_firewalls(p.gcp, "test")}
+    assert list(rules[f"{tag}-extra-0"].source_ranges) == ["198.51.100.0/24"]
+    p.bootstrap()  # the extra rule was dropped from the config: it goes
+    assert {f.name for f in gcp_setup.cluster_firewalls(p.gcp, "test")} == set(
+        gcp_setup.firewall_names("test")
+    )
+    assert "--node-manager-port=6380" in p.ray_start_args(p.create_nodes(
+        WORKER, 1, launch_tags(NodeKind.WORKER))[0]).args  # fmt: skip

@@ -15,7 +15,6 @@ the rest.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import os
@@ -36,7 +35,7 @@ from rayctl.config.schema import ClusterConfig
 from rayctl.errors import CapacityError, ProviderError, TransientError
 from rayctl.paths import key_file
 from rayctl.providers.aws import setup as aws_setup
-from rayctl.providers.aws.config import PINNED_RAY_PORTS, AWSProviderConfig, wants_dlami
+from rayctl.providers.aws.config import AWSProviderConfig, wants_dlami
 from rayctl.providers.aws.errors import call, paginate
 from rayctl.providers.aws.setup import Subnet, tag_dict, tag_list
 from rayctl.providers.base import Node, NodeKind, NodeState, RayStart, Tag
@@ -371,11 +370,7 @@ class AWSProvider:
         return address
 
     def ray_start_args(self, node: Node) -> RayStart:
-        """Ports Ray would pick at random are pinned, so that the security-group check knows
-        every port Ray listens on."""
-        pinned = [f"{flag}={port}" for flag, port in PINNED_RAY_PORTS.items()]
-        start = self._access.ray_start_args(node)
-        return dataclasses.replace(start, args=[*start.args, *pinned])
+        return self._access.cloud_ray_start_args(node)
 
     def prepare_head(
         self, config: ClusterConfig, head: Node

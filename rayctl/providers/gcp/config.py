@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+from rayctl.config.exposure import ray_exposure
 from rayctl.config.findings import Findings
 from rayctl.config.loader import resolve_private_key
 from rayctl.config.provider_spec import ProviderSpec
@@ -28,6 +29,20 @@ class GCPCredentials(StrictModel):
 
     type: Literal["service_account", "credentials_token"]
     credentials: str = Field(min_length=1)
+
+
+class GCPAllowed(StrictModel):
+    IPProtocol: str = Field("tcp", min_length=1, description="tcp, udp, icmp, all, ...")
+    ports: list[Annotated[str, Field(pattern=r"^\d+(-\d+)?$")]] = Field(
+        [], description='Ports or ranges ("8000", "8000-8100"); none: every port.'
+    )
+
+
+class GCPFirewallRule(StrictModel):
+    """An extra inbound rule for the cluster's nodes, in GCE's Firewall form."""
+
+    sourceRanges: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+    allowed: list[GCPAllowed] = Field(min_length=1)
 
 
 class GCPProviderConfig(ProviderSettings):
@@ -67,6 +82,11 @@ class GCPProviderConfig(ProviderSettings):
         description="Where SSH (TCP 22) to the nodes may come from, e.g. [203.0.113.7/32]. "
         "Default: anywhere (0.0.0.0/0, key-only logins), as in Ray. Ray's ports are open "
         "only between the cluster's nodes (by network tag).",
+    )
+    firewall_rules: list[GCPFirewallRule] = Field(
+        [],
+        description="Extra inbound rules for the cluster's nodes (e.g. Serve's 8000 from "
+        "your office). Rules that open Ray's ports to public addresses are refused.",
     )
     network: str = Field(
         "global/networks/default",
@@ -137,6 +157,10 @@ def check(config: ClusterConfig, base_dir: Path, found: Findings) -> ClusterConf
             ipaddress.ip_network(cidr)
         except ValueError as exc:
             problems.append((("provider", "ssh_source_cidrs", index), f"not a CIDR block: {exc}"))
+    for index, rule in enumerate(provider.firewall_rules):
+        problem = _rule_problem(rule)
+        if problem:
+            problems.append((("provider", "firewall_rules", index), problem))
     for name, node_type in config.available_node_types.items():
         path: KeyPath = ("available_node_types", name, "node_config")
         node_config = node_type.node_config
@@ -155,6 +179,23 @@ def check(config: ClusterConfig, base_dir: Path, found: Findings) -> ClusterConf
     if not config.auth.ssh_user:
         problems.append((("auth", "ssh_user"), "the gcp provider needs auth.ssh_user"))
     return resolve_private_key(config, base_dir)
+
+
+def _rule_problem(rule: GCPFirewallRule) -> str | None:
+    """Why an extra rule is refused: it lets a public address reach one of Ray's ports."""
+    try:
+        networks = [ipaddress.ip_network(r.strip(), strict=False) for r in rule.sourceRanges]
+    except ValueError as exc:
+        return f"sourceRanges: not a CIDR block: {exc}"
+    for allowed in rule.allowed:
+        if allowed.IPProtocol.lower() not in ("tcp", "6", "all"):
+            continue  # Ray speaks only TCP
+        spans = [tuple(int(p) for p in (r.split("-") * 2)[:2]) for r in allowed.ports]
+        for low, high in spans or [(0, 65535)]:
+            problem = ray_exposure(networks, low, high)
+            if problem:
+                return problem
+    return None
 
 
 def _check_labels(given: Any, path: KeyPath, problems: list[tuple[KeyPath, str]]) -> None:

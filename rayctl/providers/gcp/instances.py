@@ -58,7 +58,6 @@ ADDRESS_TIMEOUT_S = 300.0
 CONNECT_ATTEMPTS_S = 300.0
 CONFIRM_TIMEOUT_S = 300.0
 PARALLEL_CALLS = 16  # deletes/stops in flight at once (GCE has no batch delete)
-ANYWHERE = "0.0.0.0/0"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -511,7 +510,7 @@ class GCPProvider:
         return address
 
     def ray_start_args(self, node: Node) -> RayStart:
-        return self._access_ssh.ray_start_args(node)
+        return self._access_ssh.cloud_ray_start_args(node)
 
     def prepare_head(
         self, config: ClusterConfig, head: Node
@@ -543,10 +542,8 @@ class GCPProvider:
         for name in self._config.available_node_types:  # each node_config parses (and the
             self._properties(name, {Tag.KIND: NodeKind.WORKER.value})  # key is made)
         self._access_ssh.check_key()
-        cidrs = self._provider.ssh_source_cidrs or [ANYWHERE]
-        gcp_setup.ensure_firewall(
-            self.gcp, gcp_setup.firewall_rules(self.cluster_name, self._provider.network, cidrs)
-        )
+        rules = gcp_setup.firewall_rules(self.cluster_name, self._provider)
+        gcp_setup.ensure_firewall(self.gcp, self.cluster_name, rules)
         if self._provider.service_account is None and not _names_account(
             self._config.head_type.node_config
         ):
@@ -566,7 +563,8 @@ class GCPProvider:
         self._each(instances, lambda i: self.instances.delete_unary, "compute.instances.delete")
         self._confirm({i.name for i in instances}, gone=True)
         self._delete_disks()
-        gcp_setup.delete_firewall(self.gcp, gcp_setup.firewall_names(self.cluster_name))
+        names = [f.name for f in gcp_setup.cluster_firewalls(self.gcp, self.cluster_name)]
+        gcp_setup.delete_firewall(self.gcp, names)
         if self._provider.service_account is None:
             gcp_setup.delete_service_account(self.gcp, self.cluster_name)
         if not self._config.auth.ssh_private_key:

@@ -38,6 +38,7 @@ IAM_ENDPOINT_ENV = "RAYCTL_GCP_IAM_ENDPOINT"
 CREDENTIALS_ENV = "RAYCTL_GCP_CREDENTIALS"
 ENV_VARS = (ENDPOINT_ENV, CRM_ENDPOINT_ENV, IAM_ENDPOINT_ENV, CREDENTIALS_ENV)
 _CRM = "https://cloudresourcemanager.googleapis.com"
+ANYWHERE = "0.0.0.0/0"  # SSH's default source, as in Ray
 _IAM = "https://iam.googleapis.com"
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 # What the head's autoscaler does: instances (and their disks) of the cluster, and attach
@@ -60,7 +61,7 @@ LAUNCH_PERMISSIONS = (
     "compute.disks.setLabels",
     "compute.subnetworks.use",
     "compute.firewalls.create",
-    "compute.firewalls.get",
+    "compute.firewalls.list",
     "compute.firewalls.delete",
     "compute.networks.updatePolicy",
     "compute.zoneOperations.get",
@@ -209,7 +210,8 @@ def network_tag(cluster: str) -> str:
 
 
 def firewall_names(cluster: str) -> tuple[str, str]:
-    """(traffic between the cluster's nodes, SSH from ssh_source_cidrs)."""
+    """(traffic between the cluster's nodes, SSH from ssh_source_cidrs); the config's extra
+    rules are named after them, -extra-N."""
     tag = network_tag(cluster)
     return f"{tag}-internal", f"{tag}-ssh"
 
@@ -222,69 +224,82 @@ def service_account_email(cluster: str, project: str) -> str:
 # --- firewall -------------------------------------------------------------------------------
 
 
-def firewall_rules(
-    cluster: str, network: str, ssh_cidrs: Sequence[str]
-) -> list[compute_v1.Firewall]:
-    """Everything between the cluster's nodes (by network tag), SSH from `ssh_cidrs`, and
-    nothing else: Ray's ports are reached only from inside the cluster."""
+def firewall_rules(cluster: str, provider: GCPProviderConfig) -> list[compute_v1.Firewall]:
+    """Everything between the cluster's nodes (by network tag), SSH from ssh_source_cidrs
+    (default anywhere), the config's extra rules (checked: none opens Ray's ports to public
+    addresses), and nothing else."""
     tag = network_tag(cluster)
     internal, ssh = firewall_names(cluster)
     about = f"rayctl cluster {cluster}"
-    return [
-        compute_v1.Firewall(
-            name=internal,
-            network=network,
-            direction="INGRESS",
-            description=f"{about}: traffic between its nodes",
-            source_tags=[tag],
-            target_tags=[tag],
-            allowed=[compute_v1.Allowed(I_p_protocol=p) for p in ("tcp", "udp", "icmp")],
-        ),
-        compute_v1.Firewall(
-            name=ssh,
-            network=network,
-            direction="INGRESS",
-            description=f"{about}: SSH",
-            source_ranges=list(ssh_cidrs),
-            target_tags=[tag],
-            allowed=[compute_v1.Allowed(I_p_protocol="tcp", ports=["22"])],
-        ),
-    ]
 
-
-def ensure_firewall(acc: Access, rules: Sequence[compute_v1.Firewall]) -> None:
-    """Create the rules that are missing, and update one whose sources changed."""
-    client = acc.compute(compute_v1.FirewallsClient)
-    ops = []
-    for rule in rules:
-        found = call(
-            client.get,
-            "compute.firewalls.get",
-            allow=(gexc.NotFound,),
-            project=acc.project,
-            firewall=rule.name,
+    def rule(name: str, what: str, allowed: list[compute_v1.Allowed], **source: Any) -> Any:
+        return compute_v1.Firewall(
+            name=name,
+            network=provider.network,
+            direction="INGRESS",
+            description=f"{about}: {what}",
+            target_tags=[tag],
+            allowed=allowed,
+            **source,
         )
-        if found is None:
-            ops.append(
-                call(
-                    client.insert_unary,
-                    "compute.firewalls.create",
-                    project=acc.project,
-                    firewall_resource=rule,
-                )
+
+    everything = [compute_v1.Allowed(I_p_protocol=p) for p in ("tcp", "udp", "icmp")]
+    ssh_port = [compute_v1.Allowed(I_p_protocol="tcp", ports=["22"])]
+    rules = [
+        rule(internal, "traffic between its nodes", everything, source_tags=[tag]),
+        rule(ssh, "SSH", ssh_port, source_ranges=provider.ssh_source_cidrs or [ANYWHERE]),
+    ]
+    for index, extra in enumerate(provider.firewall_rules):
+        allowed = [
+            compute_v1.Allowed(I_p_protocol=a.IPProtocol, ports=a.ports) for a in extra.allowed
+        ]
+        rules.append(
+            rule(
+                f"{tag}-extra-{index}",
+                f"rule {index} of provider.firewall_rules",
+                allowed,
+                source_ranges=extra.sourceRanges,
             )
-        elif sorted(found.source_ranges) != sorted(rule.source_ranges):
-            ops.append(
-                call(
-                    client.patch_unary,
-                    "compute.firewalls.update",
-                    project=acc.project,
-                    firewall=rule.name,
-                    firewall_resource=rule,
-                )
-            )
+        )
+    return rules
+
+
+def _same(found: compute_v1.Firewall, wanted: compute_v1.Firewall) -> bool:
+    def key(rule: compute_v1.Firewall) -> tuple[Any, ...]:
+        allowed = sorted((a.I_p_protocol, tuple(a.ports)) for a in rule.allowed)
+        return (sorted(rule.source_ranges), sorted(rule.source_tags), allowed)
+
+    return key(found) == key(wanted)
+
+
+def ensure_firewall(acc: Access, cluster: str, rules: Sequence[compute_v1.Firewall]) -> None:
+    """Make the cluster's rules exactly `rules`: create the missing ones, replace changed
+    ones, delete those no longer wanted (an extra rule dropped from the config)."""
+    client = acc.compute(compute_v1.FirewallsClient)
+    found = {f.name: f for f in cluster_firewalls(acc, cluster)}
+    wanted = {r.name: r for r in rules}
+    stale = [n for n, f in found.items() if n not in wanted or not _same(f, wanted[n])]
+    delete_firewall(acc, stale)
+    ops = [
+        call(
+            client.insert_unary,
+            "compute.firewalls.create",
+            project=acc.project,
+            firewall_resource=rule,
+        )
+        for name, rule in wanted.items()
+        if name not in found or name in stale
+    ]
     for op in ops:
         wait_global(acc, op, "compute.firewalls.create")
+
+
+def cluster_firewalls(acc: Access, cluster: str) -> list[compute_v1.Firewall]:
+    """The project's firewall rules named for the cluster (firewalls carry no labels)."""
+    client = acc.compute(compute_v1.FirewallsClient)
+    prefix = network_tag(cluster) + "-"
+    rules = call(lambda: list(client.list(project=acc.project)), "compute.firewalls.list")
+    return [r for r in rules if r.name.startswith(prefix)]
 
 
 def delete_firewall(acc: Access, names: Sequence[str]) -> None:
