@@ -22,7 +22,7 @@ import boto3
 from moto.server import ThreadedMotoServer
 
 from rayctl.providers.base import Tag
-from tests.cloud_backing import InstanceHosts, Seen
+from tests.cloud_backing import Backed, InstanceHosts, Seen
 from tests.sshhosts import HostNetwork, SSHHost
 
 PREFIX = "10.210.1"
@@ -36,7 +36,7 @@ OFF = ("stopping", "stopped", "shutting-down", "terminated")
 
 
 @dataclass
-class MotoEC2:
+class MotoEC2(Backed):
     """moto on the network's bridge, a VPC and subnet in it, and (with `boot`) a host for
     every running instance. Use as a context manager: everything stops on exit."""
 
@@ -48,18 +48,6 @@ class MotoEC2:
         self._hosts = InstanceHosts(
             self.network, self._observe, boot=self.boot, on_head=_give_credentials
         )
-
-    @property
-    def errors(self) -> list[str]:
-        return self._hosts.errors
-
-    @property
-    def ever_booted(self) -> dict[str, str]:
-        return self._hosts.ever_booted
-
-    def hosts(self) -> dict[str, SSHHost]:
-        """Instance id -> its running host."""
-        return self._hosts.hosts()
 
     @property
     def endpoint(self) -> str:

@@ -10,11 +10,20 @@ never contacted.
 
 from __future__ import annotations
 
+import json
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+import pytest
+import yaml
+
+from rayctl.paths import ray_token_file
 from rayctl.providers.base import NodeKind, Tag
+from rayctl.runtime.ray_adapter import list_ray_nodes
 from tests.sshhosts import HostNetwork, SSHHost
 
 POLL_S = 0.2
@@ -115,3 +124,88 @@ class InstanceHosts:
         """Instance id -> its running host."""
         with self._lock:
             return {i: b.host for i, b in self.booted.items()}
+
+
+class Backed:
+    """A fake cloud whose instances are hosts: what tests read of its InstanceHosts."""
+
+    _hosts: InstanceHosts
+
+    @property
+    def errors(self) -> list[str]:
+        return self._hosts.errors
+
+    @property
+    def ever_booted(self) -> dict[str, str]:
+        return self._hosts.ever_booted
+
+    def hosts(self) -> dict[str, SSHHost]:
+        """Instance id -> its running host."""
+        return self._hosts.hosts()
+
+
+# -- what the end-to-end tests of cloud providers share ---------------------------------------
+
+
+def cluster_config(
+    name: str, provider: dict[str, Any], node_config: dict[str, Any], key: Path
+) -> dict[str, Any]:
+    """A head (no CPUs) and 1..2 one-CPU workers on the hosts, idle after 6 s, reached as
+    root with the network's key, running this machine's Python (shared by the hosts)."""
+    return {
+        "cluster_name": name,
+        "max_workers": 2,
+        "idle_timeout_minutes": 0.1,
+        "provider": {**provider, "use_internal_ips": True, "cache_stopped_nodes": False},
+        "auth": {"ssh_user": "root", "ssh_private_key": str(key)},
+        "available_node_types": {
+            "head": {"node_config": node_config, "resources": {"CPU": 0}},
+            "worker": {
+                "node_config": node_config,
+                "resources": {"CPU": 1},
+                "min_workers": 1,
+                "max_workers": 2,
+            },
+        },
+        "head_node_type": "head",
+        "rayctl": {"runtime": {"python": sys.executable}},
+    }
+
+
+def write_cluster_config(config: dict[str, Any], tmp_path: Path) -> Path:
+    path = tmp_path / f"{config['cluster_name']}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def check_ray_nodes(
+    cli: Callable[..., Any], config: Path, rayctl_home: Path, nodes: dict[str, SSHHost]
+) -> None:
+    """`status` names the head's address and a running monitor, and every Ray node runs on
+    its instance's private IP, named by its instance id (`nodes`: id -> host, head first)."""
+    status = json.loads(cli("status", config, "--json").out)
+    assert status["head_ip"] == next(iter(nodes.values())).address
+    assert status["monitor_running"]
+    token = ray_token_file(rayctl_home, yaml.safe_load(config.read_text())["cluster_name"])
+    ray_nodes = list_ray_nodes(status["gcs_address"], token_file=token)
+    assert sorted((r.instance_id, r.ip) for r in ray_nodes if r.alive) == sorted(
+        (i, h.address) for i, h in nodes.items()
+    )
+
+
+def down_from_a_fresh_machine(
+    cli: Callable[..., Any],
+    config: Path,
+    wrong_key: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`down` with no rayctl state, not even a key the hosts accept: the head's monitor
+    cannot be stopped over SSH; it goes with the head's instance."""
+    fresh = yaml.safe_load(config.read_text())
+    fresh["auth"]["ssh_private_key"] = str(wrong_key)
+    fresh_config = tmp_path / "fresh-machine.yaml"
+    fresh_config.write_text(yaml.safe_dump(fresh))
+    monkeypatch.setenv("RAYCTL_HOME", str(tmp_path / "fresh-machine"))
+    down = cli("down", fresh_config, "--yes")
+    assert down.code == 0, down.text

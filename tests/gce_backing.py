@@ -15,10 +15,10 @@ from collections.abc import Iterator
 
 from rayctl.providers.gcp import labels
 from rayctl.providers.gcp import setup as gcp_setup
-from tests.cloud_backing import InstanceHosts, Seen
+from tests.cloud_backing import Backed, InstanceHosts, Seen
 from tests.fakes.gce import ComputeClients, compute_clients
 from tests.fakes.gce_bridged import BridgedGceFake
-from tests.sshhosts import HostNetwork, SSHHost
+from tests.sshhosts import HostNetwork
 
 PREFIX = "10.220.1"
 PROJECT = "test-project"
@@ -27,7 +27,7 @@ ZONES = ("us-central1-a", "us-central1-b", "us-central1-c")
 UP = ("PROVISIONING", "STAGING", "RUNNING")
 
 
-class BackedGce:
+class BackedGce(Backed):
     """The fake on the network's bridge and (with `boot`) a host for every running instance."""
 
     def __init__(self, network: HostNetwork, fake: BridgedGceFake, *, boot: bool) -> None:
@@ -42,17 +42,6 @@ class BackedGce:
 
     def __exit__(self, *exc: object) -> None:
         self._hosts.stop()
-
-    @property
-    def errors(self) -> list[str]:
-        return self._hosts.errors
-
-    @property
-    def ever_booted(self) -> dict[str, str]:
-        return self._hosts.ever_booted
-
-    def hosts(self) -> dict[str, SSHHost]:
-        return self._hosts.hosts()
 
     def env(self) -> dict[str, str]:
         """What a process needs to use this GCE (the test's rayctl, and so the head's)."""

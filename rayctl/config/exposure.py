@@ -1,5 +1,6 @@
-"""Which firewall rules expose Ray to the internet, for every cloud provider's check of the
-extra inbound rules a config asks for (AWS security group rules, GCP firewall rules).
+"""What cloud providers' configs may let in: SSH from ssh_source_cidrs, and extra inbound
+rules (AWS security group rules, GCP firewall rules), none of which may expose Ray's ports to
+the internet.
 
 Ray's ports may never be opened to public addresses. Ray 2.60 listens on fixed defaults for
 the GCS (6379), dashboard (8265), client server (10001), dashboard agent (52365) and workers
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
+
+from rayctl.config.findings import Findings
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -60,3 +63,25 @@ def ray_exposure(networks: Sequence[Network], low: int, high: int) -> str | None
         f"opens Ray's port(s) {ports} to public addresses ({public[0]}); Ray does not "
         "authenticate clients: reach them through SSH, or allow only private ranges"
     )
+
+
+def check_ssh_sources(
+    cidrs: Sequence[str] | None, found: Findings, *, open_by_default: bool = True
+) -> None:
+    """provider.ssh_source_cidrs: each a CIDR block; left out (and SSH then open to anywhere,
+    as in Ray), a warning that says how to narrow it."""
+    if cidrs is None and open_by_default:
+        found.warnings.append(
+            (
+                ("provider",),
+                "SSH (TCP 22) to the nodes is open to anywhere (0.0.0.0/0), as in Ray; "
+                "narrow it with provider.ssh_source_cidrs: [YOUR.IP/32]",
+            )
+        )
+    for index, cidr in enumerate(cidrs or []):
+        try:
+            ipaddress.ip_network(cidr)
+        except ValueError as exc:
+            found.problems.append(
+                (("provider", "ssh_source_cidrs", index), f"not a CIDR block: {exc}")
+            )

@@ -10,19 +10,20 @@ demand -> idle scale-down deletes it -> down leaves nothing of the cluster. And 
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
-from rayctl.paths import ray_token_file
 from rayctl.providers.base import NodeKind, Tag
 from rayctl.providers.gcp import instances as gcp
-from rayctl.runtime.ray_adapter import list_ray_nodes
+from tests.cloud_backing import (
+    check_ray_nodes,
+    cluster_config,
+    down_from_a_fresh_machine,
+    write_cluster_config,
+)
 from tests.conftest import (
     SPREAD_JOB,
     cluster_pids,
@@ -58,45 +59,20 @@ def dead_gce(monkeypatch: pytest.MonkeyPatch, rayctl_home: Path) -> Iterator[Bac
 
 def write_config(gce: BackedGce, tmp_path: Path) -> tuple[str, Path]:
     name = unique_name("gcp")
+    boot = {"sourceImage": "projects/debian-cloud/global/images/family/debian-12"}
     node_config = {
         "machineType": "n2-standard-2",
-        "disks": [
-            {
-                "boot": True,
-                "autoDelete": True,
-                "initializeParams": {"sourceImage": "projects/debian-cloud/global/images/x"},
-            }
-        ],
+        "disks": [{"boot": True, "autoDelete": True, "initializeParams": boot}],
     }
-    config = {
-        "cluster_name": name,
-        "max_workers": 2,
-        "idle_timeout_minutes": 0.1,
-        "provider": {
-            "type": "gcp",
-            "project_id": PROJECT,
-            "region": REGION,
-            "availability_zone": ZONES[0],
-            "use_internal_ips": True,  # never the fake's public addresses
-            "ssh_source_cidrs": [f"{gce.network.gateway}/32"],
-            "cache_stopped_nodes": False,
-        },
-        "auth": {"ssh_user": "root", "ssh_private_key": str(gce.network.client_key)},
-        "available_node_types": {
-            "head": {"node_config": node_config, "resources": {"CPU": 0}},
-            "worker": {
-                "node_config": node_config,
-                "resources": {"CPU": 1},
-                "min_workers": 1,
-                "max_workers": 2,
-            },
-        },
-        "head_node_type": "head",
-        "rayctl": {"runtime": {"python": sys.executable}},  # shared by the hosts
-    }
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return name, path
+    provider = {
+        "type": "gcp",
+        "project_id": PROJECT,
+        "region": REGION,
+        "availability_zone": ZONES[0],
+        "ssh_source_cidrs": [f"{gce.network.gateway}/32"],
+    }  # on internal IPs: never the fake's public addresses
+    config = cluster_config(name, provider, node_config, gce.network.client_key)
+    return name, write_cluster_config(config, tmp_path)
 
 
 def _kinds(gce: BackedGce, name: str) -> dict[str, list[str]]:
@@ -122,14 +98,7 @@ def test_gcp_lifecycle(
         hosts = gce.hosts()
         head, first = hosts[head_id], hosts[first_id]
         assert head.address.startswith("10.220.1.") and first.address.startswith("10.220.1.")
-        status = json.loads(cli("status", config, "--json").out)
-        assert status["head_ip"] == head.address
-        assert status["monitor_running"]
-        token = ray_token_file(rayctl_home, name)
-        ray_nodes = list_ray_nodes(status["gcs_address"], token_file=token)
-        assert sorted((r.instance_id, r.ip) for r in ray_nodes if r.alive) == sorted(
-            [(head_id, head.address), (first_id, first.address)]
-        )
+        check_ray_nodes(cli, config, rayctl_home, {head_id: head, first_id: first})
 
         # The job's second actor needs another worker: the monitor launches it through the
         # fake, with one bulkInsert.
@@ -152,14 +121,7 @@ def test_gcp_lifecycle(
         (gone,) = {first_id, second_id} - set(_kinds(gce, name)["worker"])
         wait_for(lambda: gone not in gce.hosts(), 10, "the idle worker's host to go")
 
-        # `down` from a fresh machine: no rayctl state, not even a key the hosts accept.
-        fresh = yaml.safe_load(config.read_text())
-        fresh["auth"]["ssh_private_key"] = str(gce.network.wrong_key)
-        fresh_config = tmp_path / "fresh-machine.yaml"
-        fresh_config.write_text(yaml.safe_dump(fresh))
-        monkeypatch.setenv("RAYCTL_HOME", str(tmp_path / "fresh-machine"))
-        down = cli("down", fresh_config, "--yes")
-        assert down.code == 0, down.text
+        down_from_a_fresh_machine(cli, config, gce.network.wrong_key, tmp_path, monkeypatch)
         assert gce.leftovers(name) == {}
         wait_for(lambda: not gce.network.hosts, 10, "every host to go")
         wait_for(

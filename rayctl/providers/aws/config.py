@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from rayctl.config.exposure import ray_exposure
+from rayctl.config.exposure import check_ssh_sources, ray_exposure
 from rayctl.config.findings import Findings
 from rayctl.config.loader import resolve_private_key
 from rayctl.config.provider_spec import ProviderSpec
@@ -101,14 +101,10 @@ def check(config: ClusterConfig, base_dir: Path, found: Findings) -> ClusterConf
                     f"zone '{zone}' (entry {index + 1}) is not in region {provider.region}",
                 )
             )
-    if provider.ssh_source_cidrs is None and not provider.use_internal_ips:
-        found.warnings.append(
-            (
-                ("provider",),
-                "SSH (TCP 22) to the nodes is open to anywhere (0.0.0.0/0), as in Ray; "
-                "narrow it with provider.ssh_source_cidrs: [YOUR.IP/32]",
-            )
-        )
+    # With internal IPs, SSH is open to the VPC by default.
+    check_ssh_sources(
+        provider.ssh_source_cidrs, found, open_by_default=not provider.use_internal_ips
+    )
     if provider.cloudwatch is not None:
         found.unsupported.append(
             (
@@ -117,11 +113,6 @@ def check(config: ClusterConfig, base_dir: Path, found: Findings) -> ClusterConf
                 "provider.cloudwatch and install the agent in setup_commands instead",
             )
         )
-    for index, cidr in enumerate(provider.ssh_source_cidrs or []):
-        try:
-            ipaddress.ip_network(cidr)
-        except ValueError as exc:
-            problems.append((("provider", "ssh_source_cidrs", index), f"not a CIDR block: {exc}"))
     group = provider.security_group
     for index, rule in enumerate(group.IpPermissions if group else []):
         problem = _rule_problem(rule)

@@ -39,6 +39,7 @@ from rayctl.providers.aws.config import AWSProviderConfig, wants_dlami
 from rayctl.providers.aws.errors import call, paginate
 from rayctl.providers.aws.setup import Subnet, tag_dict, tag_list
 from rayctl.providers.base import Node, NodeKind, NodeState, RayStart, Tag
+from rayctl.providers.cloud import await_address, create_reusing, reusable
 from rayctl.providers.ssh_access import SSHAccess, connect_attempts_s, write_private_key
 from rayctl.runtime import head_paths
 from rayctl.runtime.ssh_runner import SSHRunner, check_key_mode
@@ -48,8 +49,7 @@ CACHED = ("stopping", "stopped")
 NOT_TERMINATED = (*LIVE, "shutting-down", *CACHED)
 _STATES = {"pending": NodeState.PENDING, "running": NodeState.RUNNING}
 BATCH = 500  # instance ids per API call (filters take at most 1,000 values)
-# How long a new instance may take to get an address, and sshd to answer.
-ADDRESS_TIMEOUT_S = 300.0
+# How long sshd on a new instance may take to answer.
 CONNECT_ATTEMPTS_S = 300.0
 CONFIRM_TIMEOUT_S = 120.0  # for AWS to report a stop or termination it accepted
 CLEANUP_TIMEOUT_S = 900.0  # for instances to be terminated and their groups to be free
@@ -192,24 +192,18 @@ class AWSProvider:
         call(self.ec2, "create_tags", Resources=[node_id], Tags=tag_list(tags))
 
     def create_nodes(self, node_type: str, count: int, tags: Mapping[str, str]) -> list[Node]:
-        if count <= 0:
-            return []
         node_tags = {**tags, Tag.CLUSTER: self.cluster_name, Tag.NODE_TYPE: node_type}
-        reused = self._restart_cached(node_type, count, node_tags)
-        if len(reused) == count:
-            return reused
-        try:
-            return reused + self._run(node_type, count - len(reused), node_tags)
-        except ProviderError:
-            if reused:  # the restarted ones are nodes now; the rest is the caller's to retry
-                return reused
-            raise
+        return create_reusing(
+            count,
+            lambda n: self._restart_cached(node_type, n, node_tags),
+            lambda n: self._run(node_type, n, node_tags),
+        )
 
     def _restart_cached(self, node_type: str, count: int, tags: Mapping[str, str]) -> list[Node]:
         """Start stopped workers of the same type and launch hash (Ray's cache_stopped_nodes)."""
-        if not self._provider.cache_stopped_nodes or Tag.LAUNCH_HASH not in tags:
+        match = reusable(self._provider.cache_stopped_nodes, tags)
+        if match is None:
             return []
-        match = {k: tags[k] for k in (Tag.NODE_TYPE, Tag.KIND, Tag.LAUNCH_HASH)}
         stopped = self._instances(("stopped",), tags=match)
         ids = sorted(i["InstanceId"] for i in stopped)[:count]
         if not ids:
@@ -348,26 +342,22 @@ class AWSProvider:
         return self._access.runner(node.id, self._address(node))
 
     def _address(self, node: Node) -> str:
-        """The address rayctl reaches `node` at; a new instance gets its public one only
-        once it runs, so wait for it (bounded)."""
         internal = self._provider.use_internal_ips
-        address = node.internal_ip if internal else node.external_ip
-        deadline = time.monotonic() + ADDRESS_TIMEOUT_S
-        while not address:
+
+        def lookup() -> tuple[str | None, bool] | None:
             found = self._instances(LIVE, ids=[node.id])
             if not found:
-                raise ProviderError(f"instance {node.id} is not running")
+                return None
             key = "PrivateIpAddress" if internal else "PublicIpAddress"
-            address = found[0].get(key)
-            if address:
-                break
-            if found[0]["State"]["Name"] == "running" or time.monotonic() > deadline:
-                raise ProviderError(
-                    f"instance {node.id} has no public address: launch it in a subnet that "
-                    "maps public addresses, or set provider.use_internal_ips: true"
-                )
-            time.sleep(2)
-        return address
+            return found[0].get(key), found[0]["State"]["Name"] == "running"
+
+        return await_address(
+            node,
+            internal=internal,
+            lookup=lookup,
+            missing="launch it in a subnet that maps public addresses, or set "
+            "provider.use_internal_ips: true",
+        )
 
     def ray_start_args(self, node: Node) -> RayStart:
         return self._access.cloud_ray_start_args(node)

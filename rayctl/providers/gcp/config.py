@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from rayctl.config.exposure import ray_exposure
+from rayctl.config.exposure import check_ssh_sources, ray_exposure
 from rayctl.config.findings import Findings
 from rayctl.config.loader import resolve_private_key
 from rayctl.config.provider_spec import ProviderSpec
@@ -144,19 +144,7 @@ def check(config: ClusterConfig, base_dir: Path, found: Findings) -> ClusterConf
                 "set project ID, or set provider.project_id)",
             )
         )
-    if provider.ssh_source_cidrs is None:
-        found.warnings.append(
-            (
-                ("provider",),
-                "SSH (TCP 22) to the nodes is open to anywhere (0.0.0.0/0), as in Ray; "
-                "narrow it with provider.ssh_source_cidrs: [YOUR.IP/32]",
-            )
-        )
-    for index, cidr in enumerate(provider.ssh_source_cidrs or []):
-        try:
-            ipaddress.ip_network(cidr)
-        except ValueError as exc:
-            problems.append((("provider", "ssh_source_cidrs", index), f"not a CIDR block: {exc}"))
+    check_ssh_sources(provider.ssh_source_cidrs, found)
     for index, rule in enumerate(provider.firewall_rules):
         problem = _rule_problem(rule)
         if problem:

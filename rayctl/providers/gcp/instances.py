@@ -38,6 +38,7 @@ from rayctl.config.schema import ClusterConfig
 from rayctl.errors import CapacityError, ProviderError, TransientError
 from rayctl.paths import key_file
 from rayctl.providers.base import Node, NodeKind, NodeState, RayStart, Tag
+from rayctl.providers.cloud import await_address, create_reusing, reusable
 from rayctl.providers.gcp import labels
 from rayctl.providers.gcp import setup as gcp_setup
 from rayctl.providers.gcp.config import SSH_KEYS, GCPProviderConfig
@@ -54,7 +55,6 @@ _STATES = {
 STOPPED = ("STOPPING", "TERMINATED", "SUSPENDING", "SUSPENDED")
 PAGE = 500  # instances per listing page (GCE's most)
 OPERATION_TIMEOUT_S = 300.0  # for GCE to finish an insert, start, stop or delete
-ADDRESS_TIMEOUT_S = 300.0
 CONNECT_ATTEMPTS_S = 300.0
 CONFIRM_TIMEOUT_S = 300.0
 PARALLEL_CALLS = 16  # deletes/stops in flight at once (GCE has no batch delete)
@@ -272,24 +272,18 @@ class GCPProvider:
     # -- launching ----------------------------------------------------------------------
 
     def create_nodes(self, node_type: str, count: int, tags: Mapping[str, str]) -> list[Node]:
-        if count <= 0:
-            return []
         node_tags = {**tags, Tag.CLUSTER: self.cluster_name, Tag.NODE_TYPE: node_type}
-        reused = self._restart_cached(node_type, count, node_tags)
-        if len(reused) == count:
-            return reused
-        try:
-            return reused + self._bulk_insert(node_type, count - len(reused), node_tags)
-        except ProviderError:
-            if reused:
-                return reused
-            raise
+        return create_reusing(
+            count,
+            lambda n: self._restart_cached(node_type, n, node_tags),
+            lambda n: self._bulk_insert(node_type, n, node_tags),
+        )
 
     def _restart_cached(self, node_type: str, count: int, tags: Mapping[str, str]) -> list[Node]:
         """Start stopped on-demand workers of the same type and launch hash."""
-        if not self._provider.cache_stopped_nodes or Tag.LAUNCH_HASH not in tags:
+        match = reusable(self._provider.cache_stopped_nodes, tags)
+        if match is None:
             return []
-        match = {k: tags[k] for k in (Tag.NODE_TYPE, Tag.KIND, Tag.LAUNCH_HASH)}
         cached = [
             i
             for i in self._list()
@@ -492,22 +486,20 @@ class GCPProvider:
 
     def _address(self, node: Node) -> str:
         internal = self._provider.use_internal_ips
-        address = node.internal_ip if internal else node.external_ip
-        deadline = time.monotonic() + ADDRESS_TIMEOUT_S
-        while not address:
+
+        def lookup() -> tuple[str | None, bool] | None:
             found = [i for i in self._list() if i.name == node.id and i.status in _STATES]
             if not found:
-                raise ProviderError(f"instance {node.id} is not running (preempted or deleted)")
+                return None  # preempted or deleted: never retried over SSH
             address = found[0].internal_ip if internal else found[0].external_ip
-            if address:
-                break
-            if found[0].status == "RUNNING" or time.monotonic() > deadline:
-                raise ProviderError(
-                    f"instance {node.id} has no external address: give it an accessConfig, "
-                    "or set provider.use_internal_ips: true"
-                )
-            time.sleep(2)
-        return address
+            return address, found[0].status == "RUNNING"
+
+        return await_address(
+            node,
+            internal=internal,
+            lookup=lookup,
+            missing="give it an accessConfig, or set provider.use_internal_ips: true",
+        )
 
     def ray_start_args(self, node: Node) -> RayStart:
         return self._access_ssh.cloud_ray_start_args(node)
