@@ -291,3 +291,11 @@ def test_firewall_rules_follow_the_config(gce: GceFake, tmp_path: Path) -> None:
     )
     assert "--node-manager-port=6380" in p.ray_start_args(p.create_nodes(
         WORKER, 1, launch_tags(NodeKind.WORKER))[0]).args  # fmt: skip
+
+
+def test_a_node_type_without_a_boot_disk_is_refused(tmp_path: Path, cli) -> None:
+    path = write_config(tmp_path)
+    path.write_text(path.read_text().replace("boot: true", "boot: false", 1))
+    result = cli("validate", path)
+    assert result.code == 2
+    assert f"available_node_types.{HEAD}.node_config: needs a boot disk" in result.err

@@ -157,8 +157,18 @@ def check(config: ClusterConfig, base_dir: Path, found: Findings) -> ClusterConf
                 (path, "TPU VMs are not supported yet; use GPU or CPU machine types")
             )
             continue
-        if "machineType" not in node_config and "sourceInstanceTemplate" not in node_config:
-            problems.append((path, "needs a machineType (e.g. n2-standard-4)"))
+        if "sourceInstanceTemplate" not in node_config:
+            if "machineType" not in node_config:
+                problems.append((path, "needs a machineType (e.g. n2-standard-4)"))
+            if not _has_boot_disk(node_config.get("disks")):
+                problems.append(
+                    (
+                        path,
+                        "needs a boot disk: disks: [{boot: true, initializeParams: "
+                        "{sourceImage: projects/ubuntu-os-cloud/global/images/family/"
+                        "ubuntu-2404-lts-amd64}}]",
+                    )
+                )
         for key, why in _OWN_KEYS.items():
             if key in node_config:
                 problems.append(((*path, key), why))
@@ -184,6 +194,13 @@ def _rule_problem(rule: GCPFirewallRule) -> str | None:
             if problem:
                 return problem
     return None
+
+
+def _has_boot_disk(disks: Any) -> bool:
+    return isinstance(disks, list) and any(
+        isinstance(d, dict) and d.get("boot") and (d.get("initializeParams") or d.get("source"))
+        for d in disks
+    )
 
 
 def _check_labels(given: Any, path: KeyPath, problems: list[tuple[KeyPath, str]]) -> None:
