@@ -21,7 +21,7 @@ from rayctl.providers.gcp import setup as gcp_setup
 from rayctl.providers.gcp.instances import GCPProvider
 from rayctl.providers.registry import load_config
 from tests.conftest import CliResult
-from tests.fakes.gce import GceFake
+from tests.fakes.gce import ApiError, GceFake
 
 ZONES = ("us-central1-a", "us-central1-b", "us-central1-c")
 WORKER = "ray_worker_small"
@@ -299,3 +299,29 @@ def test_a_node_type_without_a_boot_disk_is_refused(tmp_path: Path, cli) -> None
     result = cli("validate", path)
     assert result.code == 2
     assert f"available_node_types.{HEAD}.node_config: needs a boot disk" in result.err
+
+
+def test_set_tags_reads_again_when_another_writer_came_first(gce: GceFake, tmp_path: Path) -> None:
+    p = provider(tmp_path)
+    (node,) = p.create_nodes(WORKER, 1, launch_tags(NodeKind.WORKER))
+    stale = ApiError(412, "Labels fingerprint either invalid or resource labels have changed",
+                     "conditionNotMet")  # fmt: skip
+    gce.fail("compute.instances.setLabels", stale)
+    gets = gce.calls["compute.instances.get"]
+    p.set_tags(node.id, {Tag.STATUS: "ready"})
+    assert p.list_nodes()[0].tags[Tag.STATUS] == "ready"
+    assert gce.calls["compute.instances.setLabels"] == 2
+    assert gce.calls["compute.instances.get"] - gets == 2
+
+
+def test_tagging_a_vanished_instance_is_nothing_to_do(gce: GceFake, tmp_path: Path) -> None:
+    p = provider(tmp_path)
+    p._config.available_node_types[WORKER].node_config["scheduling"] = {
+        "provisioningModel": "SPOT", "instanceTerminationAction": "DELETE"
+    }  # fmt: skip
+    (node,) = p.create_nodes(WORKER, 1, launch_tags(NodeKind.WORKER))
+    gce.preempt(p._zone(node.id), node.id)
+    p.set_tags(node.id, {Tag.STATUS: "ready"})  # known zone, 404 from GCE
+    assert p.list_nodes() == []
+    p._zones.clear()
+    p.set_tags(node.id, {Tag.STATUS: "ready"})  # not listed any more

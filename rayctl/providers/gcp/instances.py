@@ -207,16 +207,24 @@ class GCPProvider:
 
     def set_tags(self, node_id: str, tags: Mapping[str, str]) -> None:
         """setLabels with the instance's label fingerprint; another writer in between (412)
-        means read again and retry."""
+        means read again and retry. An instance that is gone (preempted and deleted) has
+        nothing to tag: the next listing no longer has it."""
         zone = self._zone(node_id)
         for _ in range(8):
-            instance = call(
-                self.instances.get,
-                "compute.instances.get",
-                project=self.project,
-                zone=zone,
-                instance=node_id,
+            instance = (
+                None
+                if zone is None
+                else call(
+                    self.instances.get,
+                    "compute.instances.get",
+                    allow=(gexc.NotFound,),
+                    project=self.project,
+                    zone=zone,
+                    instance=node_id,
+                )
             )
+            if instance is None:
+                return
             request = compute_v1.InstancesSetLabelsRequest(
                 labels=labels.merged(dict(instance.labels), tags),
                 label_fingerprint=instance.label_fingerprint,
@@ -236,15 +244,14 @@ class GCPProvider:
             return
         raise TransientError(f"the labels of {node_id} kept changing under rayctl; try again")
 
-    def _zone(self, name: str) -> str:
+    def _zone(self, name: str) -> str | None:
+        """The instance's zone (listed again when not known yet); None when it is gone."""
         with self._lock:
             zone = self._zones.get(name)
         if zone is None:
             self._list()
             with self._lock:
                 zone = self._zones.get(name)
-        if zone is None:
-            raise ProviderError(f"instance {name} of cluster {self.cluster_name} not found")
         return zone
 
     # -- operations ---------------------------------------------------------------------
