@@ -50,8 +50,8 @@ def _rate_limited(exc: BaseException) -> bool:
 
 
 def convert(exc: BaseException, action: str) -> ProviderError:
-    """The rayctl error for a failed call doing `action` (e.g. 'compute.instances.bulkInsert
-    in us-west1-a'); `permission` is what to grant when it is refused."""
+    """The rayctl error for a failed call doing `action`, named as the permission it needs
+    (e.g. 'compute.instances.create'), which is what to grant when it is refused."""
     if isinstance(exc, auth_exc.DefaultCredentialsError):
         return AuthError(
             "no GCP credentials found: run `gcloud auth application-default login`, or set "

@@ -26,6 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ from rayctl.providers.gcp.config import SSH_KEYS, GCPProviderConfig
 from rayctl.providers.gcp.errors import call, operation_error
 from rayctl.providers.ssh_access import SSHAccess, connect_attempts_s, write_private_key
 from rayctl.runtime import head_paths
-from rayctl.runtime.ssh_runner import check_key_mode
+from rayctl.runtime.ssh_runner import SSHRunner, check_key_mode
 
 _STATES = {
     "PROVISIONING": NodeState.PENDING,
@@ -98,8 +99,6 @@ def _read(instance: compute_v1.Instance) -> _Instance:
 
 
 def _timestamp(rfc3339: str) -> float:
-    from datetime import datetime
-
     try:
         return datetime.fromisoformat(rfc3339).timestamp()
     except ValueError:
@@ -301,11 +300,7 @@ class GCPProvider:
         chosen = sorted(cached, key=lambda i: i.name)[:count]
         if not chosen:
             return []
-        self._each(
-            chosen,
-            lambda i: self.instances.start_unary,
-            "compute.instances.start",
-        )
+        self._each(chosen, self.instances.start_unary, "compute.instances.start")
         for instance in chosen:
             self.set_tags(instance.name, tags)
         names = {i.name for i in chosen}
@@ -419,15 +414,15 @@ class GCPProvider:
     def _each(
         self,
         instances: Sequence[_Instance],
-        method: Callable[[_Instance], Callable[..., Any]],
+        method: Callable[..., Any],
         action: str,
     ) -> None:
-        """Call `method(instance)(project, zone, instance)` for each, PARALLEL_CALLS at a
-        time, and wait for every operation; a vanished instance (404) is done."""
+        """Call `method(project, zone, instance)` for each, PARALLEL_CALLS at a time, and
+        wait for every operation; a vanished instance (404) is done."""
 
         def one(instance: _Instance) -> None:
             op = call(
-                method(instance),
+                method,
                 action,
                 allow=(gexc.NotFound,),
                 project=self.project,
@@ -456,8 +451,8 @@ class GCPProvider:
         stop = [i for i in found if cache and i.status == "RUNNING" and not i.spot]
         cached = [i for i in found if cache and i.status in STOPPED and not i.spot]
         delete = [i for i in found if i not in stop and i not in cached]
-        self._each(stop, lambda i: self.instances.stop_unary, "compute.instances.stop")
-        self._each(delete, lambda i: self.instances.delete_unary, "compute.instances.delete")
+        self._each(stop, self.instances.stop_unary, "compute.instances.stop")
+        self._each(delete, self.instances.delete_unary, "compute.instances.delete")
         self._confirm({i.name for i in delete}, gone=True)
         self._confirm({i.name for i in stop}, gone=False)
 
@@ -488,7 +483,7 @@ class GCPProvider:
 
     # -- reaching nodes -----------------------------------------------------------------------
 
-    def runner(self, node: Node) -> Any:
+    def runner(self, node: Node) -> SSHRunner:
         return self._access_ssh.runner(node.id, self._address(node))
 
     def _address(self, node: Node) -> str:
@@ -543,9 +538,8 @@ class GCPProvider:
         self._access_ssh.check_key()
         rules = gcp_setup.firewall_rules(self.cluster_name, self._provider)
         gcp_setup.ensure_firewall(self.gcp, self.cluster_name, rules)
-        if self._provider.service_account is None and not _names_account(
-            self._config.head_type.node_config
-        ):
+        head_names_one = "serviceAccounts" in self._config.head_type.node_config
+        if self._provider.service_account is None and not head_names_one:
             gcp_setup.ensure_service_account(self.gcp, self.cluster_name)
 
     def cleanup(self) -> None:
@@ -559,7 +553,7 @@ class GCPProvider:
                 f"cluster {self.cluster_name} still has running instances ({', '.join(live)}); "
                 "run `rayctl down` to remove them first"
             )
-        self._each(instances, lambda i: self.instances.delete_unary, "compute.instances.delete")
+        self._each(instances, self.instances.delete_unary, "compute.instances.delete")
         self._confirm({i.name for i in instances}, gone=True)
         self._delete_disks()
         names = [f.name for f in gcp_setup.cluster_firewalls(self.gcp, self.cluster_name)]
@@ -597,10 +591,6 @@ class GCPProvider:
             )
             if op is not None:
                 self._wait(op, zone, "compute.disks.delete")
-
-
-def _names_account(node_config: Mapping[str, Any]) -> bool:
-    return "serviceAccounts" in node_config
 
 
 def _normalized(node_config: Mapping[str, Any]) -> dict[str, Any]:
