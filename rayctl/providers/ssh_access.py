@@ -1,4 +1,4 @@
-"""What every provider whose nodes are reached over SSH shares (ssh and aws today; gcp and
+"""What every provider whose nodes are reached over SSH shares (ssh, aws and gcp today;
 azure next): one SSHRunner per node (one connection reused by every step), host keys trusted
 on first use and pinned per cluster, how long to keep trying a host that does not answer,
 the private key's mode, the `ray start` flags such nodes need, and handing the head what its

@@ -50,7 +50,7 @@ def test_a_registered_provider_is_validated_listed_and_brought_up(
 
     schema = json.loads(cli("schema").out)
     variants = schema["properties"]["provider"]["discriminator"]["mapping"]
-    assert sorted(variants) == ["aws", "fake", "local", "sandbox", "ssh"]
+    assert sorted(variants) == ["aws", "fake", "gcp", "local", "sandbox", "ssh"]
 
     cluster = make_cluster(
         "sbx",
