@@ -23,15 +23,13 @@ to stderr.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import log
+from common import batch_rounds, print_batch
 
 from tests.fakes.gce import GceFake
 
@@ -99,34 +97,21 @@ def main() -> int:
     from rayctl.providers.registry import load_config
 
     os.environ[gcp_setup.CREDENTIALS_ENV] = "anonymous"
-    results: dict[str, list[tuple[float, int]]] = {side: [] for side in SIDES}
     with tempfile.TemporaryDirectory(prefix="rayctl-gcp-bench-") as tmp:
         path = Path(tmp) / "cluster.yaml"
         path.write_text(CONFIG)
         config = load_config(path).config
-        for i in range(args.rounds):
-            order = list(SIDES) if i % 2 == 0 else list(reversed(SIDES))
-            for side in order:
-                took, calls = run_side(side, args.nodes, Path(tmp) / "home", config)
-                results[side].append((took, calls))
-                log(f"round {i + 1}/{args.rounds} {side}: {took:.2f} s, {calls} GCE calls")
-
-    medians = {
-        side: (statistics.median(t for t, _ in runs), statistics.median(c for _, c in runs))
-        for side, runs in results.items()
-    }
-    ratio = medians["one by one"][0] / medians["batched"][0]
-    if args.json:
-        print(json.dumps({"nodes": args.nodes, "medians": medians, "ratio": ratio}))
-        return 0
-    print(
+        medians = batch_rounds(
+            lambda side: run_side(side, args.nodes, Path(tmp) / "home", config),
+            list(SIDES),
+            args.rounds,
+            "GCE calls",
+        )
+    title = (
         f"Launch and terminate {args.nodes} GCP workers against the GCE fake, "
-        f"median of {args.rounds} round(s)\n"
+        f"median of {args.rounds} round(s)"
     )
-    print(f"{'':14}{'seconds':>10}{'GCE calls':>12}")
-    for side, (took, calls) in medians.items():
-        print(f"{side:14}{took:>9.2f}s{calls:>12.0f}")
-    print(f"\none by one / batched: {ratio:.1f}x the time")
+    print_batch(title, medians, args.nodes, "GCE calls", args.json)
     return 0
 
 
