@@ -16,8 +16,7 @@ from collections.abc import Iterator
 from rayctl.providers.gcp import labels
 from rayctl.providers.gcp import setup as gcp_setup
 from tests.cloud_backing import Backed, InstanceHosts, Seen
-from tests.fakes.gce import ComputeClients, compute_clients
-from tests.fakes.gce_bridged import BridgedGceFake
+from tests.fakes.gce import ComputeClients, GceFake, compute_clients
 from tests.sshhosts import HostNetwork
 
 PREFIX = "10.220.1"
@@ -30,7 +29,7 @@ UP = ("PROVISIONING", "STAGING", "RUNNING")
 class BackedGce(Backed):
     """The fake on the network's bridge and (with `boot`) a host for every running instance."""
 
-    def __init__(self, network: HostNetwork, fake: BridgedGceFake, *, boot: bool) -> None:
+    def __init__(self, network: HostNetwork, fake: GceFake, *, boot: bool) -> None:
         self.network = network
         self.fake = fake
         self.clients: ComputeClients = compute_clients(fake.endpoint)
@@ -99,8 +98,8 @@ def backed_gce(*, boot: bool = True) -> Iterator[BackedGce]:
     with HostNetwork(0, prefix=PREFIX) as network:
         address = network.gateway
         with (
-            BridgedGceFake(
-                address,
+            GceFake(
+                address=address,
                 project=PROJECT,
                 zones=ZONES,
                 subnet=f"{PREFIX}.0/24",
