@@ -89,8 +89,9 @@ def run(argv: list[str]) -> int:
         else:
             err.print(f"Error: {exc.format_message()}")
         return exc.exit_code
-    except (typer.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt) as exc:
         err.print("Aborted.")
+        _print_notes(exc)
         return 130
     except ConfigError as exc:
         for problem in exc.problems:
@@ -98,6 +99,7 @@ def run(argv: list[str]) -> int:
         return exc.exit_code
     except RayctlError as exc:
         err.print(styled(("error:", "red"), f" {exc}"))
+        _print_notes(exc)
         return exc.exit_code
     except Exception as exc:
         if os.environ.get("RAYCTL_DEBUG"):
@@ -105,7 +107,15 @@ def run(argv: list[str]) -> int:
         else:
             err.print(styled(("internal error:", "red"), f" {type(exc).__name__}: {exc}"))
             err.print("Run with --debug for the traceback, and please report it.")
+            _print_notes(exc)
         return 1
+
+
+def _print_notes(exc: BaseException) -> None:
+    """What an operation added to an error on its way out: the state it left (a failed
+    `up` says whether the autoscaler runs)."""
+    for note in getattr(exc, "__notes__", []):
+        err.print(note, style="bold yellow")
 
 
 def main() -> None:
