@@ -1,8 +1,14 @@
-"""More one-CPU tasks than a fresh local cluster has CPUs; prints which nodes ran them.
+"""Keeps more one-CPU tasks in flight than a fresh local cluster has CPUs, for a while, and
+prints per node how many of them ran there.
 
 With `rayctl up cluster-configs/local.yaml` (head + 1 worker, 1 CPU each) the tasks queue
-up, and the autoscaler adds workers for them. Exits non-zero unless more than one node
-did the work. Usage: python spread_tasks.py [TASKS] [SECONDS_PER_TASK]
+up, the autoscaler adds workers for them, and the tasks that replace finished ones run on
+the new workers as soon as they join: the summary marks the nodes that joined while the job
+ran. Exits non-zero unless more than one node did the work.
+
+Usage: python spread_tasks.py [TASKS] [SECONDS_PER_TASK] [RUN_FOR_S]
+  TASKS tasks in flight (default 8) of SECONDS_PER_TASK each (default 2); as one ends,
+  another takes its place until RUN_FOR_S seconds have passed (default 20; 0: TASKS only).
 """
 
 import collections
@@ -20,16 +26,33 @@ def work(seconds: float) -> tuple[str, str]:
 
 
 def main() -> None:
-    tasks = int(sys.argv[1]) if len(sys.argv) > 1 else 8
-    seconds = float(sys.argv[2]) if len(sys.argv) > 2 else 2.0
+    args = sys.argv[1:]
+    tasks = int(args[0]) if len(args) > 0 else 8
+    seconds = float(args[1]) if len(args) > 1 else 2.0
+    run_for = float(args[2]) if len(args) > 2 else 20.0
     ray.init(log_to_driver=False)
+    at_start = {n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}
     cpus = ray.cluster_resources().get("CPU", 0)
-    print(f"Cluster has {cpus:g} CPUs; running {tasks} tasks of {seconds:g} s each.")
+    print(
+        f"Cluster has {len(at_start)} nodes, {cpus:g} CPUs; keeping {tasks} tasks of "
+        f"{seconds:g} s in flight for {run_for:g} s."
+    )
     start = time.time()
-    done = collections.Counter(ray.get([work.remote(seconds) for _ in range(tasks)]))
-    for (node, ip), count in sorted(done.items()):
-        print(f"  {node} ({ip}): {count} tasks")
-    print(f"{tasks} tasks ran on {len(done)} nodes in {time.time() - start:.1f} s.")
+    in_flight = [work.remote(seconds) for _ in range(tasks)]
+    done: collections.Counter[tuple[str, str]] = collections.Counter()
+    while in_flight:
+        finished, in_flight = ray.wait(in_flight, num_returns=1)
+        done.update(ray.get(finished))
+        if time.time() - start < run_for:
+            in_flight.append(work.remote(seconds))
+    for (node, ip), count in sorted(done.items(), key=lambda item: item[0][1]):
+        added = "" if ip in at_start else "  (joined while the job ran)"
+        print(f"  {node} ({ip}): {count} tasks{added}")
+    joined = sum(ip not in at_start for _, ip in done)
+    print(
+        f"{done.total()} tasks ran on {len(done)} nodes ({joined} joined while the job ran) "
+        f"in {time.time() - start:.1f} s."
+    )
     if len(done) < 2:
         sys.exit("expected the tasks to run on more than one node")
 

@@ -44,7 +44,7 @@ def script(tmp_path: Path, name: str, body: str) -> Path:
 def test_scales_up_for_tasks_and_back_down_when_idle(make_cluster, cli):
     cluster = make_cluster("scale", idle_timeout_minutes=0.2)
     assert cli("up", cluster.config, "--yes").code == 0
-    job = cli("submit", cluster.config, EXAMPLE, "--", "10", "3")
+    job = cli("submit", cluster.config, EXAMPLE, "--", "10", "3", "0")
     assert job.code == 0, job.text
     ran_on = int(job.out.split(" tasks ran on ")[1].split()[0])
     assert ran_on >= 3  # head + min worker + at least one added worker
@@ -146,7 +146,7 @@ def test_monitor_killed_mid_scale_up_is_restarted_without_leaks(
 ):
     cluster = make_cluster("restart", idle_timeout_minutes=10)
     assert cli("up", cluster.config, "--yes").code == 0
-    job_id = cli("submit", cluster.config, "--detach", EXAMPLE, "12", "6").out.strip()
+    job_id = cli("submit", cluster.config, "--detach", EXAMPLE, "12", "6", "0").out.strip()
 
     def launching():
         doc = cluster.status(cli)["autoscaler"] or {}

@@ -44,7 +44,7 @@ def test_up_submit_status_down(make_cluster, cli, rayctl_home, tmp_path):
     ips = {n["ip"] for n in status["nodes"]}
     assert len(ips) == 2 and all(ip.startswith("127.0.") and ip != "127.0.0.1" for ip in ips)
 
-    job = cli("submit", cluster.config, EXAMPLE, "--", "4", "1")
+    job = cli("submit", cluster.config, EXAMPLE, "--", "4", "1", "0")
     assert job.code == 0, job.text
     assert "4 tasks ran on 2 nodes" in job.out
 
@@ -76,7 +76,7 @@ def test_up_submit_status_down(make_cluster, cli, rayctl_home, tmp_path):
     assert f"addr={status['gcs_address']}" in code.stdout
     assert cli("get-head-ip", cluster.config).out.strip() == status["head_ip"]
 
-    detached = cli("submit", "--detach", cluster.config, EXAMPLE, "2", "0.5")
+    detached = cli("submit", "--detach", cluster.config, EXAMPLE, "2", "0.5", "0")
     assert detached.code == 0, detached.text
     job_id = detached.out.strip()
     followed = cli("logs", cluster.config, job_id, "--follow")
