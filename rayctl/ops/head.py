@@ -100,4 +100,4 @@ def autoscaler_note(loaded: LoadedConfig, state: AutoscalerState) -> str:
             "autoscaler: restored: the autoscaler that ran before this `up` runs again, with "
             "its own config (the workers it launches are set up as before this `up`)"
         )
-    return autoscaler_off_hint(loaded) + " once the config is fixed"
+    return autoscaler_off_hint(loaded) + " once it succeeds"

@@ -5,6 +5,9 @@ and says when the autoscaler is off, and how to start it (after `down --workers-
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -99,6 +102,25 @@ def test_a_failed_up_keeps_the_autoscaler_and_its_history(make_cluster, cli, tmp
     assert job.code == 0, job.text
     regrown = cluster.status(cli)
     assert len(launches(regrown)) == 2
+
+    # Ctrl-C while `up` sets the nodes up: the autoscaler is restored as well.
+    raw["setup_commands"] = ["sleep 4"]
+    cluster.config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    rayctl = Path(sys.executable).parent / "rayctl"
+    up = subprocess.Popen(
+        [rayctl, "up", cluster.config, "--yes"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    wait_for(
+        lambda: any(n["stage"] == "setting-up" for n in cluster.status(cli)["nodes"]),
+        60,
+        "`up` to set up the nodes",
+    )
+    up.send_signal(signal.SIGINT)
+    _, interrupted = up.communicate(timeout=60)
+    assert up.returncode == 130, interrupted
+    assert b"Aborted." in interrupted and b"autoscaler: restored" in interrupted
+    regrown = written_by_another_monitor(cluster, cli, regrown)
+    assert regrown["monitor_running"] and len(launches(regrown)) == 2
 
     # A good `up` restarts the monitor: the history is still there.
     cluster.config.write_text(good)
