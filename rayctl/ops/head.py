@@ -67,7 +67,7 @@ def restart_monitor(provider: NodeProvider, head: Node) -> bool:
 
 
 class AutoscalerState(StrEnum):
-    """The head's autoscaler after a command that stopped it (`up`, `down --workers-only`)."""
+    """The head's autoscaler after an `up` (which stops it while it works)."""
 
     STARTED = "started"  # with the config just given: every node came up
     RESTORED = "restored"  # that `up` failed: the autoscaler that ran before it runs again
