@@ -9,6 +9,12 @@ class RayctlError(Exception):
     exit_code = 1
 
 
+class Interrupted(RayctlError):
+    """Ctrl-C stopped the command where it was (its notes say what it left)."""
+
+    exit_code = 130
+
+
 class ConfigError(RayctlError):
     """The cluster config (or a demand file) is invalid. Nothing was created."""
 

@@ -9,5 +9,5 @@ python3 -m venv .venv
 config=cluster-configs/local.yaml
 trap '.venv/bin/rayctl down "$config" --yes' EXIT  # always tear down, even on failure
 .venv/bin/rayctl up "$config" --yes
-.venv/bin/rayctl submit "$config" examples/spread_tasks.py -- 8 2
+.venv/bin/rayctl submit "$config" examples/spread_tasks.py  # 8 tasks in flight until the cluster has grown
 .venv/bin/rayctl status "$config"

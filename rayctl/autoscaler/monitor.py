@@ -15,6 +15,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+import pydantic
 from filelock import FileLock, Timeout
 
 from rayctl.autoscaler.boots import bootstrap_worker
@@ -75,7 +76,11 @@ class Monitor:
     (a file lock on the head): a second monitor stands by and changes nothing. It ticks every
     TICK_S, and at once when Ray's pending demand changes, which it polls every POLL_S (one
     GCS call; less often when a call takes long), so new work is seen within a fraction of a
-    second."""
+    second.
+
+    The status document on the head is also the autoscaler's history: the last events and
+    failures (ReconcilerSettings.history of each), which a monitor taking the lease loads,
+    so they survive `up` and restarts."""
 
     def __init__(
         self,
@@ -108,7 +113,16 @@ class Monitor:
                 self._lease.acquire(timeout=0)
             except Timeout:
                 return False
+            self._load_history()
         return True
+
+    def _load_history(self) -> None:
+        """The events of the monitor that held the lease before, from its status document."""
+        try:
+            previous = AutoscalerStatus.model_validate_json(self._status_path.read_bytes())
+        except (OSError, pydantic.ValidationError):  # none yet, or another rayctl version's
+            return
+        self.reconciler.restore_history(previous.events, previous.failures)
 
     def step(self) -> bool:
         """Tick if one is due (time, or changed demand). Returns whether it ticked."""

@@ -114,6 +114,11 @@ class Reconciler:
         for boot in list(self._booting.values()):
             boot.future.exception(timeout=max(0.0, deadline - time.monotonic()))
 
+    def restore_history(self, events: list[Event], failures: list[Event]) -> None:
+        """An earlier monitor's events, before this one's first tick (the newest are kept)."""
+        self.events = deque(events, maxlen=self._settings.history)
+        self.failures = deque(failures, maxlen=self._settings.history)
+
     def _event(self, action: str, what: str, reason: str) -> None:
         event = Event(at=self._clock(), action=action, what=what, reason=reason)
         (self.failures if action == "failed" else self.events).append(event)

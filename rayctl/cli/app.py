@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import os
 import re
 import sys
 import traceback
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
 
 import typer
 
 from rayctl.cli import cluster, clusters, config_cmds, jobs, monitor, plan, shell, status
 from rayctl.cli.output import err, out, styled
 from rayctl.cli.passthrough import passes_through_from
-from rayctl.errors import ConfigError, RayctlError
+from rayctl.errors import ConfigError, Interrupted, RayctlError
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 app = typer.Typer(
     name="rayctl",
@@ -23,23 +29,46 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-app.command()(cluster.up)
-app.command()(cluster.down)
-app.command()(clusters.clusters)
-app.command(cls=passes_through_from(1))(jobs.submit)  # from SCRIPT on
-app.command()(jobs.logs)
-app.command("jobs")(jobs.jobs_)
-app.command()(jobs.stop)
-app.command()(shell.attach)
-app.command("exec", cls=passes_through_from(1))(shell.exec_)  # from CMD on
-app.command("rsync-up")(shell.rsync_up)
-app.command("rsync-down")(shell.rsync_down)
-app.command()(status.status)
-app.command("get-head-ip")(status.get_head_ip)
-app.command()(plan.plan)
-app.command()(config_cmds.validate)
-app.command()(config_cmds.schema)
-app.command(hidden=True)(monitor.monitor)
+
+
+def _interruptible(command: Callable[P, R]) -> Callable[P, R]:
+    """Ctrl-C as an error of rayctl's own: typer would turn it into a silent exit 130,
+    dropping what the command noted on its way out (a failed `up`: the autoscaler's state)."""
+
+    @functools.wraps(command)
+    def run_command(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except KeyboardInterrupt as exc:
+            interrupted = Interrupted("interrupted")
+            for note in getattr(exc, "__notes__", []):
+                interrupted.add_note(note)
+            raise interrupted from exc
+
+    return run_command
+
+
+def _register(command: Callable[..., object], name: str | None = None, **options: Any) -> None:
+    app.command(name, **options)(_interruptible(command))
+
+
+_register(cluster.up)
+_register(cluster.down)
+_register(clusters.clusters)
+_register(jobs.submit, cls=passes_through_from(1))  # from SCRIPT on
+_register(jobs.logs)
+_register(jobs.jobs_, "jobs")
+_register(jobs.stop)
+_register(shell.attach)
+_register(shell.exec_, "exec", cls=passes_through_from(1))  # from CMD on
+_register(shell.rsync_up, "rsync-up")
+_register(shell.rsync_down, "rsync-down")
+_register(status.status)
+_register(status.get_head_ip, "get-head-ip")
+_register(plan.plan)
+_register(config_cmds.validate)
+_register(config_cmds.schema)
+_register(monitor.monitor, hidden=True)
 
 
 def _version_line() -> str:
@@ -91,8 +120,9 @@ def run(argv: list[str]) -> int:
         else:
             err.print(f"Error: {exc.format_message()}")
         return exc.exit_code
-    except (typer.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt, Interrupted) as exc:
         err.print("Aborted.")
+        _print_notes(exc)
         return 130
     except ConfigError as exc:
         for problem in exc.problems:
@@ -100,6 +130,7 @@ def run(argv: list[str]) -> int:
         return exc.exit_code
     except RayctlError as exc:
         err.print(styled(("error:", "red"), f" {exc}"))
+        _print_notes(exc)
         return exc.exit_code
     except Exception as exc:
         if os.environ.get("RAYCTL_DEBUG"):
@@ -107,7 +138,15 @@ def run(argv: list[str]) -> int:
         else:
             err.print(styled(("internal error:", "red"), f" {type(exc).__name__}: {exc}"))
             err.print("Run with --debug for the traceback, and please report it.")
+            _print_notes(exc)
         return 1
+
+
+def _print_notes(exc: BaseException) -> None:
+    """What an operation added to an error on its way out: the state it left (a failed
+    `up` says whether the autoscaler runs)."""
+    for note in getattr(exc, "__notes__", []):
+        err.print(note, style="bold yellow")
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ from rayctl.cli.output import (
 from rayctl.errors import RayctlError, StateCorrupted
 from rayctl.ops import down as down_op
 from rayctl.ops import up as up_op
+from rayctl.ops.head import AutoscalerState, autoscaler_note, stopped_autoscaler_hint
 from rayctl.paths import log_dir
 from rayctl.providers.base import NodeKind
 from rayctl.providers.registry import make_provider
@@ -51,6 +52,8 @@ class UpResult(BaseModel):
     replaced: list[str]  # terminated for a new launch (changed node_config or type)
     failed: list[NodeFailure]
     logs: str  # where the nodes' setup logs are
+    autoscaler: AutoscalerState  # started (this config), restored (the previous one), off
+    autoscaler_note: str | None  # after a failure: what runs, or how to start it
 
 
 def up(
@@ -99,6 +102,12 @@ def up(
             NodeFailure(node_id=f.node_id, stage=f.stage, detail=f.detail) for f in report.failed
         ],
         logs=str(log_dir(home(), loaded.name)),
+        autoscaler=report.autoscaler,
+        autoscaler_note=(
+            autoscaler_note(loaded, report.autoscaler)
+            if report.autoscaler is not AutoscalerState.STARTED
+            else None
+        ),
     )
     emit(result, lambda r: _render_up(r, config), as_json=json_output)
     if result.failed:
@@ -114,6 +123,9 @@ def _render_up(result: UpResult, config: Path) -> None:
         for failure in result.failed:
             err.print(f"node {failure.node_id} failed while {failure.stage}", style="red")
             err.print(failure.detail)
+    if result.autoscaler_note:
+        err.print(result.autoscaler_note, style="bold yellow")
+    if result.failed:
         return
     workers = result.workers
     summary = f"head {result.head_ip} + {workers} worker{'s' * (workers != 1)}"
@@ -149,6 +161,7 @@ class DownResult(BaseModel):
     elapsed_s: float
     may_remain: list[MayRemain] = []  # --force: forgotten without confirming they are gone
     cleanup_error: str | None = None  # --force: per-cluster resources that may be left
+    autoscaler_hint: str | None = None  # --workers-only: the head's autoscaler is off
 
 
 def down(
@@ -180,7 +193,7 @@ def down(
         nodes = None
     started = time.monotonic()
     if nodes is not None and not targets:
-        if workers_only:  # nothing to do (and the head's autoscaler keeps running)
+        if workers_only:  # nothing to do; the head's autoscaler is left as it is
             report = down_op.DownReport(removed=[], kept_head=True)
         else:  # nothing to ask about; `down` still cleans up, under the cluster's lock
             report = down_op.down(loaded, home=home(), force=force)
@@ -196,6 +209,8 @@ def down(
         elapsed_s=round(time.monotonic() - started, 2),
         may_remain=[MayRemain(id=r.id, address=r.address, why=r.why) for r in report.may_remain],
         cleanup_error=report.cleanup_error,
+        # --workers-only stops the head's autoscaler (it would replace the workers): say so
+        autoscaler_hint=stopped_autoscaler_hint(loaded, provider) if workers_only else None,
     )
     emit(result, _render_down, as_json=json_output)
 
@@ -220,3 +235,5 @@ def _render_down(result: DownResult) -> None:
             out.print(f"  {node.id}{where}: {node.why}")
     if result.cleanup_error:
         out.print(f"Cleanup left things behind: {result.cleanup_error}")
+    if result.autoscaler_hint:
+        err.print(result.autoscaler_hint, style="bold yellow")

@@ -56,15 +56,37 @@ def _render(report: ClusterStatus) -> None:
     for row in report.nodes:
         if row.error:
             out.print(styled((row.id, "red"), f": {row.error}"))
+    _render_node_types(report)
     _render_autoscaler(report)
+
+
+def _render_node_types(report: ClusterStatus) -> None:
+    """Every type the autoscaler may launch, also those without nodes."""
+    out.print(f"\nnode_types (max_workers {report.max_workers} in all):")
+    table = Table(box=None, pad_edge=False)
+    for column in ("node_type", "head", "workers", "min_workers", "max_workers"):
+        table.add_column(column)
+    for row in report.node_types:
+        table.add_row(
+            row.node_type,
+            "yes" if row.head else "",
+            str(row.workers),
+            str(row.min_workers),
+            str(row.max_workers),
+        )
+    out.print(table)
 
 
 def _render_autoscaler(report: ClusterStatus) -> None:
     doc = report.autoscaler
-    state = ("running", "") if report.monitor_running else ("not running", "red")
-    out.print(styled("\nAutoscaler: ", state, f" ({doc.error})" if doc and doc.error else ""))
+    if report.monitor_running:
+        out.print(styled("\nautoscaler: running", f" ({doc.error})" if doc and doc.error else ""))
+    else:
+        out.print(styled(("\n" + (report.autoscaler_hint or "autoscaler: off"), "bold red")))
     if not doc:
         return
+    if not report.monitor_running:  # what follows may no longer hold
+        out.print("  as of its last report, before it stopped:")
     pending = [f"{d.count} x {format_bundle(d.bundle)}" for d in doc.demands]
     pending += [
         f"placement group {pg.strategy} of {len(pg.bundles)}" for pg in doc.placement_groups

@@ -3,7 +3,9 @@ the autoscaler (`rayctl monitor`) that runs there as a detached process."""
 
 from __future__ import annotations
 
+import shlex
 import tempfile
+from enum import StrEnum
 
 import yaml
 
@@ -53,3 +55,49 @@ def start_monitor(loaded: LoadedConfig, provider: NodeProvider, head: Node) -> N
 
 def monitor_running(provider: NodeProvider, head: Node) -> bool:
     return detached.is_alive(provider.runner(head), head_paths.MONITOR_SLOT)
+
+
+def restart_monitor(provider: NodeProvider, head: Node) -> bool:
+    """Start the head's autoscaler again as it last ran (its start script, environment and
+    config stay on the head), if the head's Ray runs; returns whether it runs now."""
+    runner = provider.runner(head)
+    if not detached.is_alive(runner, head.id):  # the head's Ray: nothing to autoscale
+        return False
+    return detached.restart(runner, head_paths.MONITOR_SLOT).ok
+
+
+class AutoscalerState(StrEnum):
+    """The head's autoscaler after an `up` (which stops it while it works)."""
+
+    STARTED = "started"  # with the config just given: every node came up
+    RESTORED = "restored"  # that `up` failed: the autoscaler that ran before it runs again
+    OFF = "off"  # not running: nothing adds or replaces workers (autoscaler_off_hint)
+
+
+def up_command(loaded: LoadedConfig) -> str:
+    return f"rayctl up {shlex.quote(str(loaded.path))} -n {shlex.quote(loaded.name)}"
+
+
+def autoscaler_off_hint(loaded: LoadedConfig) -> str:
+    return (
+        "autoscaler: off: nothing adds, replaces or removes workers; "
+        f"`{up_command(loaded)}` starts it again"
+    )
+
+
+def stopped_autoscaler_hint(loaded: LoadedConfig, provider: NodeProvider) -> str | None:
+    """autoscaler_off_hint if the cluster has a head whose autoscaler is not running."""
+    heads = provider.list_nodes(**{Tag.KIND: NodeKind.HEAD.value})
+    if heads and not monitor_running(provider, heads[0]):
+        return autoscaler_off_hint(loaded)
+    return None
+
+
+def autoscaler_note(loaded: LoadedConfig, state: AutoscalerState) -> str:
+    """What a failed `up` says of the autoscaler it left."""
+    if state is AutoscalerState.RESTORED:
+        return (
+            "autoscaler: restored: the autoscaler that ran before this `up` runs again, with "
+            "its own config (the workers it launches are set up as before this `up`)"
+        )
+    return autoscaler_off_hint(loaded) + " once it succeeds"

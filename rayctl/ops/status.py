@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pydantic
@@ -9,9 +10,11 @@ from pydantic import BaseModel
 
 from rayctl.autoscaler.status import AutoscalerStatus
 from rayctl.config.loader import LoadedConfig
+from rayctl.config.schema import ClusterConfig
 from rayctl.errors import ClusterNotFound
+from rayctl.ops.head import autoscaler_off_hint
 from rayctl.ops.head import monitor_running as is_monitor_running
-from rayctl.providers.base import NodeKind, Tag
+from rayctl.providers.base import Node, NodeKind, Tag
 from rayctl.providers.registry import make_provider
 from rayctl.runtime import head_paths
 from rayctl.runtime.ray_adapter import RayNode, RayUnreachable, list_ray_nodes
@@ -32,6 +35,16 @@ class NodeRow(BaseModel):
     error: str | None
 
 
+class NodeTypeRow(BaseModel):
+    """A node type of the config, with or without nodes: what the autoscaler may launch."""
+
+    node_type: str
+    head: bool  # the head's type
+    workers: int  # workers of this type now
+    min_workers: int
+    max_workers: int
+
+
 class ClusterStatus(BaseModel):
     cluster_name: str
     head_ip: str | None
@@ -40,7 +53,10 @@ class ClusterStatus(BaseModel):
     ray_reachable: bool
     ray_error: str | None
     nodes: list[NodeRow]
+    node_types: list[NodeTypeRow]  # every type of the config, in its order
+    max_workers: int  # workers of all types together
     monitor_running: bool
+    autoscaler_hint: str | None  # the head's autoscaler is off: how to start it
     autoscaler: AutoscalerStatus | None  # the monitor's last status document
 
 
@@ -85,9 +101,10 @@ def cluster_status(loaded: LoadedConfig, *, home: Path) -> ClusterStatus:
                 error=n.tags.get(Tag.ERROR) or None,
             )
         )
-    monitor_running, autoscaler = False, None
+    monitor_running, autoscaler, hint = False, None, None
     if head is not None:
         monitor_running = is_monitor_running(provider, head)
+        hint = None if monitor_running else autoscaler_off_hint(loaded)
         lines: list[str] = []
         runner = provider.runner(head)
         read = runner.run(f"cat {head_paths.MONITOR_STATUS}", timeout_s=15, stream=lines.append)
@@ -104,6 +121,23 @@ def cluster_status(loaded: LoadedConfig, *, home: Path) -> ClusterStatus:
         ray_reachable=head is not None and ray_error is None,
         ray_error=ray_error,
         nodes=rows,
+        node_types=_node_types(loaded.config, nodes),
+        max_workers=loaded.config.worker_limit,
         monitor_running=monitor_running,
+        autoscaler_hint=hint,
         autoscaler=autoscaler,
     )
+
+
+def _node_types(config: ClusterConfig, nodes: list[Node]) -> list[NodeTypeRow]:
+    workers = Counter(n.node_type for n in nodes if n.kind is NodeKind.WORKER)
+    return [
+        NodeTypeRow(
+            node_type=name,
+            head=name == config.head_node_type,
+            workers=workers[name],
+            min_workers=node_type.min_workers,
+            max_workers=config.type_max_workers(name),
+        )
+        for name, node_type in config.available_node_types.items()
+    ]

@@ -1,9 +1,18 @@
 """`up`: bring a cluster to what its config says. It rebuilds its view from the provider's
 tags on every call, so it is idempotent, and a failed `up` is always undone by `down`.
+
+The head's autoscaler is stopped while `up` works (nothing launches behind its back) and
+started with the new config only when every node came up. A failed `up` (a node that
+failed, a provider error, Ctrl-C) restarts the autoscaler that ran before it, with that
+autoscaler's own config, when the head's Ray still runs: the new config is not trusted, as
+a typo in its setup commands would make every worker the autoscaler launches fail the same
+way, forever. Otherwise the autoscaler stays off and the failure says so, with the command
+that starts it (AutoscalerState, autoscaler_note).
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -13,10 +22,18 @@ from pathlib import Path
 from rayctl.config.loader import LoadedConfig
 from rayctl.errors import BootstrapError, ConfigError, ProviderError, RayctlError
 from rayctl.ops import known
-from rayctl.ops.head import find_head, start_monitor, stop_monitor
+from rayctl.ops.head import (
+    AutoscalerState,
+    autoscaler_note,
+    find_head,
+    monitor_running,
+    restart_monitor,
+    start_monitor,
+    stop_monitor,
+)
 from rayctl.ops.lock import cluster_lock
 from rayctl.paths import log_dir
-from rayctl.providers.base import Node, NodeKind, Tag, recording, simulated_ray
+from rayctl.providers.base import Node, NodeKind, NodeProvider, Tag, recording, simulated_ray
 from rayctl.providers.registry import make_provider
 from rayctl.runtime.bootstrap import (
     Bootstrapper,
@@ -30,6 +47,8 @@ from rayctl.runtime.ray_auth import ClusterAuth
 
 BOOTSTRAP_THREADS = 16
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class UpReport:
@@ -38,6 +57,7 @@ class UpReport:
     created: list[str] = field(default_factory=list)
     replaced: list[str] = field(default_factory=list)  # ids of nodes terminated for a new launch
     failed: list[BootstrapError] = field(default_factory=list)
+    autoscaler: AutoscalerState = AutoscalerState.OFF
 
     @property
     def changed(self) -> bool:
@@ -85,8 +105,58 @@ def _up(
     known.record(home, loaded)  # first: a failed `up` is found by name and removed by `down`
     provider.bootstrap()
     heads = provider.list_nodes(**{Tag.KIND: NodeKind.HEAD.value})
-    # Restarted at the end with this config; meanwhile nothing launches behind our back.
+    # The autoscaler to restore if this `up` fails.
+    previous = next((h for h in heads if monitor_running(provider, h)), None)
     stop_monitor(provider, heads)
+    try:
+        report = _converge(
+            loaded, provider, heads, home=home, on_stage=on_stage, confirm=confirm, wait=wait
+        )
+        if report.failed or report.head.id not in report.outcomes:
+            report.autoscaler = _restore_autoscaler(provider, previous)
+        else:
+            start_monitor(loaded, provider, report.head)
+            report.autoscaler = AutoscalerState.STARTED
+        return report
+    except BaseException as exc:  # Ctrl-C too: the cluster must not be left without one
+        restored = _restore_autoscaler(provider, previous)
+        if previous is not None or _has_head(provider):
+            exc.add_note(autoscaler_note(loaded, restored))
+        raise
+
+
+def _restore_autoscaler(provider: NodeProvider, previous: Node | None) -> AutoscalerState:
+    """After a failed `up`: the autoscaler that ran before it, started again if its head's
+    Ray runs (nothing else may stop the failure from being reported)."""
+    if previous is None:
+        return AutoscalerState.OFF
+    try:
+        if restart_monitor(provider, previous):
+            return AutoscalerState.RESTORED
+    except Exception as exc:
+        log.warning("could not restart the autoscaler on the head: %s", exc)
+    return AutoscalerState.OFF
+
+
+def _has_head(provider: NodeProvider) -> bool:
+    try:
+        return bool(provider.list_nodes(**{Tag.KIND: NodeKind.HEAD.value}))
+    except Exception:  # the provider failing is what is being reported
+        return False
+
+
+def _converge(
+    loaded: LoadedConfig,
+    provider: NodeProvider,
+    heads: list[Node],
+    *,
+    home: Path,
+    on_stage: StageCallback,
+    confirm: Callable[[str], bool],
+    wait: bool,
+) -> UpReport:
+    """Head and min_workers as the config says, bootstrapped; the autoscaler is the caller's."""
+    config = loaded.config
     request_id = secrets.token_hex(4)
     auth = ClusterAuth.local(config, home=home)
     auth.ensure_token()
@@ -170,5 +240,4 @@ def _up(
     if report.outcomes[head.id] is not Outcome.UNCHANGED:
         head = find_head(provider)  # with the tags its start gave it (GCS port)
     report.head = head
-    start_monitor(loaded, provider, head)
     return report

@@ -1,8 +1,9 @@
 """Detached processes on a node (a node's Ray, the autoscaler's monitor), started, probed and
 stopped through the node's CommandRunner.
 
-Each has a slot `~/.rayctl/procs/<slot>/` on its host: the start script, the PID of its
-session leader, and its output. The same scripts serve local, SSH and cloud nodes.
+Each has a slot `~/.rayctl/procs/<slot>/` on its host: the start script and its environment
+(env.sh, mode 0600), the PID of its session leader, and its output. The same scripts serve
+local, SSH and cloud nodes.
 """
 
 from __future__ import annotations
@@ -31,6 +32,12 @@ def start(
         "start_detached.sh.j2", slot=slot, dir=slot_dir(slot), commands=commands, env=env
     )
     return runner.run(script, timeout_s=30)
+
+
+def restart(runner: CommandRunner, slot: str) -> CommandResult:
+    """Start the slot's process again with the script and environment of its last start,
+    unless it runs. Fails (exit 3) when the slot never held a process."""
+    return runner.run(render("restart_detached.sh.j2", slot=slot, dir=slot_dir(slot)), timeout_s=30)
 
 
 def is_alive(runner: CommandRunner, slot: str) -> bool:

@@ -4,6 +4,7 @@ grows the cluster for demand and shrinks it when nodes stay idle."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -44,10 +45,15 @@ def script(tmp_path: Path, name: str, body: str) -> Path:
 def test_scales_up_for_tasks_and_back_down_when_idle(make_cluster, cli):
     cluster = make_cluster("scale", idle_timeout_minutes=0.2)
     assert cli("up", cluster.config, "--yes").code == 0
-    job = cli("submit", cluster.config, EXAMPLE, "--", "10", "3")
+    # The demo's job: it goes on until the workers the autoscaler adds have done work too.
+    job = cli("submit", cluster.config, EXAMPLE)
     assert job.code == 0, job.text
-    ran_on = int(job.out.split(" tasks ran on ")[1].split()[0])
-    assert ran_on >= 3  # head + min worker + at least one added worker
+    summary = re.search(r"tasks ran on (\d+) nodes \((\d+) joined while the job ran\)", job.out)
+    assert summary, job.out
+    ran_on, joined = map(int, summary.groups())
+    assert joined >= 2 and ran_on == 2 + joined  # head + min worker + the added workers
+    added = [line for line in job.out.splitlines() if line.endswith("(joined while the job ran)")]
+    assert len(added) == joined and all(int(a.split("): ")[1].split()[0]) >= 2 for a in added)
 
     status = cluster.status(cli)
     assert 1 < len(workers(status)) <= 4  # max_workers 4
@@ -146,7 +152,7 @@ def test_monitor_killed_mid_scale_up_is_restarted_without_leaks(
 ):
     cluster = make_cluster("restart", idle_timeout_minutes=10)
     assert cli("up", cluster.config, "--yes").code == 0
-    job_id = cli("submit", cluster.config, "--detach", EXAMPLE, "12", "6").out.strip()
+    job_id = cli("submit", cluster.config, "--detach", EXAMPLE, "12", "6", "0").out.strip()
 
     def launching():
         doc = cluster.status(cli)["autoscaler"] or {}

@@ -20,6 +20,7 @@ def test_up_head_ip_submit_and_down_as_json(make_cluster, cli, tmp_path):
     assert result["changed"] is True and result["failed"] == []
     assert result["workers"] == 1 and len(result["created"]) == 2
     assert sorted(result["outcomes"].values()) == ["started", "started"]
+    assert result["autoscaler"] == "started" and result["autoscaler_note"] is None
     status = cluster.status(cli)
     assert result["head_ip"] == status["head_ip"]
     assert sorted(result["outcomes"]) == sorted(n["id"] for n in status["nodes"])

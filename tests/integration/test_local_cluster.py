@@ -44,7 +44,7 @@ def test_up_submit_status_down(make_cluster, cli, rayctl_home, tmp_path):
     ips = {n["ip"] for n in status["nodes"]}
     assert len(ips) == 2 and all(ip.startswith("127.0.") and ip != "127.0.0.1" for ip in ips)
 
-    job = cli("submit", cluster.config, EXAMPLE, "--", "4", "1")
+    job = cli("submit", cluster.config, EXAMPLE, "--", "4", "1", "0")
     assert job.code == 0, job.text
     assert "4 tasks ran on 2 nodes" in job.out
 
@@ -76,7 +76,7 @@ def test_up_submit_status_down(make_cluster, cli, rayctl_home, tmp_path):
     assert f"addr={status['gcs_address']}" in code.stdout
     assert cli("get-head-ip", cluster.config).out.strip() == status["head_ip"]
 
-    detached = cli("submit", "--detach", cluster.config, EXAMPLE, "2", "0.5")
+    detached = cli("submit", "--detach", cluster.config, EXAMPLE, "2", "0.5", "0")
     assert detached.code == 0, detached.text
     job_id = detached.out.strip()
     followed = cli("logs", cluster.config, job_id, "--follow")
@@ -175,10 +175,16 @@ def test_failed_setup_command_marks_the_node_failed(make_cluster, cli):
     assert result.code == 1
     assert "failed while setting-up" in result.err and "about to fail" in result.err
     assert "`exit 7` exited with 7" in result.err
-    rows = {n["kind"]: n for n in cluster.status(cli)["nodes"]}
+    status = cluster.status(cli)
+    rows = {n["kind"]: n for n in status["nodes"]}
     assert rows["head"]["stage"] == "ready"
     assert rows["worker"]["stage"] == "failed"
     assert "about to fail" in rows["worker"]["error"]
+    # No autoscaler ran before, and this config's would launch workers that fail the same
+    # way: it stays off, and both `up` and `status` say how to start it.
+    hint = f"`rayctl up {cluster.config} -n {cluster.name}` starts it again"
+    assert "autoscaler: off" in result.err and hint in result.err
+    assert not status["monitor_running"] and hint in status["autoscaler_hint"]
 
 
 def test_custom_start_commands_and_no_wait(make_cluster, cli):

@@ -12,6 +12,7 @@ import pytest
 from rayctl.autoscaler.lifecycle import TRANSITIONS, Phase, TransitionError, check_move
 from rayctl.autoscaler.monitor import Monitor
 from rayctl.autoscaler.reconciler import Reconciler, ReconcilerSettings
+from rayctl.autoscaler.status import AutoscalerStatus, Event
 from rayctl.errors import TransientError
 from rayctl.providers import registry
 from rayctl.providers.base import NodeKind, NodeStatus, Tag
@@ -355,3 +356,48 @@ def test_the_lifecycle_allows_only_its_moves():
         for target in set(Phase) - targets:
             with pytest.raises(TransitionError):
                 check_move("n", source, target)
+
+
+def test_the_autoscalers_history_survives_a_monitor_restart_and_stays_bounded(tmp_path: Path):
+    sim = Sim(tmp_path, provider={"failed_boot_types": ["worker"]})
+    status = tmp_path / "status.json"
+
+    def monitor(reconciler: Reconciler) -> Monitor:
+        return Monitor(
+            reconciler,
+            snapshot=sim.ray.snapshot,
+            lease_path=tmp_path / "lease",
+            status_path=status,
+            tick_s=0,
+        )
+
+    first = monitor(sim.reconciler)
+    sim.ray.set_demand([(CPU1, 1)])
+    first.step()  # launches; the boot fails
+    sim.reconciler.wait_for_boots()
+    first.step()  # terminates the failed node
+    first.close()
+    before = AutoscalerStatus.model_validate_json(status.read_bytes())
+    assert [e.action for e in before.events] == ["launch", "terminate"]
+    assert [e.action for e in before.failures] == ["failed"]
+
+    # A new monitor (as `up` starts): the old events come first, then its own.
+    sim.provider.faults.failed_boot_types.clear()
+    sim.clock.advance(3600)  # past the backoff
+    second = monitor(sim.new_reconciler())
+    second.step()
+    second.close()
+    after = AutoscalerStatus.model_validate_json(status.read_bytes())
+    assert after.events[:2] == before.events
+    assert [e.action for e in after.events[2:]] == ["launch"]
+    assert after.failures == before.failures
+
+    # Bounded: of more than `history` events, the newest are kept, in order.
+    limit = ReconcilerSettings().history
+    old = [Event(at=i, action="launch", what=f"w{i}", reason="r") for i in range(limit + 5)]
+    status.write_text(AutoscalerStatus(updated_at=0, events=old).model_dump_json())
+    third = monitor(sim.new_reconciler())
+    third.step()
+    third.close()
+    kept = AutoscalerStatus.model_validate_json(status.read_bytes()).events
+    assert kept == old[5:]

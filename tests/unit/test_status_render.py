@@ -1,19 +1,22 @@
-"""`rayctl status` shows what the monitor reports: a worker it cannot terminate, backoffs,
-demand it cannot place."""
+"""`rayctl status` shows what the monitor reports (a worker it cannot terminate, backoffs,
+demand it cannot place), whether it runs at all, and every node type it may launch."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from rayctl.autoscaler.status import AutoscalerStatus, Backoff, Infeasible, Retry
+from rayctl.autoscaler.status import AutoscalerStatus, Backoff, BundleCount, Infeasible, Retry
 from rayctl.cli import status as status_cli
-from rayctl.ops.status import ClusterStatus
+from rayctl.cli.output import emit
+from rayctl.ops.status import ClusterStatus, NodeTypeRow
+
+HINT = "autoscaler: off: nothing adds, replaces or removes workers; `rayctl up c.yaml -n c` ..."
 
 
-def test_the_autoscaler_section_names_stuck_terminations_backoffs_and_infeasible_demand(
-    capsys: pytest.CaptureFixture[str],
-):
-    report = ClusterStatus(
+def report(**fields: object) -> ClusterStatus:
+    defaults: dict[str, object] = dict(
         cluster_name="c",
         head_ip="127.0.0.2",
         gcs_address="127.0.0.2:6379",
@@ -21,7 +24,19 @@ def test_the_autoscaler_section_names_stuck_terminations_backoffs_and_infeasible
         ray_reachable=True,
         ray_error=None,
         nodes=[],
+        node_types=[],
+        max_workers=4,
         monitor_running=True,
+        autoscaler_hint=None,
+        autoscaler=None,
+    )
+    return ClusterStatus(**(defaults | fields))
+
+
+def test_the_autoscaler_section_names_stuck_terminations_backoffs_and_infeasible_demand(
+    capsys: pytest.CaptureFixture[str],
+):
+    shown_report = report(
         autoscaler=AutoscalerStatus(
             updated_at=100.0,
             infeasible=[Infeasible(bundle={"GPU": 1.0}, count=2, reason="no node type has GPU")],
@@ -31,9 +46,66 @@ def test_the_autoscaler_section_names_stuck_terminations_backoffs_and_infeasible
             },
         ),
     )
-    status_cli._render_autoscaler(report)
+    status_cli._render_autoscaler(shown_report)
     shown = capsys.readouterr().out
-    assert "Autoscaler: running" in shown
+    assert "autoscaler: running" in shown
     assert "cannot place 2 x {GPU: 1}: no node type has GPU" in shown
     assert "backing off gpu after 3 failed launch(es)" in shown
     assert "cannot terminate w-1 (idle: 61 s): host down; attempt 2, next in 10 s" in shown
+
+
+def test_a_stopped_autoscaler_is_shown_off_with_how_to_start_it_and_its_demand_as_stale(
+    capsys: pytest.CaptureFixture[str],
+):
+    stopped = report(
+        monitor_running=False,
+        autoscaler_hint=HINT,
+        autoscaler=AutoscalerStatus(updated_at=1.0, demands=[]),
+    )
+    status_cli._render_autoscaler(stopped)
+    lines = capsys.readouterr().out.splitlines()
+    assert HINT in lines
+    assert "autoscaler: running" not in "\n".join(lines)
+    # "pending demand: none" is what it saw before it stopped, not what is pending now
+    said = lines.index("  as of its last report, before it stopped:")
+    assert lines[said + 1] == "  pending demand: none"
+
+
+def test_running_autoscaler_reports_demand_as_current(capsys: pytest.CaptureFixture[str]):
+    running = report(
+        autoscaler=AutoscalerStatus(
+            updated_at=1.0, demands=[BundleCount(bundle={"CPU": 1.0}, count=3)]
+        )
+    )
+    status_cli._render_autoscaler(running)
+    shown = capsys.readouterr().out
+    assert "before it stopped" not in shown
+    assert "pending demand: 3 x {CPU: 1}" in shown
+
+
+def test_every_node_type_is_listed_with_its_limits_under_the_json_names(
+    capsys: pytest.CaptureFixture[str],
+):
+    types = [
+        NodeTypeRow(node_type="head", head=True, workers=0, min_workers=0, max_workers=0),
+        NodeTypeRow(node_type="cpu", head=False, workers=2, min_workers=1, max_workers=4),
+        NodeTypeRow(node_type="gpu", head=False, workers=0, min_workers=0, max_workers=3),
+    ]
+    status_cli._render_node_types(report(node_types=types, max_workers=5))
+    lines = capsys.readouterr().out.splitlines()
+    assert "node_types (max_workers 5 in all):" in lines
+    header = next(line.split() for line in lines if line.startswith("node_type "))
+    rows = {line.split()[0]: line.split() for line in lines if line.startswith(("cpu", "gpu"))}
+    assert rows["gpu"] == ["gpu", "0", "0", "3"]  # no nodes, still shown with its limits
+    assert rows["cpu"] == ["cpu", "2", "1", "4"]
+
+    emit(report(node_types=types), lambda r: None, as_json=True)
+    as_json = json.loads(capsys.readouterr().out)
+    assert header == list(as_json["node_types"][0])  # the table's columns are the JSON's names
+    assert as_json["node_types"][2] == {
+        "node_type": "gpu",
+        "head": False,
+        "workers": 0,
+        "min_workers": 0,
+        "max_workers": 3,
+    }
