@@ -20,10 +20,8 @@ Progress goes to stderr.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -31,7 +29,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from common import log
+from common import batch_rounds, print_batch
 
 REGION = "us-west-2"
 IMAGE = "ami-1e749f67"  # one of moto's images
@@ -122,37 +120,24 @@ def main() -> int:
     )
     from rayctl.providers.registry import load_config
 
-    results: dict[str, list[tuple[float, int]]] = {side: [] for side in SIDES}
     try:
         with tempfile.TemporaryDirectory(prefix="rayctl-aws-bench-") as tmp:
             path = Path(tmp) / "cluster.yaml"
             path.write_text(CONFIG.format(region=REGION, image=IMAGE))
             config = load_config(path).config
-            for i in range(args.rounds):
-                order = list(SIDES) if i % 2 == 0 else list(reversed(SIDES))
-                for side in order:
-                    took, calls = run_side(side, args.nodes, Path(tmp) / "home", config)
-                    results[side].append((took, calls))
-                    log(f"round {i + 1}/{args.rounds} {side}: {took:.2f} s, {calls} EC2 calls")
+            medians = batch_rounds(
+                lambda side: run_side(side, args.nodes, Path(tmp) / "home", config),
+                list(SIDES),
+                args.rounds,
+                "EC2 calls",
+            )
     finally:
         server.stop()
-
-    medians = {
-        side: (statistics.median(t for t, _ in runs), statistics.median(c for _, c in runs))
-        for side, runs in results.items()
-    }
-    ratio = medians["one by one"][0] / medians["batched"][0]
-    if args.json:
-        print(json.dumps({"nodes": args.nodes, "medians": medians, "ratio": ratio}))
-        return 0
-    print(
+    title = (
         f"Launch and terminate {args.nodes} AWS workers against moto's server, "
-        f"median of {args.rounds} round(s)\n"
+        f"median of {args.rounds} round(s)"
     )
-    print(f"{'':14}{'seconds':>10}{'EC2 calls':>12}")
-    for side, (took, calls) in medians.items():
-        print(f"{side:14}{took:>9.2f}s{calls:>12.0f}")
-    print(f"\none by one / batched: {ratio:.1f}x the time")
+    print_batch(title, medians, args.nodes, "EC2 calls", args.json)
     return 0
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
+import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -62,3 +64,38 @@ class Interrupts:
 
 
 INTERRUPTS = Interrupts()
+
+
+def batch_rounds(
+    run_side: Callable[[str], tuple[float, int]],
+    sides: list[str],
+    rounds: int,
+    calls: str,
+) -> dict[str, tuple[float, float]]:
+    """Each side once a round (rounds alternate which goes first); `run_side(side)` gives
+    (seconds, API calls). Returns each side's medians."""
+    results: dict[str, list[tuple[float, int]]] = {side: [] for side in sides}
+    for i in range(rounds):
+        for side in sides if i % 2 == 0 else list(reversed(sides)):
+            took, made = run_side(side)
+            results[side].append((took, made))
+            log(f"round {i + 1}/{rounds} {side}: {took:.2f} s, {made} {calls}")
+    return {
+        side: (statistics.median(t for t, _ in runs), statistics.median(c for _, c in runs))
+        for side, runs in results.items()
+    }
+
+
+def print_batch(
+    title: str, medians: dict[str, tuple[float, float]], nodes: int, calls: str, as_json: bool
+) -> None:
+    """The batched and one-by-one sides' medians side by side, and their ratio."""
+    ratio = medians["one by one"][0] / medians["batched"][0]
+    if as_json:
+        print(json.dumps({"nodes": nodes, "medians": medians, "ratio": ratio}))
+        return
+    print(title + "\n")
+    print(f"{'':14}{'seconds':>10}{calls:>12}")
+    for side, (took, made) in medians.items():
+        print(f"{side:14}{took:>9.2f}s{made:>12.0f}")
+    print(f"\none by one / batched: {ratio:.1f}x the time")

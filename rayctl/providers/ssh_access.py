@@ -1,4 +1,4 @@
-"""What every provider whose nodes are reached over SSH shares (ssh and aws today; gcp and
+"""What every provider whose nodes are reached over SSH shares (ssh, aws and gcp today;
 azure next): one SSHRunner per node (one connection reused by every step), host keys trusted
 on first use and pinned per cluster, how long to keep trying a host that does not answer,
 the private key's mode, the `ray start` flags such nodes need, and handing the head what its
@@ -8,6 +8,7 @@ head's user; file mounts and the wheelhouse from their copies on the head).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import shlex
@@ -16,6 +17,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from rayctl.config.exposure import PINNED_RAY_PORTS
 from rayctl.config.schema import ClusterConfig
 from rayctl.errors import ProviderError
 from rayctl.paths import cluster_dir
@@ -88,6 +90,13 @@ class SSHAccess:
         """Ray on its own host advertises the address the cluster reaches it at."""
         return RayStart([f"--node-ip-address={node.internal_ip}"])
 
+    @classmethod
+    def cloud_ray_start_args(cls, node: Node) -> RayStart:
+        """On cloud nodes, the ports Ray would pick at random are pinned too, so that the
+        check of extra firewall rules knows every port Ray listens on."""
+        pinned = [f"{flag}={port}" for flag, port in PINNED_RAY_PORTS.items()]
+        return RayStart([*cls.ray_start_args(node).args, *pinned])
+
     def prepare_head(
         self, config: ClusterConfig, runner: CommandRunner, *, created_key: str | None = None
     ) -> ClusterConfig:
@@ -140,3 +149,15 @@ def head_config(config: ClusterConfig, runner: CommandRunner, **update: Any) -> 
             update={"runtime": runtime.model_copy(update={"wheelhouse": head_paths.WHEELHOUSE})}
         )
     return config.model_copy(update=changes)
+
+
+def write_private_key(path: Path, material: str) -> None:
+    """Write a private key readable only by its owner, atomically (no window at 0644)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_suffix(".tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(material if material.endswith("\n") else material + "\n")
+    os.replace(tmp, path)

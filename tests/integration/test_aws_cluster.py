@@ -10,20 +10,21 @@ tagged with the cluster. And a failed `up` (the head never answers SSH) is clean
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
-from rayctl.paths import ray_token_file
 from rayctl.providers.aws import instances as aws
 from rayctl.providers.base import NodeKind, Tag
-from rayctl.runtime.ray_adapter import list_ray_nodes
 from tests.aws_backing import IMAGE, REGION, MotoEC2, backed_ec2
+from tests.cloud_backing import (
+    check_ray_nodes,
+    cluster_config,
+    down_from_a_fresh_machine,
+    write_cluster_config,
+)
 from tests.conftest import (
     SPREAD_JOB,
     cluster_pids,
@@ -64,36 +65,12 @@ def dead_ec2(monkeypatch: pytest.MonkeyPatch, rayctl_home: Path) -> Iterator[Mot
         yield ec2
 
 
-def write_config(ec2: MotoEC2, tmp_path: Path, **overrides: object) -> tuple[str, Path]:
+def write_config(ec2: MotoEC2, tmp_path: Path) -> tuple[str, Path]:
     name = unique_name("aws")
     node_config = {"InstanceType": "m5.large", "ImageId": IMAGE, "SubnetIds": [ec2.subnet_id]}
-    config = {
-        "cluster_name": name,
-        "max_workers": 2,
-        "idle_timeout_minutes": 0.1,
-        "provider": {
-            "type": "aws",
-            "region": REGION,
-            "use_internal_ips": True,  # never moto's public addresses
-            "cache_stopped_nodes": False,
-        },
-        "auth": {"ssh_user": "root", "ssh_private_key": str(ec2.network.client_key)},
-        "available_node_types": {
-            "head": {"node_config": node_config, "resources": {"CPU": 0}},
-            "worker": {
-                "node_config": node_config,
-                "resources": {"CPU": 1},
-                "min_workers": 1,
-                "max_workers": 2,
-            },
-        },
-        "head_node_type": "head",
-        "rayctl": {"runtime": {"python": sys.executable}},  # shared by the hosts
-        **overrides,
-    }
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return name, path
+    provider = {"type": "aws", "region": REGION}  # on internal IPs: never moto's public ones
+    config = cluster_config(name, provider, node_config, ec2.network.client_key)
+    return name, write_cluster_config(config, tmp_path)
 
 
 def _kinds(instances: list[dict]) -> dict[str, list[str]]:
@@ -127,17 +104,9 @@ def test_aws_lifecycle(
         hosts = ec2.hosts()
         head, first = hosts[head_id], hosts[first_id]
         assert head.address.startswith("10.210.1.") and first.address.startswith("10.210.1.")
-        status = json.loads(cli("status", config, "--json").out)
-        assert status["head_ip"] == head.address
-        assert status["monitor_running"]
+        check_ray_nodes(cli, config, rayctl_home, {head_id: head, first_id: first})
         # The head's monitor got the endpoint, and its credentials from the head's own home.
         assert (head.home / ".aws" / "credentials").exists()
-        # Every Ray node runs on its instance's private IP, named by its instance id.
-        token = ray_token_file(rayctl_home, name)
-        ray_nodes = list_ray_nodes(status["gcs_address"], token_file=token)
-        assert sorted((r.instance_id, r.ip) for r in ray_nodes if r.alive) == sorted(
-            [(head_id, head.address), (first_id, first.address)]
-        )
 
         # The job's second actor needs another worker: the monitor launches it through moto.
         job = tmp_path / "spread.py"
@@ -165,15 +134,7 @@ def test_aws_lifecycle(
         assert states[gone] in ("shutting-down", "terminated")
         wait_for(lambda: gone not in ec2.hosts(), 10, "the idle worker's host to go")
 
-        # `down` from a fresh machine: no rayctl state, not even a key the hosts accept. The
-        # head's monitor cannot be stopped over SSH; it goes with the head's instance.
-        fresh = yaml.safe_load(config.read_text())
-        fresh["auth"]["ssh_private_key"] = str(ec2.network.wrong_key)
-        fresh_config = tmp_path / "fresh-machine.yaml"
-        fresh_config.write_text(yaml.safe_dump(fresh))
-        monkeypatch.setenv("RAYCTL_HOME", str(tmp_path / "fresh-machine"))
-        down = cli("down", fresh_config, "--yes")
-        assert down.code == 0, down.text
+        down_from_a_fresh_machine(cli, config, ec2.network.wrong_key, tmp_path, monkeypatch)
         assert ec2.leftovers(name) == {}
         wait_for(lambda: not ec2.network.hosts, 10, "every host to go")
         wait_for(lambda: _no_processes_left(ec2, name), 15, "every process to go")

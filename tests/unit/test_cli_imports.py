@@ -13,19 +13,26 @@ from tests.conftest import REPO
 HEAVY = ("ray", "boto3", "botocore", "google.cloud", "azure", "paramiko", "jinja2")
 LOCAL = REPO / "cluster-configs" / "local.yaml"
 AWS = REPO / "cluster-configs" / "aws.yaml"
+GCP = REPO / "cluster-configs" / "gcp.yaml"
 
 
 @pytest.mark.parametrize(
     "args",
-    [["--help"], ["validate", str(LOCAL)], ["validate", str(AWS)], ["schema"]],
-    ids=["help", "validate-local", "validate-aws", "schema"],
+    [
+        ["--help"],
+        ["validate", str(LOCAL)],
+        ["validate", str(AWS)],
+        ["validate", str(GCP)],
+        ["schema"],
+    ],
+    ids=["help", "validate-local", "validate-aws", "validate-gcp", "schema"],
 )
 def test_light_commands_load_nothing_heavy(args: list[str]):
     code = (
         "import sys; from rayctl.cli.app import run; "
         f"code = run({args!r}); "
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
-        f"{HEAVY!r} or m.startswith('google.cloud') "
+        f"{HEAVY!r} or m.startswith(('google.cloud', 'google.auth', 'google.api_core')) "
         "or m == 'rayctl.autoscaler.reconciler'); "
         "print('exit', code, heavy)"
     )

@@ -57,6 +57,7 @@ def test_the_corpus_has_every_shape() -> None:
         "aws/minimal", "aws/full", "aws/java", "aws/ml", "aws/multi-node-type",
         "aws/launch-templates", "aws/cloudwatch", "aws/network-interfaces", "aws/gpu",
         "onprem/minimal-manual", "onprem/full", "onprem/minimal-automatic",
+        "gcp/minimal", "gcp/truly-minimal", "gcp/full", "gcp/gpu", "gcp/tpu",
     }  # fmt: skip
 
 
@@ -138,6 +139,7 @@ def test_empty_pre_2_0_keys_are_dropped_with_a_warning(tmp_path: Path, cli) -> N
     [
         ("aws/cloudwatch", "cloudwatch.yaml:7:3: provider.cloudwatch: rayctl does not set up"),
         ("onprem/minimal-automatic", "minimal-automatic.yaml:5:3: provider.coordinator_address"),
+        ("gcp/tpu", "tpu.yaml:28:5: available_node_types.ray_tpu.node_config: TPU VMs are not"),
     ],
 )
 def test_unsupported_parts_are_refused_by_up_before_anything(

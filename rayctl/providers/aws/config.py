@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
+from rayctl.config.exposure import check_ssh_sources, ray_exposure
 from rayctl.config.findings import Findings
 from rayctl.config.loader import resolve_private_key
 from rayctl.config.provider_spec import ProviderSpec
@@ -68,37 +69,6 @@ class AWSProviderConfig(ProviderSettings):
         return [z.strip() for z in (self.availability_zone or "").split(",") if z.strip()]
 
 
-# Ray's ports, for the security-group check: none may be opened to public addresses (Ray
-# does not authenticate by default). Ray 2.60 listens on fixed defaults for the GCS (6379),
-# dashboard (8265), client server (10001), dashboard agent (52365) and workers (10002-19999),
-# but binds the node manager, object manager, metrics export, dashboard agent gRPC and
-# runtime env agent to port 0 (anywhere in the kernel's ephemeral range) unless told. rayctl
-# pins those on AWS nodes (PINNED_RAY_PORTS, given to every `ray start` there and in
-# $RAYCTL_RAY_START_ARGS) rather than treating every high port as Ray's: the check stays
-# exact and a rule for, say, Serve's 8000 or 443 remains possible.
-PINNED_RAY_PORTS = {
-    "--node-manager-port": 6380,
-    "--object-manager-port": 6381,
-    "--metrics-export-port": 6382,
-    "--dashboard-agent-grpc-port": 6383,
-    "--runtime-env-agent-port": 6384,
-}
-_RAY_PORT_RANGES = ((6379, 6384), (8265, 8265), (10001, 19999), (52365, 52365))
-# Addresses the internet cannot reach: a rule open to anything else exposes Ray.
-_NON_PUBLIC = tuple(
-    ipaddress.ip_network(n)
-    for n in (
-        "10.0.0.0/8",
-        "172.16.0.0/12",
-        "192.168.0.0/16",
-        "100.64.0.0/10",
-        "127.0.0.0/8",
-        "169.254.0.0/16",
-        "fc00::/7",
-        "fe80::/10",
-        "::1/128",
-    )
-)
 # run_instances arguments rayctl decides itself, or cannot fail over with yet.
 _AWS_OWN_KEYS = {
     "MinCount": "rayctl sets MinCount and MaxCount from the number of nodes it launches",
@@ -131,14 +101,10 @@ def check(config: ClusterConfig, base_dir: Path, found: Findings) -> ClusterConf
                     f"zone '{zone}' (entry {index + 1}) is not in region {provider.region}",
                 )
             )
-    if provider.ssh_source_cidrs is None and not provider.use_internal_ips:
-        found.warnings.append(
-            (
-                ("provider",),
-                "SSH (TCP 22) to the nodes is open to anywhere (0.0.0.0/0), as in Ray; "
-                "narrow it with provider.ssh_source_cidrs: [YOUR.IP/32]",
-            )
-        )
+    # With internal IPs, SSH is open to the VPC by default.
+    check_ssh_sources(
+        provider.ssh_source_cidrs, found, open_by_default=not provider.use_internal_ips
+    )
     if provider.cloudwatch is not None:
         found.unsupported.append(
             (
@@ -147,11 +113,6 @@ def check(config: ClusterConfig, base_dir: Path, found: Findings) -> ClusterConf
                 "provider.cloudwatch and install the agent in setup_commands instead",
             )
         )
-    for index, cidr in enumerate(provider.ssh_source_cidrs or []):
-        try:
-            ipaddress.ip_network(cidr)
-        except ValueError as exc:
-            problems.append((("provider", "ssh_source_cidrs", index), f"not a CIDR block: {exc}"))
     group = provider.security_group
     for index, rule in enumerate(group.IpPermissions if group else []):
         problem = _rule_problem(rule)
@@ -224,18 +185,9 @@ def _rule_problem(rule: dict[str, Any]) -> str | None:
     """Why an inbound rule is refused: it opens one of Ray's ports to a public address, or it
     is too malformed to tell."""
     try:
-        public = [n for n in _rule_networks(rule) if _is_public(n)]
-        low, high = _rule_ports(rule)
+        return ray_exposure(_rule_networks(rule), *_rule_ports(rule))
     except ValueError as exc:
         return str(exc)
-    opened = [(max(a, low), min(b, high)) for a, b in _RAY_PORT_RANGES if a <= high and low <= b]
-    if not (public and opened):
-        return None
-    ports = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in opened)
-    return (
-        f"opens Ray's port(s) {ports} to public addresses ({public[0]}); Ray does not "
-        "authenticate clients: reach them through SSH, or allow only private ranges"
-    )
 
 
 def _rule_networks(rule: dict[str, Any]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
@@ -254,13 +206,6 @@ def _rule_networks(rule: dict[str, Any]) -> list[ipaddress.IPv4Network | ipaddre
             except ValueError as exc:
                 raise ValueError(f"{ranges}: not a CIDR block: {exc}") from None
     return networks
-
-
-def _is_public(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
-    """Whether the block holds any address outside the private and local ranges."""
-    return not any(
-        network.version == block.version and network.subnet_of(block) for block in _NON_PUBLIC
-    )
 
 
 def _rule_ports(rule: dict[str, Any]) -> tuple[int, int]:

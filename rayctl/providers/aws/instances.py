@@ -15,8 +15,6 @@ the rest.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import functools
 import hashlib
 import os
@@ -37,11 +35,12 @@ from rayctl.config.schema import ClusterConfig
 from rayctl.errors import CapacityError, ProviderError, TransientError
 from rayctl.paths import key_file
 from rayctl.providers.aws import setup as aws_setup
-from rayctl.providers.aws.config import PINNED_RAY_PORTS, AWSProviderConfig, wants_dlami
+from rayctl.providers.aws.config import AWSProviderConfig, wants_dlami
 from rayctl.providers.aws.errors import call, paginate
 from rayctl.providers.aws.setup import Subnet, tag_dict, tag_list
 from rayctl.providers.base import Node, NodeKind, NodeState, RayStart, Tag
-from rayctl.providers.ssh_access import SSHAccess, connect_attempts_s
+from rayctl.providers.cloud import await_address, create_reusing, reusable
+from rayctl.providers.ssh_access import SSHAccess, connect_attempts_s, write_private_key
 from rayctl.runtime import head_paths
 from rayctl.runtime.ssh_runner import SSHRunner, check_key_mode
 
@@ -50,8 +49,7 @@ CACHED = ("stopping", "stopped")
 NOT_TERMINATED = (*LIVE, "shutting-down", *CACHED)
 _STATES = {"pending": NodeState.PENDING, "running": NodeState.RUNNING}
 BATCH = 500  # instance ids per API call (filters take at most 1,000 values)
-# How long a new instance may take to get an address, and sshd to answer.
-ADDRESS_TIMEOUT_S = 300.0
+# How long sshd on a new instance may take to answer.
 CONNECT_ATTEMPTS_S = 300.0
 CONFIRM_TIMEOUT_S = 120.0  # for AWS to report a stop or termination it accepted
 CLEANUP_TIMEOUT_S = 900.0  # for instances to be terminated and their groups to be free
@@ -194,24 +192,18 @@ class AWSProvider:
         call(self.ec2, "create_tags", Resources=[node_id], Tags=tag_list(tags))
 
     def create_nodes(self, node_type: str, count: int, tags: Mapping[str, str]) -> list[Node]:
-        if count <= 0:
-            return []
         node_tags = {**tags, Tag.CLUSTER: self.cluster_name, Tag.NODE_TYPE: node_type}
-        reused = self._restart_cached(node_type, count, node_tags)
-        if len(reused) == count:
-            return reused
-        try:
-            return reused + self._run(node_type, count - len(reused), node_tags)
-        except ProviderError:
-            if reused:  # the restarted ones are nodes now; the rest is the caller's to retry
-                return reused
-            raise
+        return create_reusing(
+            count,
+            lambda n: self._restart_cached(node_type, n, node_tags),
+            lambda n: self._run(node_type, n, node_tags),
+        )
 
     def _restart_cached(self, node_type: str, count: int, tags: Mapping[str, str]) -> list[Node]:
         """Start stopped workers of the same type and launch hash (Ray's cache_stopped_nodes)."""
-        if not self._provider.cache_stopped_nodes or Tag.LAUNCH_HASH not in tags:
+        match = reusable(self._provider.cache_stopped_nodes, tags)
+        if match is None:
             return []
-        match = {k: tags[k] for k in (Tag.NODE_TYPE, Tag.KIND, Tag.LAUNCH_HASH)}
         stopped = self._instances(("stopped",), tags=match)
         ids = sorted(i["InstanceId"] for i in stopped)[:count]
         if not ids:
@@ -350,33 +342,25 @@ class AWSProvider:
         return self._access.runner(node.id, self._address(node))
 
     def _address(self, node: Node) -> str:
-        """The address rayctl reaches `node` at; a new instance gets its public one only
-        once it runs, so wait for it (bounded)."""
         internal = self._provider.use_internal_ips
-        address = node.internal_ip if internal else node.external_ip
-        deadline = time.monotonic() + ADDRESS_TIMEOUT_S
-        while not address:
+
+        def lookup() -> tuple[str | None, bool] | None:
             found = self._instances(LIVE, ids=[node.id])
             if not found:
-                raise ProviderError(f"instance {node.id} is not running")
+                return None
             key = "PrivateIpAddress" if internal else "PublicIpAddress"
-            address = found[0].get(key)
-            if address:
-                break
-            if found[0]["State"]["Name"] == "running" or time.monotonic() > deadline:
-                raise ProviderError(
-                    f"instance {node.id} has no public address: launch it in a subnet that "
-                    "maps public addresses, or set provider.use_internal_ips: true"
-                )
-            time.sleep(2)
-        return address
+            return found[0].get(key), found[0]["State"]["Name"] == "running"
+
+        return await_address(
+            node,
+            internal=internal,
+            lookup=lookup,
+            missing="launch it in a subnet that maps public addresses, or set "
+            "provider.use_internal_ips: true",
+        )
 
     def ray_start_args(self, node: Node) -> RayStart:
-        """Ports Ray would pick at random are pinned, so that the security-group check knows
-        every port Ray listens on."""
-        pinned = [f"{flag}={port}" for flag, port in PINNED_RAY_PORTS.items()]
-        start = self._access.ray_start_args(node)
-        return dataclasses.replace(start, args=[*start.args, *pinned])
+        return self._access.cloud_ray_start_args(node)
 
     def prepare_head(
         self, config: ClusterConfig, head: Node
@@ -614,7 +598,7 @@ class AWSProvider:
         reply = call(
             self.ec2, "create_key_pair", KeyName=key.name, KeyType="ed25519", TagSpecifications=spec
         )
-        _write_private(self.key_path, reply["KeyMaterial"])
+        write_private_key(self.key_path, reply["KeyMaterial"])
 
     # -- security group ---------------------------------------------------------------------
 
@@ -748,15 +732,3 @@ def _tag_specifications(
     for resource in ("instance", "volume"):
         specs[resource] = {**specs.get(resource, {}), **tags}
     return [{"ResourceType": r, "Tags": tag_list(t)} for r, t in specs.items()]
-
-
-def _write_private(path: Path, material: str) -> None:
-    """Write a private key readable only by its owner, atomically (no window at 0644)."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_suffix(".tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(material if material.endswith("\n") else material + "\n")
-    os.replace(tmp, path)

@@ -1,0 +1,1 @@
+"""The gcp provider: Compute Engine instances through google-cloud-compute."""

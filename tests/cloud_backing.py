@@ -1,0 +1,211 @@
+"""Cloud instances backed by real machines, for the end-to-end tests of the cloud providers
+against their fakes (moto for EC2, tests/fakes/gce for Compute Engine).
+
+A watcher thread polls the fake cloud's instances: one that is booting or running with a
+private IP gets a namespace host (tests/sshhosts.py) at that IP ("the VM boots"); one that
+stops or goes has its host powered off and removed. The fakes give instances addresses in
+the host network's subnet, and configs use internal IPs only: a fake's public addresses are
+never contacted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from rayctl.paths import ray_token_file
+from rayctl.providers.base import NodeKind, Tag
+from rayctl.runtime.ray_adapter import list_ray_nodes
+from tests.sshhosts import HostNetwork, SSHHost
+
+POLL_S = 0.2
+
+
+@dataclass(frozen=True)
+class Seen:
+    """An instance as the fake cloud lists it."""
+
+    id: str
+    address: str | None
+    up: bool  # booting or running (else stopping, stopped or going)
+    tags: dict[str, str]
+
+
+@dataclass
+class Booted:
+    instance_id: str
+    host: SSHHost
+    tags: dict[str, str]
+
+
+class InstanceHosts:
+    """A host for every instance `observe` lists as up (with `boot`); start() and stop()."""
+
+    def __init__(
+        self,
+        network: HostNetwork,
+        observe: Callable[[], list[Seen]],
+        *,
+        boot: bool = True,
+        on_head: Callable[[SSHHost], None] | None = None,
+    ) -> None:
+        self.network = network
+        self._observe = observe
+        self._boot_hosts = boot
+        self._on_head = on_head
+        self.booted: dict[str, Booted] = {}  # instance id -> its host now
+        self.ever_booted: dict[str, str] = {}  # instance id -> private IP
+        self.errors: list[str] = []  # hosts the watcher could not boot or remove
+        self.list_failures = 0  # a fake server may answer 500 under concurrent calls
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._boot_hosts:
+            self._thread = threading.Thread(target=self._watch, name="cloud-hosts", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        with self._lock:
+            for booted in self.booted.values():
+                self.network.remove_host(booted.host)
+            self.booted.clear()
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.sync()
+            except Exception as exc:  # keep watching; the test sees the error
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+            self._stop.wait(POLL_S)
+
+    def sync(self) -> None:
+        """Power off the hosts of instances that stopped or went; boot hosts for new ones."""
+        try:
+            seen = self._observe()
+        except Exception:  # the next poll asks again
+            self.list_failures += 1
+            return
+        with self._lock:
+            up = {s.id for s in seen if s.up}
+            for instance_id, booted in list(self.booted.items()):
+                if instance_id not in up:
+                    self.network.remove_host(booted.host)
+                    del self.booted[instance_id]
+            for instance in seen:
+                if not instance.up or not instance.address or instance.id in self.booted:
+                    continue
+                # An address the fake gave again: whatever held it is gone (removed above).
+                self._boot(instance)
+
+    def _boot(self, instance: Seen) -> None:
+        assert instance.address
+        host = self.network.add_host(
+            instance.address, name="ip-" + instance.address.replace(".", "-")
+        )
+        if self._on_head and instance.tags.get(Tag.KIND) == NodeKind.HEAD.value:
+            self._on_head(host)
+        self.booted[instance.id] = Booted(instance.id, host, instance.tags)
+        self.ever_booted[instance.id] = instance.address
+
+    def hosts(self) -> dict[str, SSHHost]:
+        """Instance id -> its running host."""
+        with self._lock:
+            return {i: b.host for i, b in self.booted.items()}
+
+
+class Backed:
+    """A fake cloud whose instances are hosts: what tests read of its InstanceHosts."""
+
+    _hosts: InstanceHosts
+
+    @property
+    def errors(self) -> list[str]:
+        return self._hosts.errors
+
+    @property
+    def ever_booted(self) -> dict[str, str]:
+        return self._hosts.ever_booted
+
+    def hosts(self) -> dict[str, SSHHost]:
+        """Instance id -> its running host."""
+        return self._hosts.hosts()
+
+
+# -- what the end-to-end tests of cloud providers share ---------------------------------------
+
+
+def cluster_config(
+    name: str, provider: dict[str, Any], node_config: dict[str, Any], key: Path
+) -> dict[str, Any]:
+    """A head (no CPUs) and 1..2 one-CPU workers on the hosts, idle after 6 s, reached as
+    root with the network's key, running this machine's Python (shared by the hosts)."""
+    return {
+        "cluster_name": name,
+        "max_workers": 2,
+        "idle_timeout_minutes": 0.1,
+        "provider": {**provider, "use_internal_ips": True, "cache_stopped_nodes": False},
+        "auth": {"ssh_user": "root", "ssh_private_key": str(key)},
+        "available_node_types": {
+            "head": {"node_config": node_config, "resources": {"CPU": 0}},
+            "worker": {
+                "node_config": node_config,
+                "resources": {"CPU": 1},
+                "min_workers": 1,
+                "max_workers": 2,
+            },
+        },
+        "head_node_type": "head",
+        "rayctl": {"runtime": {"python": sys.executable}},
+    }
+
+
+def write_cluster_config(config: dict[str, Any], tmp_path: Path) -> Path:
+    path = tmp_path / f"{config['cluster_name']}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def check_ray_nodes(
+    cli: Callable[..., Any], config: Path, rayctl_home: Path, nodes: dict[str, SSHHost]
+) -> None:
+    """`status` names the head's address and a running monitor, and every Ray node runs on
+    its instance's private IP, named by its instance id (`nodes`: id -> host, head first)."""
+    status = json.loads(cli("status", config, "--json").out)
+    assert status["head_ip"] == next(iter(nodes.values())).address
+    assert status["monitor_running"]
+    token = ray_token_file(rayctl_home, yaml.safe_load(config.read_text())["cluster_name"])
+    ray_nodes = list_ray_nodes(status["gcs_address"], token_file=token)
+    assert sorted((r.instance_id, r.ip) for r in ray_nodes if r.alive) == sorted(
+        (i, h.address) for i, h in nodes.items()
+    )
+
+
+def down_from_a_fresh_machine(
+    cli: Callable[..., Any],
+    config: Path,
+    wrong_key: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`down` with no rayctl state, not even a key the hosts accept: the head's monitor
+    cannot be stopped over SSH; it goes with the head's instance."""
+    fresh = yaml.safe_load(config.read_text())
+    fresh["auth"]["ssh_private_key"] = str(wrong_key)
+    fresh_config = tmp_path / "fresh-machine.yaml"
+    fresh_config.write_text(yaml.safe_dump(fresh))
+    monkeypatch.setenv("RAYCTL_HOME", str(tmp_path / "fresh-machine"))
+    down = cli("down", fresh_config, "--yes")
+    assert down.code == 0, down.text

@@ -1,0 +1,1 @@
+"""Stateful REST fakes of cloud APIs, driven in tests by the clouds' real SDK clients."""

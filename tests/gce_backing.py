@@ -1,0 +1,111 @@
+"""Compute Engine instances backed by real machines: the GCE fake (tests/fakes/gce) plays
+Compute Engine, IAM and Resource Manager on the bridge of a host network on 10.220.1.0/24,
+and every instance it runs is a namespace host at the instance's internal IP
+(tests/cloud_backing.py boots and removes them). This process and the head's monitor (another
+process, on the head host) reach the fake at http://10.220.1.1:<port> through
+RAYCTL_GCP_ENDPOINT, with RAYCTL_GCP_CREDENTIALS=anonymous (a real head uses its service
+account). The fake gives instances 10.220.1.4, .5, ...; its public addresses are
+documentation ones (203.0.113.x), never contacted: configs use internal IPs only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from rayctl.providers.gcp import labels
+from rayctl.providers.gcp import setup as gcp_setup
+from tests.cloud_backing import Backed, InstanceHosts, Seen
+from tests.fakes.gce import ComputeClients, compute_clients
+from tests.fakes.gce_bridged import BridgedGceFake
+from tests.sshhosts import HostNetwork
+
+PREFIX = "10.220.1"
+PROJECT = "test-project"
+REGION = "us-central1"
+ZONES = ("us-central1-a", "us-central1-b", "us-central1-c")
+UP = ("PROVISIONING", "STAGING", "RUNNING")
+
+
+class BackedGce(Backed):
+    """The fake on the network's bridge and (with `boot`) a host for every running instance."""
+
+    def __init__(self, network: HostNetwork, fake: BridgedGceFake, *, boot: bool) -> None:
+        self.network = network
+        self.fake = fake
+        self.clients: ComputeClients = compute_clients(fake.endpoint)
+        self._hosts = InstanceHosts(network, self._observe, boot=boot)
+
+    def __enter__(self) -> BackedGce:
+        self._hosts.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._hosts.stop()
+
+    def env(self) -> dict[str, str]:
+        """What a process needs to use this GCE (the test's rayctl, and so the head's)."""
+        return {
+            gcp_setup.ENDPOINT_ENV: self.fake.endpoint,
+            gcp_setup.CREDENTIALS_ENV: "anonymous",
+            "NO_PROXY": self.network.gateway,
+            "no_proxy": self.network.gateway,
+        }
+
+    def instances(self) -> list[tuple[str, str, str, dict[str, str]]]:
+        """(name, status, internal IP, rayctl's tags) of every instance in the project."""
+        found = []
+        for _, scoped in self.clients.instances.aggregated_list(project=PROJECT):
+            for i in scoped.instances:
+                nic = i.network_interfaces[0] if i.network_interfaces else None
+                tags = labels.from_labels(dict(i.labels))
+                found.append((i.name, i.status, nic.network_i_p if nic else "", tags))
+        return found
+
+    def _observe(self) -> list[Seen]:
+        return [Seen(n, ip, status in UP, tags) for n, status, ip, tags in self.instances()]
+
+    def leftovers(self, cluster: str) -> dict[str, list[str]]:
+        """Everything of the cluster left: instances, labelled disks, its firewall rules, its
+        service account and the account's role bindings."""
+        mine = labels.encode_value(cluster)
+        state = self.fake.state
+        with state.lock:
+            found = {
+                "instances": [
+                    f"{i.name} {i.status}"
+                    for i in state.instances.values()
+                    if i.labels.get("rayctl-cluster") == mine
+                ],
+                "disks": [
+                    d.name for d in state.disks.values() if d.labels.get("rayctl-cluster") == mine
+                ],
+                "firewalls": [
+                    n for n in state.firewalls if n.startswith(gcp_setup.network_tag(cluster))
+                ],
+                "service accounts": [
+                    e
+                    for e in state.service_accounts
+                    if e == gcp_setup.service_account_email(cluster, PROJECT)
+                ],
+            }
+        return {k: v for k, v in found.items() if v}
+
+
+@contextlib.contextmanager
+def backed_gce(*, boot: bool = True) -> Iterator[BackedGce]:
+    """A host network on 10.220.1.0/24 with the GCE fake on its bridge and hosts for
+    instances."""
+    with HostNetwork(0, prefix=PREFIX) as network:
+        address = network.gateway
+        with (
+            BridgedGceFake(
+                address,
+                project=PROJECT,
+                zones=ZONES,
+                subnet=f"{PREFIX}.0/24",
+                first_ip=f"{PREFIX}.4",
+            ) as fake,
+            BackedGce(network, fake, boot=boot) as gce,
+        ):
+            yield gce
