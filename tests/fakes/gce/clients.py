@@ -18,10 +18,12 @@ C = TypeVar("C")
 @dataclass(frozen=True)
 class ComputeClients:
     instances: compute_v1.InstancesClient
+    region_instances: compute_v1.RegionInstancesClient
     disks: compute_v1.DisksClient
     firewalls: compute_v1.FirewallsClient
     projects: compute_v1.ProjectsClient
     zone_operations: compute_v1.ZoneOperationsClient
+    region_operations: compute_v1.RegionOperationsClient
     global_operations: compute_v1.GlobalOperationsClient
 
 
@@ -37,16 +39,21 @@ def compute_clients(endpoint: str) -> ComputeClients:
 
     clients = ComputeClients(
         instances=make(compute_v1.InstancesClient),
+        region_instances=make(compute_v1.RegionInstancesClient),
         disks=make(compute_v1.DisksClient),
         firewalls=make(compute_v1.FirewallsClient),
         projects=make(compute_v1.ProjectsClient),
         zone_operations=make(compute_v1.ZoneOperationsClient),
+        region_operations=make(compute_v1.RegionOperationsClient),
         global_operations=make(compute_v1.GlobalOperationsClient),
     )
     # op.result() polls through an operations client each transport builds on first use
     # from its credentials alone, so it would ask the real googleapis.com: hand it ours.
     for zonal in (clients.instances, clients.disks):
         zonal._transport._extended_operations_services["zone_operations"] = clients.zone_operations
+    clients.region_instances._transport._extended_operations_services["region_operations"] = (
+        clients.region_operations
+    )
     clients.firewalls._transport._extended_operations_services["global_operations"] = (
         clients.global_operations
     )

@@ -43,7 +43,9 @@ def delete(s: State, call: Call, project: str, zone: str, disk: str) -> dict:
         s.disks.pop((zone, disk), None)
 
     link = found.resource()["selfLink"]
-    return s.start_operation("delete", link, zone=zone, target_id=found.id, effect=remove)
+    return s.start_operation(
+        "delete", link, scope=f"zones/{zone}", target_id=found.id, effect=remove
+    )
 
 
 _ZONAL = "/compute/v1/projects/<project>/zones/<zone>/disks"

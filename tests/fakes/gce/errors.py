@@ -78,6 +78,11 @@ class OperationError:
         }
 
 
+STOCKOUT_CODES = frozenset(
+    {"ZONE_RESOURCE_POOL_EXHAUSTED", "ZONE_RESOURCE_POOL_EXHAUSTED_WITH_DETAILS"}
+)
+
+
 def stockout(project: str, zone: str, *, with_details: bool = False) -> OperationError:
     where = f"projects/{project}/zones/{zone}"
     if not with_details:

@@ -38,7 +38,9 @@ def insert(s: State, call: Call, project: str) -> dict:
     def create() -> None:
         s.firewalls[name] = rule
 
-    return s.start_operation("insert", _link(s, name), zone=None, target_id=rule.id, effect=create)
+    return s.start_operation(
+        "insert", _link(s, name), scope="global", target_id=rule.id, effect=create
+    )
 
 
 def get(s: State, call: Call, project: str, firewall: str) -> dict:
@@ -58,7 +60,7 @@ def delete(s: State, call: Call, project: str, firewall: str) -> dict:
         s.firewalls.pop(firewall, None)
 
     return s.start_operation(
-        "delete", _link(s, firewall), zone=None, target_id=rule.id, effect=remove
+        "delete", _link(s, firewall), scope="global", target_id=rule.id, effect=remove
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import ApiError, OperationError, already_exists, invalid
+from .errors import STOCKOUT_CODES, ApiError, OperationError, already_exists, invalid
 from .listing import aggregated_response, list_response
 from .records import COMPUTE, AttachedDisk, Disk, Instance
 from .routing import Call, Route
@@ -15,6 +15,7 @@ _NAME = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 _LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 _LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
 _MACHINE_TYPE_URL = re.compile(r"(?:.*/)?zones/(?P<zone>[^/]+)/machineTypes/(?P<name>[^/]+)")
+_BULK_MT = "bulkInsertInstanceResource.instanceProperties.machineType"
 # Fields GCE computes; what a caller sends for them is not stored.
 _COMPUTED = ("name", "machineType", "disks", "networkInterfaces", "labels", "labelFingerprint")
 
@@ -26,7 +27,7 @@ def _zone_url(s: State, zone: str) -> str:
 # -- validation, before anything is created ----------------------------------------------
 
 
-def check_labels(labels: dict[str, str], field: str) -> None:
+def _check_labels(labels: dict[str, str], field: str) -> None:
     if len(labels) > 64:
         raise invalid(f"Invalid value for field '{field}': at most 64 labels are allowed.")
     for key, value in labels.items():
@@ -47,12 +48,35 @@ def _check_new(s: State, zone: str, names: list[str], spec: dict, field: str) ->
             )
         if (zone, name) in s.instances:
             raise already_exists(f"projects/{s.project}/zones/{zone}/instances/{name}")
-    check_labels(spec.get("labels", {}), f"{field}.labels")
+    _check_labels(spec.get("labels", {}), f"{field}.labels")
     disks = spec.get("disks", [])
     if sum(1 for d in disks if d.get("boot")) != 1:
         raise invalid(f"Invalid value for field '{field}.disks': Boot disk must be specified.")
     for d in disks:
-        check_labels(d.get("initializeParams", {}).get("labels", {}), f"{field}.disks.labels")
+        _check_labels(d.get("initializeParams", {}).get("labels", {}), f"{field}.disks.labels")
+
+
+def _disk_conflict(s: State, zone: str, names: list[str], spec: dict) -> OperationError | None:
+    """A new disk whose name is taken (say, a kept disk of an earlier instance) fails the
+    operation, as GCE creates disks after it accepted the call."""
+    for name in names:
+        for index, given in enumerate(spec.get("disks", [])):
+            disk = _new_disk_name(name, index, given)
+            if disk and (zone, disk) in s.disks:
+                where = f"projects/{s.project}/zones/{zone}/disks/{disk}"
+                return OperationError(
+                    "RESOURCE_ALREADY_EXISTS", f"The resource '{where}' already exists", 409
+                )
+    return None
+
+
+def _new_disk_name(instance: str, index: int, given: dict) -> str | None:
+    """The name of the disk initializeParams create (the boot disk is named after the
+    instance, as GCE does); None for an existing disk attached by `source`."""
+    if "source" in given:
+        return None
+    params = given.get("initializeParams", {})
+    return params.get("diskName") or (instance if given.get("boot") else f"{instance}-{index}")
 
 
 def _machine_type(s: State, zone: str, given: str, field: str, *, url: bool) -> str:
@@ -106,11 +130,11 @@ def _create(s: State, zone: str, name: str, machine_type: str, spec: dict) -> In
 
 
 def _attach(s: State, inst: Instance, index: int, given: dict) -> AttachedDisk:
-    """A new disk from initializeParams (the boot disk is named after the instance, as GCE
-    does), or an existing one by `source`. A new disk carries initializeParams.labels only:
-    GCE does not copy the instance's labels to its disks."""
+    """A new disk from initializeParams, or an existing one by `source`. A new disk carries
+    initializeParams.labels only: GCE does not copy the instance's labels to its disks."""
     boot = bool(given.get("boot"))
-    if "source" in given:
+    name = _new_disk_name(inst.name, index, given)
+    if name is None:
         disk = s.disk(inst.zone, given["source"].rsplit("/", 1)[-1])
     else:
         params = given.get("initializeParams", {})
@@ -119,7 +143,7 @@ def _attach(s: State, inst: Instance, index: int, given: dict) -> AttachedDisk:
             id=s.new_id(),
             project=s.project,
             zone=inst.zone,
-            name=params.get("diskName") or (inst.name if boot else f"{inst.name}-{index}"),
+            name=name,
             size_gb=int(params.get("diskSizeGb", 10)),
             disk_type=params.get("diskType", "pd-standard").rsplit("/", 1)[-1],
             source_image=params.get("sourceImage"),
@@ -191,11 +215,13 @@ def insert(s: State, call: Call, project: str, zone: str) -> dict:
     )
     _check_new(s, zone, [name], spec, "resource")
     link = f"{_zone_url(s, zone)}/instances/{name}"
-    failure = s.take_fault("compute.instances.insert", zone, OperationError)
+    failure = _disk_conflict(s, zone, [name], spec) or s.take_fault(
+        "compute.instances.insert", zone, OperationError
+    )
     if failure:
-        return s.start_operation("insert", link, zone=zone, failure=failure)
+        return s.start_operation("insert", link, scope=f"zones/{zone}", failure=failure)
     inst = _create(s, zone, name, machine_type, spec)
-    return s.start_operation("insert", link, zone=zone, target_id=inst.id)
+    return s.start_operation("insert", link, scope=f"zones/{zone}", target_id=inst.id)
 
 
 def _bulk_names(s: State, zone: str, body: dict, count: int) -> list[str]:
@@ -225,10 +251,8 @@ def _bulk_names(s: State, zone: str, body: dict, count: int) -> list[str]:
     ]
 
 
-def bulk_insert(s: State, call: Call, project: str, zone: str) -> dict:
-    """All `count` instances or none: GCE creates at least minCount, and the fake, having no
-    partial capacity, creates every one unless a fault fails the whole request."""
-    body = call.body
+def _bulk_spec(body: dict) -> tuple[int, dict]:
+    """The count and instanceProperties of a bulkInsert, checked."""
     count = int(body.get("count", 0))
     min_count = int(body.get("minCount", count))
     if count < 1 or not 1 <= min_count <= count:
@@ -238,30 +262,89 @@ def bulk_insert(s: State, call: Call, project: str, zone: str) -> dict:
         )
     if "instanceProperties" not in body:
         raise invalid("The fake supports bulkInsert with instanceProperties only.")
-    spec = body["instanceProperties"]
-    field = "bulkInsertInstanceResource.instanceProperties"
-    machine_type = _machine_type(
-        s, zone, spec.get("machineType", ""), f"{field}.machineType", url=False
-    )
+    return count, body["instanceProperties"]
+
+
+def _bulk_plan(s: State, zone: str, body: dict, count: int, spec: dict) -> tuple[str, list[str]]:
+    """The machine type and the names of a bulkInsert's instances in `zone`, checked."""
+    machine_type = _machine_type(s, zone, spec.get("machineType", ""), _BULK_MT, url=False)
     names = _bulk_names(s, zone, body, count)
-    _check_new(s, zone, names, spec, field)
-    failure = s.take_fault("compute.instances.bulkInsert", zone, OperationError)
-    created = [] if failure else [_create(s, zone, n, machine_type, spec) for n in names]
-    status = {
-        "createdVmCount": len(created),
-        "failedToCreateVmCount": count - len(created),
+    _check_new(s, zone, names, spec, "bulkInsertInstanceResource.instanceProperties")
+    return machine_type, names
+
+
+def _location_status(count: int, created: int) -> dict:
+    return {
+        "createdVmCount": created,
+        "failedToCreateVmCount": count - created,
         "targetVmCount": count,
-        "status": "FAILED" if failure else "FULFILLED",
+        "status": "FULFILLED" if created else "FAILED",
     }
+
+
+def _bulk_operation(
+    s: State, scope: str, status: dict[str, dict], failure: OperationError | None
+) -> dict:
     return s.start_operation(
         "bulkInsert",
-        f"{_zone_url(s, zone)}/instances",
-        zone=zone,
+        f"{COMPUTE}projects/{s.project}/{scope}/instances",
+        scope=scope,
         failure=failure,
-        metadata={
-            "instancesBulkInsertOperationMetadata": {"perLocationStatus": {f"zones/{zone}": status}}
-        },
+        metadata={"instancesBulkInsertOperationMetadata": {"perLocationStatus": status}},
     )
+
+
+def bulk_insert(s: State, call: Call, project: str, zone: str) -> dict:
+    """All `count` instances or none: GCE creates at least minCount, and the fake, having no
+    partial capacity, creates every one unless a fault fails the whole request."""
+    s.check_zone(zone)
+    count, spec = _bulk_spec(call.body)
+    machine_type, names = _bulk_plan(s, zone, call.body, count, spec)
+    failure = _disk_conflict(s, zone, names, spec) or s.take_fault(
+        "compute.instances.bulkInsert", zone, OperationError
+    )
+    if not failure:
+        for name in names:
+            _create(s, zone, name, machine_type, spec)
+    placed = _location_status(count, 0 if failure else count)
+    return _bulk_operation(s, f"zones/{zone}", {f"zones/{zone}": placed}, failure)
+
+
+def region_bulk_insert(s: State, call: Call, project: str, region: str) -> dict:
+    """regionInstances.bulkInsert: the region's zones that locationPolicy does not DENY and
+    that offer the machine type, in order; a stockout in one moves on to the next, any
+    other failure (a quota) fails the request."""
+    s.check_region(region)
+    count, spec = _bulk_spec(call.body)
+    locations = call.body.get("locationPolicy", {}).get("locations", {})
+    machine_type = spec.get("machineType", "")
+    zones = [
+        z
+        for z in s.zones
+        if z.startswith(f"{region}-")
+        and locations.get(f"zones/{z}", {}).get("preference") != "DENY"
+        and (z, machine_type) not in s.unavailable
+    ]
+    if not zones:
+        raise invalid(
+            f"No zone of region '{region}' allowed by locationPolicy offers '{machine_type}'."
+        )
+    status: dict[str, dict] = {}
+    failure = None
+    for zone in zones:
+        failure = s.take_fault("compute.regionInstances.bulkInsert", zone, OperationError)
+        if failure is None:
+            machine_type, names = _bulk_plan(s, zone, call.body, count, spec)
+            failure = _disk_conflict(s, zone, names, spec)
+        if failure is None:
+            for name in names:
+                _create(s, zone, name, machine_type, spec)
+            status[f"zones/{zone}"] = _location_status(count, count)
+            break
+        status[f"zones/{zone}"] = _location_status(count, 0)
+        if failure.code not in STOCKOUT_CODES:
+            break
+    return _bulk_operation(s, f"regions/{region}", status, failure)
 
 
 def get(s: State, call: Call, project: str, zone: str, instance: str) -> dict:
@@ -288,7 +371,7 @@ def aggregated_list(s: State, call: Call, project: str) -> dict:
 def set_labels(s: State, call: Call, project: str, zone: str, instance: str) -> dict:
     inst = s.instance(zone, instance)
     labels = call.body.get("labels", {})
-    check_labels(labels, "instancesSetLabelsRequest.labels")
+    _check_labels(labels, "instancesSetLabelsRequest.labels")
     if call.body.get("labelFingerprint") != inst.label_fingerprint:
         raise ApiError(
             412,
@@ -300,7 +383,7 @@ def set_labels(s: State, call: Call, project: str, zone: str, instance: str) -> 
         inst.labels = dict(labels)
 
     return s.start_operation(
-        "setLabels", inst.self_link, zone=zone, target_id=inst.id, effect=apply
+        "setLabels", inst.self_link, scope=f"zones/{zone}", target_id=inst.id, effect=apply
     )
 
 
@@ -313,21 +396,27 @@ def stop(s: State, call: Call, project: str, zone: str, instance: str) -> dict:
         if inst.status == "STOPPING":
             inst.status = "TERMINATED"
 
-    return s.start_operation("stop", inst.self_link, zone=zone, target_id=inst.id, effect=stopped)
+    return s.start_operation(
+        "stop", inst.self_link, scope=f"zones/{zone}", target_id=inst.id, effect=stopped
+    )
 
 
 def start(s: State, call: Call, project: str, zone: str, instance: str) -> dict:
     inst = s.instance(zone, instance)
     if inst.status in ("TERMINATED", "STOPPING"):
         _boot(s, inst, "STAGING")
-    return s.start_operation("start", inst.self_link, zone=zone, target_id=inst.id)
+    return s.start_operation("start", inst.self_link, scope=f"zones/{zone}", target_id=inst.id)
 
 
 def delete(s: State, call: Call, project: str, zone: str, instance: str) -> dict:
     inst = s.instance(zone, instance)
     inst.status = "STOPPING"
     return s.start_operation(
-        "delete", inst.self_link, zone=zone, target_id=inst.id, effect=lambda: _remove(s, inst)
+        "delete",
+        inst.self_link,
+        scope=f"zones/{zone}",
+        target_id=inst.id,
+        effect=lambda: _remove(s, inst),
     )
 
 
@@ -335,6 +424,12 @@ _ZONAL = "/compute/v1/projects/<project>/zones/<zone>/instances"
 ROUTES = [
     Route("POST", _ZONAL, "compute.instances.insert", insert),
     Route("POST", f"{_ZONAL}/bulkInsert", "compute.instances.bulkInsert", bulk_insert),
+    Route(
+        "POST",
+        "/compute/v1/projects/<project>/regions/<region>/instances/bulkInsert",
+        "compute.regionInstances.bulkInsert",
+        region_bulk_insert,
+    ),
     Route("GET", _ZONAL, "compute.instances.list", list_),
     Route(
         "GET",
@@ -349,4 +444,10 @@ ROUTES = [
     Route("DELETE", f"{_ZONAL}/<instance>", "compute.instances.delete", delete),
 ]
 
-CREATE_METHODS = frozenset({"compute.instances.insert", "compute.instances.bulkInsert"})
+CREATE_METHODS = frozenset(
+    {
+        "compute.instances.insert",
+        "compute.instances.bulkInsert",
+        "compute.regionInstances.bulkInsert",
+    }
+)

@@ -185,7 +185,7 @@ class Operation:
     id: str
     project: str
     name: str
-    zone: str | None  # None: a global operation
+    scope: str  # zones/ZONE, regions/REGION or global
     operation_type: str  # insert, bulkInsert, delete, setLabels, stop, start, ...
     target_link: str
     target_id: str | None
@@ -197,8 +197,7 @@ class Operation:
 
     @property
     def scope_url(self) -> str:
-        base = f"{COMPUTE}projects/{self.project}"
-        return f"{base}/zones/{self.zone}" if self.zone else f"{base}/global"
+        return f"{COMPUTE}projects/{self.project}/{self.scope}"
 
     def resource(self) -> dict:
         body = {
@@ -215,8 +214,8 @@ class Operation:
             "selfLink": f"{self.scope_url}/operations/{self.name}",
             **self.metadata,
         }
-        if self.zone:
-            body["zone"] = self.scope_url
+        if self.scope != "global":  # a zonal operation names its zone, a regional its region
+            body[self.scope.split("/")[0].removesuffix("s")] = self.scope_url
         if self.target_id:
             body["targetId"] = self.target_id
         if self.ended:

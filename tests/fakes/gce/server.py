@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import json
-import threading
+import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
-from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from ..plumbing import FakeServer, Fault
 from . import disks, firewalls, iam, instances, operations
 from .errors import ApiError, OperationError, not_found, quota_exceeded, rate_limited, stockout
 from .routing import Call, Route
-from .state import Fault, State
+from .state import State
 
 ROUTES: list[Route] = [
     *instances.ROUTES,
@@ -26,15 +26,11 @@ ROUTES: list[Route] = [
 ]
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, *args: object) -> None:
-        pass  # tests count calls through GceFake.calls; a line per call is noise
-
-
 class GceFake:
     """A stateful Compute Engine (plus the IAM and Resource Manager calls a provider makes)
-    on a random loopback port. Use as a context manager; `endpoint` is what the SDK's
-    ClientOptions(api_endpoint=...) takes.
+    on a random port of `address`: loopback, or an address inside a network namespace the
+    test created (a host network's bridge) so processes in other namespaces reach it. Use as
+    a context manager; `endpoint` is what the SDK's ClientOptions(api_endpoint=...) takes.
 
     Instances get private addresses from `subnet` starting at `first_ip`, and a public
     natIP only when their networkInterfaces ask for an accessConfig: then a documentation
@@ -50,6 +46,8 @@ class GceFake:
         operation_seconds: float = 0.0,
         boot_seconds: float = 0.0,
         granted_permissions: Iterable[str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        address: str = "127.0.0.1",
     ) -> None:
         self.state = State(
             project=project,
@@ -61,32 +59,28 @@ class GceFake:
             granted_permissions=(
                 None if granted_permissions is None else frozenset(granted_permissions)
             ),
+            clock=clock,
         )
         self._routes = Map(
             [Rule(r.path, methods=[r.method], endpoint=r) for r in ROUTES],
             strict_slashes=False,
         )
-        self._server = make_server(
-            "127.0.0.1", 0, self._app, threaded=True, request_handler=_QuietHandler
-        )
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._server = FakeServer(self._app, address)
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self._server.port}"
+        return self._server.endpoint
 
     @property
     def project(self) -> str:
         return self.state.project
 
     def __enter__(self) -> GceFake:
-        self._thread.start()
+        self._server.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        self._server.stop()
 
     # -- what tests observe ------------------------------------------------------------------
 
@@ -151,7 +145,7 @@ class GceFake:
         times: int | None,
     ) -> None:
         with self.state.lock:
-            self.state.faults.append(Fault(methods, zone, error, times))
+            self.state.faults.add(Fault(methods, zone, error, times))
 
     # -- serving -------------------------------------------------------------------------------
 
