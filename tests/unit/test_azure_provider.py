@@ -326,3 +326,19 @@ def test_down_in_a_shared_group_removes_only_the_clusters(fake: ArmFake, tmp_pat
     p.cleanup()
     assert GROUP.lower() in fake.state.groups
     assert tagged(fake) == [] and fake.state.role_assignments == {}
+
+
+def test_the_environment_points_a_provider_at_another_endpoint(
+    fake: ArmFake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the head's monitor finds the fake: an endpoint and a token in its environment."""
+    p = provider(fake, tmp_path)
+    p.bootstrap()
+    (node,) = p.create_nodes("worker", 1, launch_tags(NodeKind.WORKER))
+    monkeypatch.setenv(setup.ENDPOINT_ENV, fake.endpoint)
+    monkeypatch.setenv(setup.TOKEN_ENV, fake.token)
+    on_head = AzureProvider(p._config, home=tmp_path / "head-home")
+    assert [n.id for n in on_head.list_nodes()] == [node.id]
+    monkeypatch.setenv(setup.TOKEN_ENV, "wrong")
+    with pytest.raises(AuthError):
+        AzureProvider(p._config, home=tmp_path / "head-home").list_nodes()
