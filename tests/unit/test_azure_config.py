@@ -127,3 +127,9 @@ def test_spot_deallocate_is_refused_by_up_before_anything(
         "VM is gone, its disk too); deallocated Spot VMs are not reused"
     )
     assert not (tmp_path / "home").exists()
+
+
+def test_rays_unique_id_is_ignored_with_a_warning(tmp_path: Path, cli) -> None:
+    result = cli("validate", write(tmp_path, ", unique_id: RAY1"))
+    assert result.code == 0
+    assert "provider.unique_id: ignored: rayctl names the cluster's resources" in result.err

@@ -89,8 +89,8 @@ class AzureProviderConfig(ProviderSettings):
     unique_id: str | None = Field(
         None,
         pattern=r"^[A-Za-z0-9]{1,8}$",
-        description="Short id in the names of the cluster's resources (default: derived from "
-        "the group and cluster names).",
+        description="Ray's short id in its resource names; rayctl names the cluster's "
+        "resources rayctl-<cluster>-... instead and ignores it (with a warning).",
     )
     msi_name: str | None = Field(
         None,
@@ -171,6 +171,14 @@ def check(config: ClusterConfig, base_dir: Path, found: Findings) -> ClusterConf
             (("provider",), "give msi_name and msi_resource_group together, or neither")
         )
     check_ssh_sources(provider.ssh_source_cidrs, found)
+    if provider.unique_id is not None:
+        found.warnings.append(
+            (
+                ("provider", "unique_id"),
+                "ignored: rayctl names the cluster's resources rayctl-<cluster>-... and finds "
+                "them by their rayctl-cluster tag",
+            )
+        )
     if provider.subnet_mask:
         try:
             ipaddress.IPv4Network(provider.subnet_mask)
