@@ -24,12 +24,11 @@ import logging
 import os
 import sys
 import tempfile
-import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from common import batch_rounds, print_batch
+from common import BATCH_SIDES, batch_rounds, print_batch, run_batch_side
 
 REGION = "us-west-2"
 IMAGE = "ami-1e749f67"  # one of moto's images
@@ -43,12 +42,6 @@ available_node_types:
 head_node_type: head
 max_workers: 1000
 """
-TAGS = {
-    "rayctl-kind": "worker",
-    "rayctl-launch-hash": "bench",
-    "rayctl-status": "uninitialized",
-    "rayctl-launch-request": "bench",
-}
 
 
 def count_calls(provider) -> Callable[[], int]:
@@ -62,20 +55,6 @@ def count_calls(provider) -> Callable[[], int]:
     return lambda: seen[0]
 
 
-def batched(provider, nodes: int) -> None:
-    workers = provider.create_nodes("worker", nodes, TAGS)
-    provider.terminate_nodes([w.id for w in workers])
-
-
-def one_by_one(provider, nodes: int) -> None:
-    workers = [provider.create_nodes("worker", 1, TAGS)[0] for _ in range(nodes)]
-    for worker in workers:
-        provider.terminate_nodes([worker.id])
-
-
-SIDES = {"batched": batched, "one by one": one_by_one}
-
-
 def run_side(side: str, nodes: int, home: Path, config) -> tuple[float, int]:
     from rayctl.providers.aws.instances import AWSProvider
 
@@ -84,15 +63,7 @@ def run_side(side: str, nodes: int, home: Path, config) -> tuple[float, int]:
         urllib.request.Request(f"{os.environ['AWS_ENDPOINT_URL']}/moto-api/reset", method="POST")
     ).close()
     provider = AWSProvider(config, home=home)
-    provider.bootstrap()
-    calls = count_calls(provider)
-    started = time.perf_counter()
-    SIDES[side](provider, nodes)
-    took = time.perf_counter() - started
-    left = provider.list_nodes()
-    if left:
-        raise SystemExit(f"{side}: {len(left)} node(s) still listed after termination")
-    return took, calls()
+    return run_batch_side(provider, side, nodes, count_calls(provider))
 
 
 def main() -> int:
@@ -127,7 +98,7 @@ def main() -> int:
             config = load_config(path).config
             medians = batch_rounds(
                 lambda side: run_side(side, args.nodes, Path(tmp) / "home", config),
-                list(SIDES),
+                list(BATCH_SIDES),
                 args.rounds,
                 "EC2 calls",
             )

@@ -66,6 +66,45 @@ class Interrupts:
 INTERRUPTS = Interrupts()
 
 
+# The batch benchmarks' (aws, gcp, azure) workers' tags and their two sides: one call for
+# the whole batch against one node per call.
+BATCH_TAGS = {
+    "rayctl-kind": "worker",
+    "rayctl-launch-hash": "bench",
+    "rayctl-status": "uninitialized",
+    "rayctl-launch-request": "bench",
+}
+
+
+def batched(provider, nodes: int) -> None:
+    workers = provider.create_nodes("worker", nodes, BATCH_TAGS)
+    provider.terminate_nodes([w.id for w in workers])
+
+
+def one_by_one(provider, nodes: int) -> None:
+    workers = [provider.create_nodes("worker", 1, BATCH_TAGS)[0] for _ in range(nodes)]
+    for worker in workers:
+        provider.terminate_nodes([worker.id])
+
+
+BATCH_SIDES = {"batched": batched, "one by one": one_by_one}
+
+
+def run_batch_side(provider, side: str, nodes: int, calls: Callable[[], int]) -> tuple[float, int]:
+    """Bootstrap `provider`, then run one side: its seconds and API calls (as `calls()`
+    counts them). Exits when a node of the cluster is still listed afterwards."""
+    provider.bootstrap()
+    before = calls()
+    started = time.perf_counter()
+    BATCH_SIDES[side](provider, nodes)
+    took = time.perf_counter() - started
+    made = calls() - before
+    left = provider.list_nodes()
+    if left:
+        raise SystemExit(f"{side}: {len(left)} node(s) still listed after termination")
+    return took, made
+
+
 def batch_rounds(
     run_side: Callable[[str], tuple[float, int]],
     sides: list[str],

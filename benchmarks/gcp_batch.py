@@ -26,10 +26,9 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from common import batch_rounds, print_batch
+from common import BATCH_SIDES, batch_rounds, print_batch, run_batch_side
 
 from tests.fakes.gce import GceFake
 
@@ -45,26 +44,6 @@ available_node_types:
 head_node_type: head
 max_workers: 1000
 """
-TAGS = {
-    "rayctl-kind": "worker",
-    "rayctl-launch-hash": "bench",
-    "rayctl-status": "uninitialized",
-    "rayctl-launch-request": "bench",
-}
-
-
-def batched(provider, nodes: int) -> None:
-    workers = provider.create_nodes("worker", nodes, TAGS)
-    provider.terminate_nodes([w.id for w in workers])
-
-
-def one_by_one(provider, nodes: int) -> None:
-    workers = [provider.create_nodes("worker", 1, TAGS)[0] for _ in range(nodes)]
-    for worker in workers:
-        provider.terminate_nodes([worker.id])
-
-
-SIDES = {"batched": batched, "one by one": one_by_one}
 
 
 def run_side(side: str, nodes: int, home: Path, config) -> tuple[float, int]:
@@ -74,16 +53,7 @@ def run_side(side: str, nodes: int, home: Path, config) -> tuple[float, int]:
     with GceFake(project="bench-project", subnet="10.220.0.0/16", first_ip="10.220.0.4") as fake:
         os.environ[gcp_setup.ENDPOINT_ENV] = fake.endpoint
         provider = GCPProvider(config, home=home)
-        provider.bootstrap()
-        before = sum(fake.calls.values())
-        started = time.perf_counter()
-        SIDES[side](provider, nodes)
-        took = time.perf_counter() - started
-        calls = sum(fake.calls.values()) - before
-        left = provider.list_nodes()
-    if left:
-        raise SystemExit(f"{side}: {len(left)} node(s) still listed after termination")
-    return took, calls
+        return run_batch_side(provider, side, nodes, lambda: sum(fake.calls.values()))
 
 
 def main() -> int:
@@ -103,7 +73,7 @@ def main() -> int:
         config = load_config(path).config
         medians = batch_rounds(
             lambda side: run_side(side, args.nodes, Path(tmp) / "home", config),
-            list(SIDES),
+            list(BATCH_SIDES),
             args.rounds,
             "GCE calls",
         )

@@ -21,6 +21,7 @@ from rayctl.config.provider_spec import ProviderSpec
 from rayctl.config.schema import ClusterConfig
 from rayctl.errors import RayctlError
 from rayctl.providers.aws.config import SPEC as AWS
+from rayctl.providers.azure.config import SPEC as AZURE
 from rayctl.providers.fake.config import SPEC as FAKE
 from rayctl.providers.gcp.config import SPEC as GCP
 from rayctl.providers.local.config import SPEC as LOCAL
@@ -29,7 +30,7 @@ from rayctl.providers.ssh.config import SPEC as SSH
 if TYPE_CHECKING:
     from rayctl.providers.base import NodeProvider
 
-_BUILTIN: tuple[ProviderSpec, ...] = (LOCAL, SSH, AWS, GCP, FAKE)
+_BUILTIN: tuple[ProviderSpec, ...] = (LOCAL, SSH, AWS, GCP, AZURE, FAKE)
 _SPECS: dict[str, ProviderSpec] = {spec.kind: spec for spec in _BUILTIN}
 # Providers from outside rayctl: comma-separated "module:attribute" of ProviderSpecs. A
 # provider that runs the autoscaler on a head passes it on there (in prepare_head's env).

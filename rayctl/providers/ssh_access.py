@@ -17,6 +17,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import paramiko
+
 from rayctl.config.exposure import PINNED_RAY_PORTS
 from rayctl.config.schema import ClusterConfig
 from rayctl.errors import ProviderError
@@ -161,3 +163,24 @@ def write_private_key(path: Path, material: str) -> None:
     with os.fdopen(fd, "w") as f:
         f.write(material if material.endswith("\n") else material + "\n")
     os.replace(tmp, path)
+
+
+def public_key_line(key_path: Path, *, create: bool, comment: str) -> str:
+    """`TYPE BASE64 COMMENT` of the private key at `key_path`; with `create`, a new ed25519
+    key is made there (0600) first when there is none (a key rayctl makes for the cluster)."""
+    if create and not key_path.exists():
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        pem = Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        )
+        write_private_key(key_path, pem.decode())
+    check_key_mode(key_path)
+    try:
+        key = paramiko.PKey.from_path(key_path)
+    except (OSError, ValueError, TypeError, paramiko.SSHException) as exc:
+        raise ProviderError(f"cannot read the ssh key {key_path}: {exc}") from None
+    return f"{key.get_name()} {key.get_base64()} {comment}"

@@ -33,7 +33,7 @@ def test_an_unregistered_provider_is_an_unknown_type(cli, make_cluster):
     assert result.code == 2, result.text
     assert (
         "provider.type: unknown provider type 'sandbox' "
-        "(expected one of: local, ssh, aws, gcp, fake)" in (result.err)
+        "(expected one of: local, ssh, aws, gcp, azure, fake)" in (result.err)
     )
 
 
@@ -50,7 +50,7 @@ def test_a_registered_provider_is_validated_listed_and_brought_up(
 
     schema = json.loads(cli("schema").out)
     variants = schema["properties"]["provider"]["discriminator"]["mapping"]
-    assert sorted(variants) == ["aws", "fake", "gcp", "local", "sandbox", "ssh"]
+    assert sorted(variants) == ["aws", "azure", "fake", "gcp", "local", "sandbox", "ssh"]
 
     cluster = make_cluster(
         "sbx",

@@ -14,6 +14,7 @@ HEAVY = ("ray", "boto3", "botocore", "google.cloud", "azure", "paramiko", "jinja
 LOCAL = REPO / "cluster-configs" / "local.yaml"
 AWS = REPO / "cluster-configs" / "aws.yaml"
 GCP = REPO / "cluster-configs" / "gcp.yaml"
+AZURE = REPO / "cluster-configs" / "azure.yaml"
 
 
 @pytest.mark.parametrize(
@@ -23,9 +24,10 @@ GCP = REPO / "cluster-configs" / "gcp.yaml"
         ["validate", str(LOCAL)],
         ["validate", str(AWS)],
         ["validate", str(GCP)],
+        ["validate", str(AZURE)],
         ["schema"],
     ],
-    ids=["help", "validate-local", "validate-aws", "validate-gcp", "schema"],
+    ids=["help", "validate-local", "validate-aws", "validate-gcp", "validate-azure", "schema"],
 )
 def test_light_commands_load_nothing_heavy(args: list[str]):
     code = (

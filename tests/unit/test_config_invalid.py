@@ -301,7 +301,7 @@ CASES = [
         "provider-type-misspelt",
         "provider:\n  type: locl\n",
         2,
-        "unknown provider type 'locl' (expected one of: local, ssh, aws, gcp, fake); "
+        "unknown provider type 'locl' (expected one of: local, ssh, aws, gcp, azure, fake); "
         "did you mean 'local'",
     ),
     case("provider-missing", "cluster_name: x\n", 1, "missing required key 'provider'"),
@@ -650,7 +650,7 @@ def test_messages_name_the_fix(tmp_path: Path, cli, rayctl_home: Path) -> None:
 
     assert errors("provider:\n  type: locl\n") == [
         "provider.type: unknown provider type 'locl' (expected one of: local, ssh, aws, gcp, "
-        "fake); did you mean 'local'?"
+        "azure, fake); did you mean 'local'?"
     ]
     assert errors(LOCAL + "available_node_types:\n  head: {}\n  gpu: {}\n") == [
         "missing required key 'head_node_type' (one of: head, gpu)"

@@ -58,6 +58,7 @@ def test_the_corpus_has_every_shape() -> None:
         "aws/launch-templates", "aws/cloudwatch", "aws/network-interfaces", "aws/gpu",
         "onprem/minimal-manual", "onprem/full", "onprem/minimal-automatic",
         "gcp/minimal", "gcp/truly-minimal", "gcp/full", "gcp/gpu", "gcp/tpu",
+        "azure/minimal", "azure/full", "azure/availability-zones", "azure/gpu",
     }  # fmt: skip
 
 

@@ -30,7 +30,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import paramiko
 from google.api_core import exceptions as gexc
 from google.auth.credentials import Credentials
 from google.cloud import compute_v1
@@ -44,9 +43,9 @@ from rayctl.providers.gcp import labels
 from rayctl.providers.gcp import setup as gcp_setup
 from rayctl.providers.gcp.config import SSH_KEYS, GCPProviderConfig
 from rayctl.providers.gcp.errors import call, operation_error
-from rayctl.providers.ssh_access import SSHAccess, connect_attempts_s, write_private_key
+from rayctl.providers.ssh_access import SSHAccess, connect_attempts_s, public_key_line
 from rayctl.runtime import head_paths
-from rayctl.runtime.ssh_runner import SSHRunner, check_key_mode
+from rayctl.runtime.ssh_runner import SSHRunner
 
 _STATES = {
     "PROVISIONING": NodeState.PENDING,
@@ -389,25 +388,11 @@ class GCPProvider:
 
     def _public_key_line(self) -> str:
         """`TYPE BASE64 COMMENT` of the cluster's key (made here on first use)."""
-        if not self._config.auth.ssh_private_key and not self.key_path.exists():
-            self._make_key()
-        check_key_mode(self.key_path)
-        try:
-            key = paramiko.PKey.from_path(self.key_path)
-        except (OSError, ValueError, TypeError, paramiko.SSHException) as exc:
-            raise ProviderError(f"cannot read the ssh key {self.key_path}: {exc}") from None
-        return f"{key.get_name()} {key.get_base64()} rayctl-{self.key_name}"
-
-    def _make_key(self) -> None:
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-        pem = Ed25519PrivateKey.generate().private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.OpenSSH,
-            serialization.NoEncryption(),
+        return public_key_line(
+            self.key_path,
+            create=not self._config.auth.ssh_private_key,
+            comment=f"rayctl-{self.key_name}",
         )
-        write_private_key(self.key_path, pem.decode())
 
     # -- terminating -------------------------------------------------------------------------
 

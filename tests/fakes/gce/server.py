@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
-from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from ..plumbing import FakeServer, Fault
 from . import disks, firewalls, iam, instances, operations
 from .errors import ApiError, OperationError, not_found, quota_exceeded, rate_limited, stockout
 from .routing import Call, Route
-from .state import Fault, State
+from .state import State
 
 ROUTES: list[Route] = [
     *instances.ROUTES,
@@ -25,11 +24,6 @@ ROUTES: list[Route] = [
     *firewalls.ROUTES,
     *iam.ROUTES,
 ]
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, *args: object) -> None:
-        pass  # tests count calls through GceFake.calls; a line per call is noise
 
 
 class GceFake:
@@ -71,30 +65,22 @@ class GceFake:
             [Rule(r.path, methods=[r.method], endpoint=r) for r in ROUTES],
             strict_slashes=False,
         )
-        self._address = address
-        self._server = make_server(
-            address, 0, self._app, threaded=True, request_handler=_QuietHandler
-        )
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        self._server = FakeServer(self._app, address)
 
     @property
     def endpoint(self) -> str:
-        return f"http://{self._address}:{self._server.port}"
+        return self._server.endpoint
 
     @property
     def project(self) -> str:
         return self.state.project
 
     def __enter__(self) -> GceFake:
-        self._thread.start()
+        self._server.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        self._server.stop()
 
     # -- what tests observe ------------------------------------------------------------------
 
@@ -159,7 +145,7 @@ class GceFake:
         times: int | None,
     ) -> None:
         with self.state.lock:
-            self.state.faults.append(Fault(methods, zone, error, times))
+            self.state.faults.add(Fault(methods, zone, error, times))
 
     # -- serving -------------------------------------------------------------------------------
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import heapq
-import ipaddress
 import itertools
 import threading
 import time
@@ -13,40 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from ..plumbing import AddressPool, Faults, documentation_addresses
 from .errors import ApiError, OperationError, not_found
 from .records import Disk, Firewall, Instance, Operation, ServiceAccount, timestamp
 
 E = TypeVar("E", ApiError, OperationError)
-
-
-@dataclass
-class Fault:
-    methods: frozenset[str]  # GCE method ids, e.g. "compute.instances.bulkInsert"; empty: all
-    zone: str | None  # None: any zone
-    error: ApiError | OperationError
-    times: int | None  # None: until cleared
-
-    def matches(self, method: str, zone: str | None) -> bool:
-        return (not self.methods or method in self.methods) and self.zone in (None, zone)
-
-
-@dataclass
-class AddressPool:
-    """Private addresses handed out lowest first, as a subnet's DHCP does; freed on delete."""
-
-    subnet: ipaddress.IPv4Network
-    first: ipaddress.IPv4Address
-    used: set[ipaddress.IPv4Address] = field(default_factory=set)
-
-    def take(self) -> str:
-        for ip in self.subnet.hosts():
-            if ip >= self.first and ip not in self.used:
-                self.used.add(ip)
-                return str(ip)
-        raise RuntimeError(f"the fake's subnet {self.subnet} is full: give it a larger one")
-
-    def give_back(self, ip: str) -> None:
-        self.used.discard(ipaddress.IPv4Address(ip))
 
 
 @dataclass
@@ -94,16 +64,10 @@ class State:
         self.boot_seconds = boot_seconds
         self.granted_permissions = granted_permissions  # None: every permission
         self.calls: Counter[str] = Counter()
-        self.faults: list[Fault] = []
+        self.faults = Faults()
         self.unavailable: set[tuple[str, str]] = set()  # (zone, machine type)
-        self.private_ips = AddressPool(
-            ipaddress.IPv4Network(subnet), ipaddress.IPv4Address(first_ip)
-        )
-        # TEST-NET-3 (RFC 5737): documentation addresses that route nowhere. A test must
-        # never contact an instance's natIP.
-        self.public_ips = AddressPool(
-            ipaddress.IPv4Network("203.0.113.0/24"), ipaddress.IPv4Address("203.0.113.1")
-        )
+        self.private_ips = AddressPool.of(subnet, first_ip)
+        self.public_ips = documentation_addresses()  # a test must never contact a natIP
         self.instances: dict[tuple[str, str], Instance] = {}  # (zone, name)
         self.disks: dict[tuple[str, str], Disk] = {}
         self.firewalls: dict[str, Firewall] = {}
@@ -141,14 +105,7 @@ class State:
 
     def take_fault(self, method: str, zone: str | None, kind: type[E]) -> E | None:
         """The error of the first fault set for this call and zone, counting it down."""
-        for fault in self.faults:
-            if fault.matches(method, zone) and isinstance(fault.error, kind):
-                if fault.times is not None:
-                    fault.times -= 1
-                    if fault.times == 0:
-                        self.faults.remove(fault)
-                return fault.error
-        return None
+        return self.faults.take(method, zone, kind)
 
     # -- lookups -----------------------------------------------------------------------------
 
