@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from azure.core.exceptions import (
@@ -13,6 +14,7 @@ from azure.core.exceptions import (
     HttpResponseError,
     ResourceNotFoundError,
 )
+from azure.core.rest import HttpRequest, HttpResponse
 from azure.mgmt.authorization.models import RoleAssignmentCreateParameters
 from azure.mgmt.compute.models import (
     HardwareProfile,
@@ -156,6 +158,12 @@ def test_vm_create_is_long_running_and_lists_across_pages(fake: ArmFake, arm: Ar
 def test_paths_are_case_insensitive(fake: ArmFake, arm: ArmClients) -> None:
     launch(arm, fake, "n1")
     assert arm.compute.virtual_machines.get(GROUP.upper(), "N1").name == "n1"
+    path = (
+        f"/SUBSCRIPTIONS/{fake.subscription}/resourcegroups/{GROUP}/providers"
+        "/microsoft.compute/VIRTUALMACHINES/n1?api-version=2024-07-01"
+    )
+    response = arm.compute.send_request(HttpRequest("GET", fake.endpoint + path))
+    assert (response.status_code, response.json()["name"]) == (200, "n1")
 
 
 def test_nic_addresses_come_from_the_pool_and_go_back(fake: ArmFake, arm: ArmClients) -> None:
@@ -224,12 +232,12 @@ def test_a_bad_token_is_401(fake: ArmFake) -> None:
 
 
 def test_slow_operations_succeed_later(fake: ArmFake, arm: ArmClients) -> None:
+    nic = make_nic(arm, fake, "nic1")
     fake.slow_operations(0.5)
-    poller = arm.compute.virtual_machines.begin_create_or_update(
-        GROUP, "n1", vm_model(make_nic(arm, fake, "nic1"))
-    )
+    polls = fake.calls["AsyncOperation_Get"]
+    poller = arm.compute.virtual_machines.begin_create_or_update(GROUP, "n1", vm_model(nic))
     assert poller.result().provisioning_state == "Succeeded"
-    assert fake.calls["AsyncOperation_Get"] >= 2  # InProgress first, then Succeeded
+    assert fake.calls["AsyncOperation_Get"] - polls >= 2  # InProgress first, then Succeeded
 
 
 def test_deallocate_and_start(fake: ArmFake, arm: ArmClients) -> None:
@@ -371,3 +379,74 @@ def test_role_assignments_at_a_scope(fake: ArmFake, arm: ArmClients) -> None:
     assert [(a.name, a.principal_id) for a in found] == [(name, identity.principal_id)]
     arm.authorization.role_assignments.delete(scope, name)
     assert list(arm.authorization.role_assignments.list_for_scope(scope)) == []
+
+
+def test_parallel_creation_gives_every_vm_its_own_address(fake: ArmFake, arm: ArmClients) -> None:
+    nics = [make_nic(arm, fake, f"w{i}-nic") for i in range(8)]
+    pollers = [
+        arm.compute.virtual_machines.begin_create_or_update(GROUP, f"w{i}", vm_model(nic))
+        for i, nic in enumerate(nics)
+    ]
+    with ThreadPoolExecutor(8) as pool:
+        states = list(pool.map(lambda p: p.result().provisioning_state, pollers))
+    assert states == ["Succeeded"] * 8
+    addresses = {
+        n.ip_configurations[0].private_ip_address
+        for n in arm.network.network_interfaces.list(GROUP)
+    }
+    assert addresses == {f"10.230.1.{i}" for i in range(4, 12)}
+
+
+def test_an_attached_nic_cannot_be_deleted_or_reused(fake: ArmFake, arm: ArmClients) -> None:
+    vm = launch(arm, fake, "n1")
+    with pytest.raises(HttpResponseError) as in_use:
+        arm.network.network_interfaces.begin_delete(GROUP, "n1-nic").result()
+    assert (in_use.value.status_code, in_use.value.error.code) == (400, "NicInUse")
+    other = vm_model(arm.network.network_interfaces.get(GROUP, "n1-nic"))
+    with pytest.raises(HttpResponseError) as reused:
+        arm.compute.virtual_machines.begin_create_or_update(GROUP, "n2", other).result()
+    assert reused.value.error.code == "NicInUse"
+    assert arm.network.network_interfaces.get(GROUP, "n1-nic").virtual_machine.id == vm.id
+
+
+def test_spot_eviction_with_deallocate_policy_keeps_the_vm(fake: ArmFake, arm: ArmClients) -> None:
+    launch(arm, fake, "spot", priority="Spot", eviction_policy="Deallocate")
+    fake.evict(GROUP, "spot")
+    assert power_state(arm, "spot") == "PowerState/deallocated"
+
+
+def test_subnets_and_security_rules_as_children(fake: ArmFake, arm: ArmClients) -> None:
+    arm.network.subnets.begin_create_or_update(
+        GROUP, "vnet", "workers", Subnet(address_prefix="10.230.2.0/24")
+    ).result()
+    assert arm.network.subnets.get(GROUP, "vnet", "workers").address_prefix == "10.230.2.0/24"
+    names = [s.name for s in arm.network.virtual_networks.get(GROUP, "vnet").subnets]
+    assert names == ["default", "workers"]
+    arm.network.network_security_groups.begin_create_or_update(
+        GROUP, "nsg", NetworkSecurityGroup(location="eastus")
+    ).result()
+    rule = SecurityRule(
+        protocol="Tcp",
+        access="Allow",
+        direction="Inbound",
+        priority=1000,
+        source_address_prefix="VirtualNetwork",
+        source_port_range="*",
+        destination_address_prefix="*",
+        destination_port_range="*",
+    )
+    arm.network.security_rules.begin_create_or_update(GROUP, "nsg", "intra", rule).result()
+    got = arm.network.network_security_groups.get(GROUP, "nsg").security_rules
+    assert [(r.name, r.source_address_prefix) for r in got] == [("intra", "VirtualNetwork")]
+
+
+def test_subscription_get_and_an_unknown_subscription(fake: ArmFake, arm: ArmClients) -> None:
+    def get(subscription: str) -> HttpResponse:
+        url = f"{fake.endpoint}/subscriptions/{subscription}?api-version=2022-12-01"
+        return arm.resources.send_request(HttpRequest("GET", url))
+
+    found = get(fake.subscription)
+    assert (found.status_code, found.json()["state"]) == (200, "Enabled")
+    missing = get("00000000-0000-0000-0000-000000000000")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "SubscriptionNotFound"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 from . import network
 from .errors import ArmError, OperationFailure, invalid, sku_not_available
@@ -31,7 +32,7 @@ def create_vm(s: State, call: Call, id_: str, existing: Resource | None) -> Repl
         )
     nic_refs = props.get("networkProfile", {}).get("networkInterfaces", [])
     if not nic_refs:
-        raise invalid("Required parameter 'networkProfile' is missing (null).", "InvalidParameter")
+        raise invalid("Required parameter 'networkProfile' is missing (null).")
     nics = [network.nic_for_vm(s, ref["id"], id_) for ref in nic_refs]
     if (zone, size) in s.unavailable or (None, size) in s.unavailable:
         raise sku_not_available(size, s.location, zone)
@@ -89,10 +90,10 @@ def create_vm(s: State, call: Call, id_: str, existing: Resource | None) -> Repl
                     "provisioningState": "Succeeded",
                     "timeCreated": now(),
                     "osType": "Linux",
+                    "managedBy": id_,
                 },
             )
         )
-        s.get(disk_id).properties["managedBy"] = id_
 
     op = s.start_operation(created, failure)
     if failure:  # a VM that failed to allocate stays, Failed, until deleted (as in Azure)
@@ -160,7 +161,7 @@ def remove_vm(s: State, vm: Resource) -> None:
             s.reserved_nics[nic.id.lower()] = (s.clock() + s.nic_reservation_seconds, vm.id)
 
 
-def power(state: str, final: str):
+def power(state: str, final: str) -> Callable[[State, Call, Resource], Reply]:
     """deallocate / start / powerOff: POST, 202, the power state after the operation."""
 
     def action(s: State, call: Call, vm: Resource) -> Reply:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 
 from .errors import ArmError, group_not_found
 from .routing import Call, Reply, page
@@ -62,7 +63,7 @@ def list_groups(s: State, call: Call) -> Reply:
     return page(call, [g.resource() for g in groups], s.page_size)
 
 
-def delete_group(s: State, call: Call, group: str, remove_all: object) -> Reply:
+def delete_group(s: State, call: Call, group: str, remove_all: Callable[[str], None]) -> Reply:
     """202 with only a Location to poll; everything inside goes, then the group."""
     found = s.groups.get(group.lower())
     if found is None:
@@ -70,7 +71,7 @@ def delete_group(s: State, call: Call, group: str, remove_all: object) -> Reply:
     found.properties["provisioningState"] = "Deleting"
 
     def gone() -> None:
-        remove_all(group)  # type: ignore[operator]
+        remove_all(group)
         s.groups.pop(group.lower(), None)
 
     op = s.start_operation(gone)
