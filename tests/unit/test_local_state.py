@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from rayctl.errors import StateCorrupted, TerminationFailed
 from rayctl.ops import down as down_module
 from rayctl.providers.base import Node, NodeKind, Tag
 from rayctl.providers.local import loopback
-from rayctl.providers.local.instances import LocalProvider
+from rayctl.providers.local.instances import LocalProvider, _free_ports
 from rayctl.providers.registry import load_config
 from rayctl.runtime import detached
 from rayctl.runtime.runner import CommandResult
@@ -218,3 +219,18 @@ def test_a_corrupted_nodes_json_is_a_clear_error_until_down_force(
     assert cli("status", config_path).code == 4  # no nodes any more
     assert cli("down", config_path, "--yes").code == 0  # nothing left to remove: forgotten
     assert list(provider.state_dir.iterdir()) == [copy]
+
+
+def test_ports_for_one_start_are_distinct_and_prefer_the_given_one() -> None:
+    """Ray refuses a start whose components share a port: ports chosen together never repeat
+    (each stays bound until all are chosen), and a preferred port that is taken gives way."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        busy = taken.getsockname()[1]
+        ports = _free_ports([("", 0)] * 300 + [("127.0.0.1", busy)])
+    assert len(set(ports)) == len(ports)
+    assert ports[-1] != busy
+    with socket.socket() as probe:  # a free preferred port is the one given
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    assert _free_ports([("127.0.0.1", free)]) == [free]

@@ -218,18 +218,17 @@ class LocalProvider:
         with self._locked() as records:
             record = records[node.id]
             tags: dict[str, str] = {}
-            agent_port = _free_port()
+            is_head = node.kind is NodeKind.HEAD
+            # The head's dashboard prefers Ray's usual port on its own address.
+            wanted = [("", 0), ("", 0), (record.ip, DASHBOARD_PORT)] if is_head else []
+            agent_port, *head_ports = _free_ports([("", 0), *wanted])
             args = [
                 f"--node-ip-address={record.ip}",
                 f"--temp-dir={self._ray_temp_dir(node.id)}",
                 f"--dashboard-agent-listen-port={agent_port}",
             ]
-            if node.kind is NodeKind.HEAD:
-                gcs, client, dashboard = (
-                    _free_port(),
-                    _free_port(),
-                    _free_port(record.ip, DASHBOARD_PORT),
-                )
+            if is_head:
+                gcs, client, dashboard = head_ports
                 tags = {Tag.GCS_PORT: str(gcs), Tag.DASHBOARD_PORT: str(dashboard)}
                 record.tags.update(tags)
                 args += [
@@ -308,12 +307,19 @@ def _stop_orphans(node_id: str) -> str | None:
     return f"its processes {pids} survived SIGKILL"
 
 
-def _free_port(host: str = "", preferred: int = 0) -> int:
-    """A TCP port nothing listens on now: `preferred` if it is free on `host`, else any.
-    Ray binds some of its servers to every interface, so the default checks them all."""
-    with socket.socket() as s:
-        try:
-            s.bind((host, preferred))
-        except OSError:
-            s.bind((host, 0))
-        return s.getsockname()[1]
+def _free_ports(wanted: Sequence[tuple[str, int]]) -> list[int]:
+    """A TCP port nothing listens on now for each (host, preferred) of `wanted`: `preferred`
+    if it is free on `host`, else any; all distinct. Each socket stays bound until every port
+    is chosen: closed one by one, the kernel may hand out one port twice, and Ray refuses a
+    start whose components share a port. Host "" checks every interface (Ray binds some of
+    its servers to all of them)."""
+    with contextlib.ExitStack() as held:
+        ports = []
+        for host, preferred in wanted:
+            s = held.enter_context(socket.socket())
+            try:
+                s.bind((host, preferred))
+            except OSError:
+                s.bind((host, 0))
+            ports.append(s.getsockname()[1])
+        return ports
