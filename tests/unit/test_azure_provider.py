@@ -6,20 +6,22 @@ nothing tagged with the cluster."""
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from azure.mgmt.resource.resources.models import ResourceGroup
 
-from rayctl.errors import AuthError, CapacityError, QuotaError
+from rayctl.errors import AuthError, CapacityError, QuotaError, TransientError
 from rayctl.providers.azure import setup
-from rayctl.providers.azure.instances import AzureProvider
+from rayctl.providers.azure.instances import NIC_RESERVED_WAIT_S, NIC_RETRY_S, AzureProvider
 from rayctl.providers.base import NodeKind, NodeState, Tag
 from rayctl.providers.registry import load_config
 from tests.fakes.arm import ArmFake
 from tests.fakes.arm.clients import StaticToken
+from tests.unit.test_arm_fake import Clock
 from tests.unit.test_aws_provider import launch_tags
 
 GROUP = "rayctl-test-rg"
@@ -39,6 +41,7 @@ def provider(
     more: str = "",
     token: str | None = None,
     worker: str = "",
+    sleep: Callable[[float], None] = time.sleep,
 ) -> AzureProvider:
     path = tmp_path / "cluster.yaml"
     path.write_text(
@@ -75,7 +78,7 @@ def provider(
             polling_interval=0,
         )
 
-    return AzureProvider(config, home=tmp_path / "home", clients=clients)
+    return AzureProvider(config, home=tmp_path / "home", clients=clients, sleep=sleep)
 
 
 def tagged(fake: ArmFake) -> list[str]:
@@ -230,6 +233,52 @@ def test_a_quota_error_is_a_quota_error_and_leaves_nothing(fake: ArmFake, tmp_pa
     with pytest.raises(QuotaError, match=r"Cores quota.*ask for more quota"):
         p.create_nodes("worker", 2, launch_tags(NodeKind.WORKER))
     assert in_group(fake, VM) == [] and in_group(fake, NIC) == [] and in_group(fake, IP) == []
+
+
+class SleepingClock(Clock):
+    """The fake's clock, stepped by the provider's waits (one thread waits at a time)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.slept = 0.0
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        self.slept += seconds
+
+
+def test_a_nic_azure_still_reserves_after_a_failed_creation_is_deleted_once_free(
+    tmp_path: Path,
+) -> None:
+    clock = SleepingClock()
+    with ArmFake(clock=clock, nic_reservation_seconds=180) as fake:
+        p = provider(fake, tmp_path, zone='"1"', sleep=clock.sleep)
+        p.bootstrap()
+        fake.allocation_failed("1")
+        fake.reserve_nics()
+        with pytest.raises(CapacityError):
+            p.create_nodes("worker", 1, launch_tags(NodeKind.WORKER))
+        assert in_group(fake, VM) == [] and in_group(fake, NIC) == [] and in_group(fake, IP) == []
+        # Retried every NIC_RETRY_S until the reservation ended, and no longer.
+        assert 180 <= clock.slept < 180 + NIC_RETRY_S
+        assert fake.calls["NetworkInterfaces_Delete"] == clock.slept / NIC_RETRY_S + 1
+
+
+def test_a_nic_reserved_too_long_is_named_and_a_later_down_deletes_it(tmp_path: Path) -> None:
+    clock = SleepingClock()
+    with ArmFake(clock=clock, nic_reservation_seconds=NIC_RESERVED_WAIT_S * 2) as fake:
+        more = "cache_stopped_nodes: false"
+        p = provider(fake, tmp_path, zone='"1"', more=more, sleep=clock.sleep)
+        p.bootstrap()
+        (node,) = p.create_nodes("worker", 1, launch_tags(NodeKind.WORKER))
+        fake.reserve_nics()
+        with pytest.raises(TransientError, match=rf"{node.id}-nic .*run `rayctl down` again"):
+            p.terminate_nodes([node.id])
+        assert clock.slept == NIC_RESERVED_WAIT_S
+        assert [n.name for n in in_group(fake, NIC)] == [f"{node.id}-nic"]
+        clock.now += NIC_RESERVED_WAIT_S
+        p.cleanup()
+        assert tagged(fake) == [] and GROUP.lower() not in fake.state.groups
 
 
 def test_throttling_is_waited_out_as_retry_after_says(fake: ArmFake, tmp_path: Path) -> None:

@@ -67,6 +67,7 @@ PARALLEL_CALLS = 16  # VM creates/deletes in flight at once
 CONNECT_ATTEMPTS_S = 300.0
 CONFIRM_TIMEOUT_S = 300.0
 NIC_RESERVED_WAIT_S = 300.0  # Azure keeps a deleted VM's NIC reserved for ~180 s
+NIC_RETRY_S = 10.0
 _PENDING_POWER = ("starting", "creating")
 
 
@@ -112,6 +113,7 @@ class AzureProvider:
         *,
         home: Path,
         clients: Callable[[], setup.Clients] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         assert isinstance(config.provider, AzureProviderConfig)
         self.cluster_name = config.cluster_name
@@ -120,6 +122,7 @@ class AzureProvider:
         self._home = home
         self._make_clients = clients or (lambda: setup.make_clients(self._provider))
         self._tag_lock = threading.Lock()
+        self._sleep = sleep  # tests step a fake's clock instead of waiting
         self._access_ssh = SSHAccess(
             config,
             home=home,
@@ -499,7 +502,7 @@ class AzureProvider:
             f"delete VM {name}",
             missing_ok=True,
         )
-        deadline = time.monotonic() + NIC_RESERVED_WAIT_S
+        waited = 0.0  # counted, not clocked: the calls themselves take little
         while True:
             try:
                 call(
@@ -511,9 +514,15 @@ class AzureProvider:
                 )
                 break
             except ProviderError as exc:
-                if "NicReservedForAnotherVm" not in str(exc) or time.monotonic() > deadline:
+                if "NicReservedForAnotherVm" not in str(exc):
                     raise
-                time.sleep(10)
+                if waited >= NIC_RESERVED_WAIT_S:
+                    raise TransientError(
+                        f"Azure still reserves network interface {name}-nic for a deleted VM "
+                        f"after {waited:.0f} s; run `rayctl down` again in a few minutes"
+                    ) from None
+            self._sleep(NIC_RETRY_S)
+            waited += NIC_RETRY_S
         call(
             lambda: network.public_ip_addresses.begin_delete(self.group, f"{name}-ip").result(),
             f"delete the public IP of {name}",

@@ -21,7 +21,8 @@ Faults: allocation_failed per zone (the LRO fails ZonalAllocationFailed/Allocati
 sku_not_available per size and zone (409), quota_exceeded (409 OperationNotAllowed),
 rate_limit (429 with Retry-After), fail (any error), slow_operations, evict (Spot), a wrong
 token (401), and a NIC reserved for `nic_reservation_seconds` after its VM's deletion
-(400 NicReservedForAnotherVm).
+(400 NicReservedForAnotherVm) when it was not deleted with the VM, or (reserve_nics) as
+Azure does after a failed creation, even when it was to go with the VM.
 
 Addresses: NICs get private ones from the subnet the test gives (default 10.230.1.0/24 from
 .4), whatever subnet the NIC names, so a harness can back each VM with a namespace host at

@@ -134,14 +134,21 @@ def get_vm(s: State, call: Call, vm: Resource) -> Reply:
     return Reply(200, _vm_body(s, vm, call))
 
 
+class NicsKept:
+    """A fault on VirtualMachines_Delete: the VM's NICs stay behind (ArmFake.reserve_nics)."""
+
+
 def delete_vm(s: State, call: Call, vm: Resource) -> Reply:
+    keep_nics = s.faults.take("VirtualMachines_Delete", None, NicsKept) is not None
     vm.properties["provisioningState"] = "Deleting"
-    return lro(s, call, s.start_operation(lambda: remove_vm(s, vm)), PROVIDER, 202, None)
+    op = s.start_operation(lambda: remove_vm(s, vm, keep_nics=keep_nics))
+    return lro(s, call, op, PROVIDER, 202, None)
 
 
-def remove_vm(s: State, vm: Resource) -> None:
-    """The VM goes; its OS disk and NICs go with it when their deleteOption says Delete,
-    and a NIC left behind stays reserved for a while (NicReservedForAnotherVm)."""
+def remove_vm(s: State, vm: Resource, *, keep_nics: bool = False) -> None:
+    """The VM goes; its OS disk and NICs go with it when their deleteOption says Delete
+    (NICs not with `keep_nics`), and a NIC left behind stays reserved for a while
+    (NicReservedForAnotherVm)."""
     s.remove(vm.id)
     os_disk = vm.properties["storageProfile"]["osDisk"]
     disk = s.find(os_disk["managedDisk"]["id"])
@@ -154,7 +161,7 @@ def remove_vm(s: State, vm: Resource) -> None:
         nic = s.find(ref["id"])
         if nic is None:
             continue
-        if ref.get("properties", {}).get("deleteOption") == "Delete":
+        if ref.get("properties", {}).get("deleteOption") == "Delete" and not keep_nics:
             network.remove_nic(s, nic)
         else:
             nic.properties.pop("virtualMachine", None)

@@ -227,6 +227,12 @@ class ArmFake:
         with self.state.lock:
             self.state.operation_seconds = seconds
 
+    def reserve_nics(self, *, times: int | None = 1) -> None:
+        """The next `times` VM deletions leave the VMs' NICs behind, whatever their
+        deleteOption, reserved for `nic_reservation_seconds` (NicReservedForAnotherVm on
+        delete): what Azure does with the NIC of a VM whose creation failed."""
+        self._faults(frozenset({"VirtualMachines_Delete"}), None, compute.NicsKept(), times)
+
     def evict(self, group: str, vm: str) -> None:
         """Azure reclaims a Spot VM (see compute.evict)."""
         with self.state.lock:
