@@ -1,9 +1,10 @@
-"""What every provider whose nodes are reached over SSH shares (ssh, aws and gcp today;
-azure next): one SSHRunner per node (one connection reused by every step), host keys trusted
-on first use and pinned per cluster, how long to keep trying a host that does not answer,
-the private key's mode, the `ray start` flags such nodes need, and handing the head what its
-autoscaler needs to reach the workers (the key and pinned host keys, readable only by the
-head's user; file mounts and the wheelhouse from their copies on the head).
+"""What every provider whose nodes are reached over SSH shares (ssh, aws, gcp and azure):
+one SSHRunner per node (one connection reused by every step), host keys trusted on first use
+and pinned per cluster, how long to keep trying a host that does not answer, the private
+key's path (the config's, or the cloud providers' own) and mode, the `ray start` flags such
+nodes need, and handing the head what its autoscaler needs to reach the workers (the key and
+pinned host keys, readable only by the head's user; file mounts and the wheelhouse from their
+copies on the head).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import posixpath
 import shlex
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ import paramiko
 from rayctl.config.exposure import PINNED_RAY_PORTS
 from rayctl.config.schema import ClusterConfig
 from rayctl.errors import ProviderError
-from rayctl.paths import cluster_dir
+from rayctl.paths import cluster_dir, key_file
 from rayctl.runtime import head_paths
 from rayctl.runtime.nodes import Node, RayStart
 from rayctl.runtime.runner import CommandRunner, put_private
@@ -34,6 +36,16 @@ def connect_attempts_s(default: float) -> float:
     down: RAYCTL_SSH_CONNECT_ATTEMPTS_S, else the provider's default (a cloud instance
     takes longer to boot than an on-prem host)."""
     return float(os.environ.get("RAYCTL_SSH_CONNECT_ATTEMPTS_S", default))
+
+
+def key_path(config: ClusterConfig, home: Path, key_name: Callable[[], str]) -> Path:
+    """The private key nodes are reached with: the config's auth.ssh_private_key, else the
+    one rayctl creates for the cluster under `home`. `key_name` is asked only then (AWS's
+    may look up or import a key pair)."""
+    given = config.auth.ssh_private_key
+    if given:
+        return Path(os.path.expanduser(given))
+    return key_file(home, key_name())
 
 
 class SSHAccess:

@@ -546,6 +546,7 @@ def test_given_private_key_is_imported(aws: None, tmp_path: Path) -> None:
         update={"auth": config.auth.model_copy(update={"ssh_private_key": str(path)})}
     )
     p = AWSProvider(config, home=tmp_path / "home")
+    assert "key_name" not in vars(p)  # the key's path is known without a key pair's name
     p.bootstrap()
     (pair,) = p.ec2.describe_key_pairs(Filters=MINE)["KeyPairs"]
     assert pair["KeyName"] == p.key_name

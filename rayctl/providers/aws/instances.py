@@ -33,7 +33,6 @@ from botocore.config import Config
 
 from rayctl.config.schema import ClusterConfig
 from rayctl.errors import CapacityError, ProviderError, TransientError
-from rayctl.paths import key_file
 from rayctl.providers.aws import setup as aws_setup
 from rayctl.providers.aws.config import AWSProviderConfig, wants_dlami
 from rayctl.providers.aws.errors import call, paginate
@@ -41,6 +40,7 @@ from rayctl.providers.aws.setup import Subnet, tag_dict, tag_list
 from rayctl.providers.base import Node, NodeKind, NodeState, RayStart, Tag
 from rayctl.providers.cloud import await_address, create_reusing, reusable
 from rayctl.providers.ssh_access import SSHAccess, connect_attempts_s, write_private_key
+from rayctl.providers.ssh_access import key_path as ssh_key_path
 from rayctl.runtime import head_paths
 from rayctl.runtime.ssh_runner import SSHRunner, check_key_mode
 
@@ -117,11 +117,8 @@ class AWSProvider:
 
     @property
     def key_path(self) -> Path:
-        """The private key nodes are reached with: the config's, or the one rayctl created."""
-        given = self._config.auth.ssh_private_key
-        if given:
-            return Path(os.path.expanduser(given))
-        return key_file(self._home, self.key_name)
+        """The config's private key, or the one rayctl creates for the cluster."""
+        return ssh_key_path(self._config, self._home, lambda: self.key_name)
 
     @functools.cached_property
     def key_name(self) -> str:

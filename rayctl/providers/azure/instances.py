@@ -53,13 +53,13 @@ from azure.mgmt.network.models import (
 
 from rayctl.config.schema import ClusterConfig
 from rayctl.errors import CapacityError, ProviderError, TransientError
-from rayctl.paths import key_file
 from rayctl.providers.azure import setup
 from rayctl.providers.azure.config import AzureProviderConfig, arm_parameters, zone_list
 from rayctl.providers.azure.errors import call
 from rayctl.providers.base import Node, NodeKind, NodeState, RayStart, Tag
 from rayctl.providers.cloud import await_address, create_reusing, reusable
 from rayctl.providers.ssh_access import SSHAccess, connect_attempts_s, public_key_line
+from rayctl.providers.ssh_access import key_path as ssh_key_path
 from rayctl.runtime import head_paths
 from rayctl.runtime.ssh_runner import SSHRunner
 
@@ -151,10 +151,7 @@ class AzureProvider:
     @property
     def key_path(self) -> Path:
         """The config's private key, or the one rayctl creates for the cluster."""
-        given = self._config.auth.ssh_private_key
-        if given:
-            return Path(os.path.expanduser(given))
-        return key_file(self._home, self.key_name)
+        return ssh_key_path(self._config, self._home, lambda: self.key_name)
 
     def _resource_id(self, kind: str, name: str, group: str | None = None) -> str:
         return f"{setup.group_scope(self.azure, group or self.group)}/providers/{kind}/{name}"

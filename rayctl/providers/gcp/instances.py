@@ -36,7 +36,6 @@ from google.cloud import compute_v1
 
 from rayctl.config.schema import ClusterConfig
 from rayctl.errors import CapacityError, ProviderError, TransientError
-from rayctl.paths import key_file
 from rayctl.providers.base import Node, NodeKind, NodeState, RayStart, Tag
 from rayctl.providers.cloud import await_address, create_reusing, reusable
 from rayctl.providers.gcp import labels
@@ -44,6 +43,7 @@ from rayctl.providers.gcp import setup as gcp_setup
 from rayctl.providers.gcp.config import SSH_KEYS, GCPProviderConfig
 from rayctl.providers.gcp.errors import call, operation_error
 from rayctl.providers.ssh_access import SSHAccess, connect_attempts_s, public_key_line
+from rayctl.providers.ssh_access import key_path as ssh_key_path
 from rayctl.runtime import head_paths
 from rayctl.runtime.ssh_runner import SSHRunner
 
@@ -152,10 +152,7 @@ class GCPProvider:
     @property
     def key_path(self) -> Path:
         """The config's private key, or the one rayctl creates for the cluster."""
-        given = self._config.auth.ssh_private_key
-        if given:
-            return Path(os.path.expanduser(given))
-        return key_file(self._home, self.key_name)
+        return ssh_key_path(self._config, self._home, lambda: self.key_name)
 
     def _cluster_filter(self) -> str:
         value = labels.encode_value(self.cluster_name)
