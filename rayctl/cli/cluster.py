@@ -80,7 +80,7 @@ def up(
             "false): anyone who reaches this cluster's Ray ports can run code on its nodes",
             markup=False,
         )
-    with UpProgress(f"Bringing up cluster {loaded.name}") as display:
+    with UpProgress("Bootstrapping") as display:
         report = Cluster(loaded, home=home()).up(
             on_stage=display,
             confirm=lambda q: confirm(q, assume_yes=yes),
@@ -202,6 +202,7 @@ def down(
         if not confirm(question, assume_yes=yes):
             raise typer.Exit(1)
         with DownProgress(f"Taking down cluster {loaded.name}") as display:
+            display.expect(targets)
             report = cluster.down(workers_only=workers_only, force=force, on_stage=display)
     result = DownResult(
         cluster_name=loaded.name,

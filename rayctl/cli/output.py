@@ -109,7 +109,7 @@ class NodeProgress:
     FINAL = frozenset({"ready", "failed", "terminated", "may-remain", "kept"})
 
     def __init__(self, title: str) -> None:
-        self._title = title  # what is under way: "Bringing up cluster c"
+        self._title = title  # what is under way: "Taking down cluster c"
         self._lock = threading.Lock()
         self._start = time.monotonic()
         self._rows: dict[str, _Row] = {}
@@ -124,6 +124,13 @@ class NodeProgress:
     def __exit__(self, *exc: object) -> None:
         if self._live:
             self._live.__exit__(None, None, None)  # draws the final state once more
+
+    def expect(self, nodes: list[Node]) -> None:
+        """Rows for nodes known to come, `waiting` until their first stage (no lines)."""
+        with self._lock:
+            now = time.monotonic()
+            for node in nodes:
+                self._rows.setdefault(node.id, _Row(node, "waiting", now, None))
 
     def show(self, node: Node, stage: str) -> None:
         """`node` is in `stage` now (repeats of the same stage are ignored)."""
