@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import shlex
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
@@ -35,7 +35,7 @@ from rayctl.runtime.nodes import Tag
 from rayctl.runtime.ray_adapter import JobRecord
 from rayctl.runtime.ray_auth import ClusterAuth
 
-__all__ = ["Cluster", "Job", "UpFailed"]
+__all__ = ["BadSubmission", "Cluster", "Job", "UpFailed"]
 
 # Words that may start an entrypoint before the script: `python job.py` runs as `job.py`
 # (jobs always run under the runtime's own Python).
@@ -64,7 +64,7 @@ class Job:
     """A job `Cluster.submit` started. Submitted with `wait=False`, it is PENDING with no
     exit code: `Cluster.job(job_id)` asks Ray again."""
 
-    cluster: Cluster
+    cluster: Cluster = field(repr=False, compare=False)
     job_id: str
     status: str  # Ray's: PENDING, RUNNING, STOPPED, SUCCEEDED, FAILED
     exit_code: int | None  # the program's; None while it runs, or when stopped or never run
