@@ -3,13 +3,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The on-prem tests run real sshd hosts in network namespaces: they need sshd, an ssh client,
-# rsync, iproute2 and root (CI is root; elsewhere those tests skip and say why).
+# rsync, iproute2 and root (CI is root; elsewhere those tests skip and say why); tmux is the
+# terminal in which the live view of `up` and `down` is tested.
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     need=""
     [ -x /usr/sbin/sshd ] || need="$need openssh-server"
     command -v ssh >/dev/null || need="$need openssh-client"
     command -v rsync >/dev/null || need="$need rsync"
     command -v ip >/dev/null || need="$need iproute2"
+    command -v tmux >/dev/null || need="$need tmux"
     [ -x /usr/bin/python3 ] || need="$need python3"
     if [ -n "$need" ]; then
         apt-get update -qq

@@ -8,12 +8,14 @@ from pathlib import Path
 import typer
 from pydantic import BaseModel
 
+from rayctl.api import Cluster
 from rayctl.cli.output import (
     CONFIG_ARG,
     CONFIG_FILE_ARG,
     JSON_OPT,
     NAME_OPT,
-    StageDisplay,
+    DownProgress,
+    UpProgress,
     confirm,
     emit,
     err,
@@ -25,7 +27,6 @@ from rayctl.cli.output import (
 )
 from rayctl.errors import RayctlError, StateCorrupted
 from rayctl.ops import down as down_op
-from rayctl.ops import up as up_op
 from rayctl.ops.head import AutoscalerState, autoscaler_note, stopped_autoscaler_hint
 from rayctl.paths import log_dir
 from rayctl.providers.base import NodeKind
@@ -79,13 +80,12 @@ def up(
             "false): anyone who reaches this cluster's Ray ports can run code on its nodes",
             markup=False,
         )
-    with StageDisplay() as display:
-        report = up_op.up(
-            loaded,
-            home=home(),
+    with UpProgress("Bootstrapping") as display:
+        report = Cluster(loaded, home=home()).up(
             on_stage=display,
             confirm=lambda q: confirm(q, assume_yes=yes),
             wait=not no_wait,
+            check=False,  # failed nodes are shown with the result, then fail the command
         )
     result = UpResult(
         cluster_name=loaded.name,
@@ -180,9 +180,10 @@ def down(
     """Terminate a cluster's nodes and confirm nothing of it is left. Safe to repeat. A
     config that no longer validates still works if it names a cluster `up` recorded."""
     loaded = load(config, cluster_name, record_if_invalid=True)
+    cluster = Cluster(loaded, home=home())
     provider = make_provider(loaded.config, home=home())
     try:
-        nodes = provider.list_nodes()
+        nodes = cluster.nodes()
         targets = [n for n in nodes if not workers_only or n.kind is NodeKind.WORKER]
         question = f"Terminate {len(targets)} node(s) of cluster '{loaded.name}'?"
     except StateCorrupted:
@@ -196,12 +197,13 @@ def down(
         if workers_only:  # nothing to do; the head's autoscaler is left as it is
             report = down_op.DownReport(removed=[], kept_head=True)
         else:  # nothing to ask about; `down` still cleans up, under the cluster's lock
-            report = down_op.down(loaded, home=home(), force=force)
+            report = cluster.down(force=force)
     else:
         if not confirm(question, assume_yes=yes):
             raise typer.Exit(1)
-        with err.status(f"Terminating {len(targets)} node(s)..."):
-            report = down_op.down(loaded, home=home(), workers_only=workers_only, force=force)
+        with DownProgress(f"Taking down cluster {loaded.name}") as display:
+            display.expect(targets)
+            report = cluster.down(workers_only=workers_only, force=force, on_stage=display)
     result = DownResult(
         cluster_name=loaded.name,
         removed=[n.id for n in report.removed],

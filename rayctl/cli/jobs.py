@@ -14,6 +14,7 @@ import typer
 from pydantic import BaseModel
 from rich.table import Table
 
+from rayctl.api import Cluster, Job
 from rayctl.cli.output import CONFIG_ARG, JSON_OPT, NAME_OPT, emit, err, home, load, out
 from rayctl.ops.head import find_head
 from rayctl.providers.registry import make_provider
@@ -83,7 +84,7 @@ def _hint(cluster: str, job_id: str) -> str:
     )
 
 
-def _exit_with(record: JobRecord) -> None:
+def _exit_with(record: Job | JobRecord) -> None:
     """Say how the job ended on stderr and exit with its driver's code (1 when it has none,
     saying why)."""
     if record.exit_code is not None:
@@ -129,11 +130,11 @@ def submit(
         raise typer.BadParameter(f"{working_dir}: not a directory", param_hint="--working-dir")
     if args and args[0] == "--":  # `SCRIPT -- ARGS`, needed before arguments passed through
         args = args[1:]
-    name, head_jobs = _head_jobs(config, cluster_name)
-    submission = jobs.Submission(str(script), args or [], str(working_dir) if working_dir else None)
+    cluster = Cluster(load(config, cluster_name), home=home())
+    name, args = cluster.name, args or []
     job_id = jobs.new_job_id()
     if detach:
-        head_jobs.submit(job_id, submission)
+        cluster.submit(script, *args, working_dir=working_dir, job_id=job_id, wait=False)
         emit(
             DetachedJob(cluster_name=name, job_id=job_id),
             lambda j: out.print(j.job_id),
@@ -150,7 +151,14 @@ def submit(
 
     try:
         with _client_signals():
-            record = head_jobs.run(job_id, submission, on_submitted=on_submitted, output=_printer())
+            record = cluster.submit(
+                script,
+                *args,
+                working_dir=working_dir,
+                job_id=job_id,
+                on_submitted=on_submitted,
+                output=_printer(),
+            )
     except (KeyboardInterrupt, ClientLost) as exc:
         signum = exc.signum if isinstance(exc, ClientLost) else signal.SIGINT
         state = "keeps running" if submitted else "may have been submitted (see `rayctl jobs`)"

@@ -8,18 +8,20 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Self, TypeVar
 
 import typer
 from pydantic import BaseModel
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
 from rayctl.config.loader import LoadedConfig
 from rayctl.ops import known
+from rayctl.ops.down import DownStage
 from rayctl.paths import rayctl_home
 from rayctl.providers.base import Node, NodeStatus
 from rayctl.providers.registry import load_config
@@ -90,68 +92,122 @@ def confirm(question: str, *, assume_yes: bool) -> bool:
     return typer.confirm(question, default=False)
 
 
-class StageDisplay:
-    """Live per-node bootstrap progress: a table on a terminal, one line per change elsewhere.
-    Called from bootstrap threads."""
+@dataclass
+class _Row:
+    node: Node
+    stage: str
+    began: float  # when the node's first stage was reported
+    ended: float | None  # when it reached a final stage
 
-    def __init__(self) -> None:
+
+class NodeProgress:
+    """Live per-node progress of `up` and `down`. On a terminal: a header with the total
+    elapsed time over one row per node (node type, stage, its own elapsed time), redrawn in
+    place and left on screen in its final state. Elsewhere (pipes, CI logs): one line per
+    change. Called from worker threads."""
+
+    FINAL = frozenset({"ready", "failed", "terminated", "may-remain", "kept"})
+
+    def __init__(self, title: str) -> None:
+        self._title = title  # what is under way: "Taking down cluster c"
         self._lock = threading.Lock()
         self._start = time.monotonic()
-        self._rows: dict[str, tuple[Node, NodeStatus, float]] = {}
-        self._probing: dict[str, tuple[NodeStatus, float]] = {}  # ready nodes being probed
+        self._rows: dict[str, _Row] = {}
         self._live: Live | None = None
 
-    def __enter__(self) -> StageDisplay:
+    def __enter__(self) -> Self:
         if err.is_terminal:
-            self._live = Live(console=err, get_renderable=self._table, refresh_per_second=8)
+            self._live = Live(console=err, get_renderable=self._view, refresh_per_second=8)
             self._live.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._live:
-            self._live.__exit__(None, None, None)
+            self._live.__exit__(None, None, None)  # draws the final state once more
 
-    def __call__(self, node: Node, change: StageChange) -> None:
-        stage = change.stage
+    def expect(self, nodes: list[Node]) -> None:
+        """Rows for nodes known to come, `waiting` until their first stage (no lines)."""
         with self._lock:
             now = time.monotonic()
-            previous = self._rows.get(node.id)
-            if previous is not None and previous[1] is stage:
-                return  # a step done within the stage: nothing new to show
-            self._rows[node.id] = (node, stage, now)
-            if self._live:
-                return
-            # A node that was ready is probed first; its probe is worth a line only when more
-            # than that follows, so an unchanged `up` prints no line for it.
-            if previous is None and node.status is NodeStatus.READY:
-                self._probing[node.id] = (stage, now)
-                return
-            probe = self._probing.pop(node.id, None)
-            if probe is not None:
-                if stage is NodeStatus.READY:
-                    return
-                self._line(node, *probe)
-            self._line(node, stage, now)
+            for node in nodes:
+                self._rows.setdefault(node.id, _Row(node, "waiting", now, None))
 
-    def _line(self, node: Node, stage: NodeStatus, at: float) -> None:
+    def show(self, node: Node, stage: str) -> None:
+        """`node` is in `stage` now (repeats of the same stage are ignored)."""
+        with self._lock:
+            self._show(node, stage, time.monotonic())
+
+    def _show(self, node: Node, stage: str, at: float) -> None:
+        row = self._rows.get(node.id)
+        if row is not None and row.stage == stage:
+            return
+        if row is None:
+            row = self._rows[node.id] = _Row(node, stage, at, None)
+        row.stage = stage
+        row.ended = at if stage in self.FINAL else None
+        if not self._live:
+            self._line(node, stage, at)
+
+    def _line(self, node: Node, stage: str, at: float) -> None:
         err.print(
-            f"[{at - self._start:5.1f}s] {node.id} ({node.kind.value}, "
-            f"{node.node_type}): {stage.value}"
+            f"[{at - self._start:5.1f}s] {node.id} ({node.kind.value}, {node.node_type}): {stage}"
         )
 
-    def _table(self) -> Table:
-        table = Table(box=None, pad_edge=False)
-        for column in ("id", "kind", "node_type", "ip", "stage", "since"):
-            table.add_column(column)
+    def _view(self) -> Group:
         now = time.monotonic()
-        for node, stage, since in list(self._rows.values()):
-            style = {"ready": "green", "failed": "red"}.get(stage.value, "yellow")
-            table.add_row(
-                node.id,
-                node.kind.value,
-                node.node_type,
-                node.internal_ip,
-                Text(stage.value, style=style),
-                f"{now - since:4.1f}s" if stage.value not in ("ready", "failed") else "",
+        rows = list(self._rows.values())
+        done = sum(row.ended is not None for row in rows)
+        header = styled(
+            (self._title, "bold"),
+            f": {done}/{len(rows)} node{'s' * (len(rows) != 1)} done, "
+            f"{now - self._start:.1f} s elapsed",
+        )
+        table = Table(box=None, pad_edge=False)
+        for column in ("id", "kind", "node_type", "ip", "stage", "elapsed"):
+            table.add_column(column)
+        for row in rows:
+            style = {"ready": "green", "terminated": "green", "failed": "red"}.get(
+                row.stage, "yellow"
             )
-        return table
+            table.add_row(
+                row.node.id,
+                row.node.kind.value,
+                row.node.node_type,
+                row.node.internal_ip,
+                Text(row.stage, style=style),
+                f"{(row.ended or now) - row.began:.1f}s",
+            )
+        return Group(header, table)
+
+
+class UpProgress(NodeProgress):
+    """`up`'s bootstrap stages. A node that was ready is probed first; in plain lines that
+    probe is worth a line only when more than that follows, so an unchanged `up` prints no
+    line for it."""
+
+    def __init__(self, title: str) -> None:
+        super().__init__(title)
+        self._probing: dict[str, tuple[str, float]] = {}  # ready nodes being probed: since
+
+    def __call__(self, node: Node, change: StageChange) -> None:
+        stage = change.stage.value
+        with self._lock:
+            now = time.monotonic()
+            if not self._live:
+                probe = self._probing.get(node.id)
+                if probe is None and node.id not in self._rows and node.status is NodeStatus.READY:
+                    self._probing[node.id] = (stage, now)
+                    return
+                if probe is not None:
+                    if stage in (probe[0], NodeStatus.READY.value):
+                        return
+                    del self._probing[node.id]
+                    self._show(node, *probe)
+            self._show(node, stage, now)
+
+
+class DownProgress(NodeProgress):
+    """`down`'s stages (rayctl.ops.down.DownStage)."""
+
+    def __call__(self, node: Node, stage: DownStage) -> None:
+        self.show(node, stage.value)

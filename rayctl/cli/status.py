@@ -7,10 +7,11 @@ from pathlib import Path
 from pydantic import BaseModel
 from rich.table import Table
 
+from rayctl.api import Cluster
 from rayctl.autoscaler.scheduler import format_bundle
 from rayctl.cli.output import CONFIG_ARG, JSON_OPT, NAME_OPT, emit, err, home, load, out, styled
 from rayctl.ops.head import find_head
-from rayctl.ops.status import ClusterStatus, NodeRow, cluster_status
+from rayctl.ops.status import ClusterStatus, NodeRow
 from rayctl.providers.registry import make_provider
 
 _GIB = 1024**3
@@ -22,7 +23,8 @@ def status(
     cluster_name: str | None = NAME_OPT,
 ) -> None:
     """Nodes with their provider state, bootstrap stage, Ray state, resources and idle time."""
-    emit(cluster_status(load(config, cluster_name), home=home()), _render, as_json=json_output)
+    report = Cluster(load(config, cluster_name), home=home()).status()
+    emit(report, _render, as_json=json_output)
 
 
 def _render(report: ClusterStatus) -> None:

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 from rayctl.config.loader import LoadedConfig
@@ -42,6 +44,20 @@ FORCE_HINT = (
 log = logging.getLogger(__name__)
 
 
+class DownStage(StrEnum):
+    """Where `down` is with one node, reported as it goes (the CLI's live view)."""
+
+    STOPPING_AUTOSCALER = "stopping-autoscaler"  # the head's monitor
+    STOPPING_JOBS = "stopping-jobs"  # on the head, through Ray
+    TERMINATING = "terminating"
+    TERMINATED = "terminated"  # and confirmed gone
+    MAY_REMAIN = "may-remain"  # forgotten by --force without confirming it is gone
+    KEPT = "kept"  # the head, with workers_only
+
+
+DownCallback = Callable[[Node, DownStage], None]
+
+
 @dataclass(frozen=True)
 class Remaining:
     """A node `down --force` forgot without confirming it is gone."""
@@ -60,15 +76,28 @@ class DownReport:
 
 
 def down(
-    loaded: LoadedConfig, *, home: Path, workers_only: bool = False, force: bool = False
+    loaded: LoadedConfig,
+    *,
+    home: Path,
+    workers_only: bool = False,
+    force: bool = False,
+    on_stage: DownCallback | None = None,
 ) -> DownReport:
     """Terminate the cluster's nodes (all at once) and confirm none is left before
     forgetting the cluster, holding the cluster's lock. A head that cannot be reached (it
     never answered SSH, or this machine cannot reach it) does not stop `down`: its monitor
-    goes with the head, and what it launched meanwhile is swept up after."""
+    goes with the head, and what it launched meanwhile is swept up after. `on_stage` hears
+    where each node is (DownStage)."""
     provider = make_provider(loaded.config, home=home)
     with cluster_lock(home, loaded.name, "down"):
-        report = _Down(provider, loaded.config, home, workers_only=workers_only, force=force).run()
+        report = _Down(
+            provider,
+            loaded.config,
+            home,
+            workers_only=workers_only,
+            force=force,
+            on_stage=on_stage,
+        ).run()
         if not workers_only and not report.may_remain:
             # Nothing uses the token any more; a new cluster of this name gets a new one.
             ray_token_file(home, loaded.name).unlink(missing_ok=True)
@@ -85,8 +114,10 @@ class _Down:
         *,
         workers_only: bool,
         force: bool,
+        on_stage: DownCallback | None,
     ) -> None:
         self.provider = provider
+        self.on_stage = on_stage
         self.config = config
         self.home = home
         self.workers_only = workers_only
@@ -102,6 +133,7 @@ class _Down:
                 raise
             self._forget_state(exc)
             heads = provider.list_nodes(**{Tag.KIND: NodeKind.HEAD.value})
+        self._report(heads, DownStage.STOPPING_AUTOSCALER)
         try:
             stop_monitor(provider, heads)  # or it would replace the workers we remove
             monitor_stopped = True
@@ -139,8 +171,13 @@ class _Down:
                     raise
                 cleanup_error = str(exc)
         forgotten = {r.id for r in self.forgotten}
+        removed = [n for n in targets if n.id not in forgotten]
+        self._report(removed, DownStage.TERMINATED)
+        self._report([n for n in targets if n.id in forgotten], DownStage.MAY_REMAIN)
+        if self.workers_only:
+            self._report(heads, DownStage.KEPT)
         return DownReport(
-            removed=[n for n in targets if n.id not in forgotten],
+            removed=removed,
             kept_head=self.workers_only,
             may_remain=self.forgotten,
             cleanup_error=cleanup_error,
@@ -151,6 +188,7 @@ class _Down:
         driver runs in a session of its own, and outlived its stopped Ray here (seen on the
         local provider)."""
         for head in heads:
+            self._report([head], DownStage.STOPPING_JOBS)
             jobs = HeadJobs.of(self.config, head, self.provider.runner(head), self.home)
             try:
                 jobs.stop_all(timeout_s=JOB_STOP_TIMEOUT_S)
@@ -160,6 +198,7 @@ class _Down:
     def _terminate(self, nodes: list[Node]) -> None:
         if not nodes:
             return
+        self._report(nodes, DownStage.TERMINATING)
         try:
             self.provider.terminate_nodes([n.id for n in nodes])
         except TerminationFailed as exc:
@@ -171,6 +210,11 @@ class _Down:
                 exc.args = (f"{exc}; {FORCE_HINT}",)
                 raise
             self._forget(nodes, {n.id: str(exc) for n in nodes})
+
+    def _report(self, nodes: list[Node], stage: DownStage) -> None:
+        if self.on_stage is not None:
+            for node in nodes:
+                self.on_stage(node, stage)
 
     def _forget(self, nodes: list[Node], why: dict[str, str]) -> None:
         self.provider.forget_nodes([n.id for n in nodes])

@@ -154,6 +154,10 @@ class HeadJobs:
         action = "follow" if follow else "logs"
         return JobRecord.model_validate(self._agent(action, check_job_id(job_id), output=output))
 
+    def record(self, job_id: str) -> JobRecord:
+        """The job as Ray sees it now (JobUnknown for an unknown id)."""
+        return self.logs(job_id, lambda _line: None, follow=False)
+
     def list(self) -> list[JobRecord]:
         return [JobRecord.model_validate(job) for job in self._agent("list", timeout_s=60)]
 

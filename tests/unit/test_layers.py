@@ -38,13 +38,24 @@ def test_the_tree_keeps_every_contract():
         (
             "runtime/runner.py",
             "import rayctl.providers.base",
-            "cli above ops above autoscaler above providers above runtime above config BROKEN",
+            "layers: cli > api > ops > autoscaler > providers > runtime > config BROKEN",
+        ),
+        (
+            "ops/status.py",
+            "import rayctl.api",
+            "layers: cli > api > ops > autoscaler > providers > runtime > config BROKEN",
         ),
         ("cli/status.py", "import boto3", "only the aws provider imports boto3 BROKEN"),
         ("autoscaler/scheduler.py", "import rayctl.errors", "imports nothing of rayctl BROKEN"),
         ("ops/status.py", "import ray", "only the runtime's Ray adapter imports ray BROKEN"),
     ],
-    ids=["runtime-imports-providers", "cli-imports-boto3", "impure-scheduler", "ray-in-ops"],
+    ids=[
+        "runtime-imports-providers",
+        "ops-imports-api",
+        "cli-imports-boto3",
+        "impure-scheduler",
+        "ray-in-ops",
+    ],
 )
 def test_a_forbidden_import_breaks_its_contract(
     tmp_path: Path, module: str, line: str, broken: str
