@@ -136,7 +136,7 @@ def test_build_wheel_is_a_valid_wheel_of_every_module(tmp_path: Path):
     assert "Tag: py3-none-any" in wheel_meta
     assert f"Version: {version}\n" in metadata
     ray = importlib.metadata.version("ray")
-    assert f"Requires-Dist: ray[default]=={ray}" in metadata
+    assert f"Requires-Dist: ray[data,default,serve,train,tune]=={ray}" in metadata
     assert "Requires-Dist: typer" in metadata and "Requires-Dist: pyyaml" in metadata
     assert "rayctl = rayctl.cli.app:main" in entry_points
 
