@@ -422,6 +422,27 @@ def test_common_setup_commands_change_runtime_hashes_only(tmp_path: Path) -> Non
     }
 
 
+@pytest.mark.parametrize(
+    "runtime",
+    [{"packages": ["numpy"]}, {"ray_extras": ["default", "data"]}],
+    ids=["packages", "ray_extras"],
+)
+def test_what_the_nodes_install_changes_runtime_hashes_only(
+    tmp_path: Path, runtime: dict[str, list[str]]
+) -> None:
+    """A change re-runs setup on every node (which installs it), and restarts or replaces
+    none; the order Ray's extras are listed in is no change."""
+    before = hashes(load_dict(tmp_path, base_raw(), "a.yaml"))
+    raw = base_raw()
+    raw["rayctl"] = {"runtime": runtime}
+    after = hashes(load_dict(tmp_path, raw, "b.yaml"))
+    assert changed(before, after) == {
+        f"runtime:{name}:{role}" for name in ("head", "w", "other") for role in ("head", "worker")
+    }
+    raw["rayctl"] = {"runtime": {"ray_extras": ["train", "tune", "serve", "data", "default"]}}
+    assert hashes(load_dict(tmp_path, raw, "c.yaml")) == before
+
+
 def test_head_setup_commands_change_head_runtime_hashes_only(tmp_path: Path) -> None:
     before = hashes(load_dict(tmp_path, base_raw(), "a.yaml"))
     raw = base_raw()
