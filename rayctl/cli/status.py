@@ -15,6 +15,7 @@ from rayctl.ops.status import ClusterStatus, NodeRow
 from rayctl.providers.registry import make_provider
 
 _GIB = 1024**3
+_MEMORY = {"memory": "mem", "object_store_memory": "obj"}  # shown in GiB
 
 
 def status(
@@ -131,10 +132,8 @@ def _resources(row: NodeRow) -> str:
     parts = []
     for name, total in sorted(row.resources.items()):
         used = row.used.get(name, 0.0)
-        if name == "object_store_memory":
-            continue
-        if name == "memory":
-            parts.append(f"mem {used / _GIB:.1f}/{total / _GIB:.1f}G")
+        if name in _MEMORY:
+            parts.append(f"{_MEMORY[name]} {used / _GIB:.1f}/{total / _GIB:.1f}G")
         else:
             parts.append(f"{name} {used:g}/{total:g}")
     return ", ".join(parts)

@@ -2,8 +2,8 @@
 
 - launch hash: what decides the machine itself (node_config, auth). A change replaces the node.
 - runtime hash: what setup produces (file mounts and their contents, setup commands, the
-  runtime: rayctl's version and source hash, Ray's version). A change re-runs setup on the
-  node, which installs a changed rayctl there.
+  runtime: rayctl's version and source hash, Ray's version and extras, the extra packages).
+  A change re-runs setup on the node, which installs a changed rayctl or packages there.
 - start hash: how Ray is started (start commands, resources, labels, token authentication on
   or off). A change restarts Ray.
 """
@@ -60,6 +60,8 @@ def runtime_hash(config: ClusterConfig, node_type: str, *, head: bool, runtime: 
             "setup_commands": config.setup_commands_for(node_type, head=head),
             "runtime": runtime,
             "python": config.rayctl.runtime.python,
+            "ray_extras": sorted(set(config.rayctl.runtime.ray_extras)),
+            "packages": config.rayctl.runtime.packages,
         }
     )
 

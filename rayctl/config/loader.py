@@ -11,7 +11,7 @@ from typing import Any
 
 import pydantic
 
-from rayctl.config import start_commands
+from rayctl.config import runtime_packages, start_commands
 from rayctl.config.defaults import fill_defaults
 from rayctl.config.documents import ProblemReport, read_document, suggest
 from rayctl.config.findings import Findings
@@ -217,6 +217,7 @@ def _check(
         config = config.model_copy(
             update={"rayctl": config.rayctl.model_copy(update={"runtime": runtime})}
         )
+    runtime_packages.check(runtime, found)
     return spec.check(config, base_dir, found)
 
 

@@ -86,6 +86,10 @@ class NodeTypeConfig(StrictModel):
     docker: DockerConfig | None = None
 
 
+# Ray's extras that rayctl itself depends on (pyproject.toml), and so the nodes by default.
+DEFAULT_RAY_EXTRAS = ("default", "data", "serve", "tune", "train")
+
+
 class RuntimeSettings(StrictModel):
     python: str | None = Field(
         None,
@@ -95,6 +99,18 @@ class RuntimeSettings(StrictModel):
     )
     wheelhouse: str | None = Field(
         None, description="Directory of wheels for hosts without internet access."
+    )
+    ray_extras: list[str] = Field(
+        list(DEFAULT_RAY_EXTRAS),
+        description="Ray's extras the nodes get (pip's ray[...]): 'default' (required: the "
+        "dashboard, which runs jobs) and Ray's libraries, as rayctl itself depends on. Fewer "
+        "make a smaller install; others (e.g. 'rllib') add libraries.",
+    )
+    packages: list[str] = Field(
+        [],
+        description="More pip requirements every node gets at setup (e.g. 'lightgbm==4.*'), "
+        "from the package index or the wheelhouse. Local nodes run the Python running rayctl, "
+        "which must have them already.",
     )
 
 

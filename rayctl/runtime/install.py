@@ -6,16 +6,20 @@ a hash of its installed files) and Ray; the node runs the same function with its
 and when both print the same string there is nothing to install. Otherwise rayctl's own wheel,
 built here from the installed package (no network, no source tree) and cached by its source
 hash, is uploaded and installed with pip, Ray and the rest coming from the package index or
-from the configured wheelhouse.
+from the configured wheelhouse. Ray's extras (its libraries) and the extra packages are the
+config's (rayctl.runtime.ray_extras and .packages): the same check reports those the node's
+Python lacks, and pip installs just the requirements when rayctl and Ray are already there.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import hashlib
 import importlib.metadata
 import io
+import json
 import os
 import re
 import shlex
@@ -24,10 +28,12 @@ import tempfile
 import threading
 import zipfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import rayctl
+from rayctl.config.runtime_packages import node_requirements
 from rayctl.errors import RayctlError
 from rayctl.paths import rayctl_home
 from rayctl.runtime import head_paths
@@ -43,7 +49,12 @@ CHECK_TIMEOUT_S = 120.0
 INSTALL_TIMEOUT_S = float(os.environ.get("RAYCTL_INSTALL_TIMEOUT_S", "1800"))
 
 _PACKAGE_DIR = Path(rayctl.__file__).resolve().parent
-_IDENTITY_CODE = "from rayctl.runtime.install import runtime_identity; print(runtime_identity())"
+# Prints the requirements (argv) this Python lacks, as JSON, then its runtime identity last.
+_IDENTITY_CODE = (
+    "import json, sys; from rayctl.config.runtime_packages import unmet_requirements; "
+    "from rayctl.runtime.install import runtime_identity; "
+    'print("unmet", json.dumps(unmet_requirements(sys.argv[1:]))); print(runtime_identity())'
+)
 # Whether the node's rayctl is an editable install (a developer's tree), by any rayctl version.
 _EDITABLE_CODE = """\
 import importlib.metadata as m, json
@@ -156,6 +167,8 @@ def _metadata_text(version: str) -> tuple[str, str]:
         raise RuntimeInstallError(f"the installed rayctl {dist.version} has no METADATA")
     # An editable install's metadata can lag the tree's version: the wheel's name rules.
     metadata = re.sub(r"(?m)^Version: .*$", f"Version: {version}", metadata, count=1)
+    # Ray without extras: the nodes get those the config names (rayctl.runtime.ray_extras).
+    metadata = re.sub(r"(?m)^Requires-Dist: ray\[[^\]]*\]", "Requires-Dist: ray", metadata)
     return metadata, dist.read_text("entry_points.txt") or _ENTRY_POINTS
 
 
@@ -220,13 +233,29 @@ def build_wheel(cache_dir: Path, package_dir: Path | None = None) -> Path:
 # --- installing on a node -------------------------------------------------------------------
 
 
-def identity_command(python: str) -> str:
-    return f"{shell_path(python)} -c {shlex.quote(_IDENTITY_CODE)}"
+def identity_command(python: str, requirements: list[str]) -> str:
+    words = " ".join(shlex.quote(r) for r in requirements)
+    return f"{shell_path(python)} -c {shlex.quote(_IDENTITY_CODE)} {words}".rstrip()
 
 
-def _reported_identity(result: CommandResult) -> str | None:
+@dataclass(frozen=True)
+class NodeReport:
+    """What the identity command said: the node's runtime identity (None: no rayctl that
+    answers) and the requirements it lacks (all of them when it did not say)."""
+
+    identity: str | None
+    unmet: list[str]
+
+
+def _report(result: CommandResult, requirements: list[str]) -> NodeReport:
     lines = result.tail.strip().splitlines()
-    return lines[-1].strip() if result.ok and lines else None
+    if not result.ok or not lines:
+        return NodeReport(None, requirements)
+    unmet = requirements
+    if len(lines) > 1 and lines[-2].startswith("unmet "):
+        with contextlib.suppress(ValueError):
+            unmet = json.loads(lines[-2].removeprefix("unmet "))
+    return NodeReport(lines[-1].strip(), unmet)
 
 
 def _local_wheelhouse(configured: str) -> Path:
@@ -243,21 +272,23 @@ def ensure_runtime(
     stream: Callable[[str], None] | None = None,
     cache_dir: Path | None = None,
 ) -> bool:
-    """Make the node's runtime Python have this rayctl and Ray. Returns False when it already
-    had them (one command run), True when it installed them; raises RuntimeInstallError with
-    the failing command's output otherwise. pip's output goes to `stream`."""
+    """Make the node's runtime Python have this rayctl, Ray with the configured extras, and
+    the configured packages. Returns False when it already had them (one command run), True
+    when it installed any; raises RuntimeInstallError with the failing command's output
+    otherwise. pip's output goes to `stream`."""
     python = runtime_python(config)
     want = runtime_identity()
+    requirements = node_requirements(config.rayctl.runtime)
     emit = stream or (lambda _line: None)
 
     def run(command: str, timeout_s: float) -> CommandResult:
         emit(f"$ {command}")
         return runner.run(command, timeout_s=timeout_s, stream=stream)
 
-    check = identity_command(python)
+    check = identity_command(python, requirements)
     first = run(check, CHECK_TIMEOUT_S)
-    got = _reported_identity(first)
-    if got == want:
+    found = _report(first, requirements)
+    if found.identity == want and not found.unmet:
         return False
     if first.exit_code in (126, 127) and python != DEFAULT_PYTHON:  # bash: no such file
         raise RuntimeInstallError(
@@ -267,17 +298,62 @@ def ensure_runtime(
         )
 
     py = shell_path(python)
+    pip = f"{py} -m pip --disable-pip-version-check --no-input"
+
+    def install(command: str, wanted: list[str], *, wheel: str | None = None) -> None:
+        """pip install the `wanted` requirements (and rayctl's `wheel` on the node) with
+        `command`, from the package index or the configured wheelhouse (synced first)."""
+        sources = ""
+        wheelhouse = config.rayctl.runtime.wheelhouse
+        if wheelhouse:
+            runner.sync(str(_local_wheelhouse(wheelhouse)), head_paths.WHEELHOUSE)
+            sources = f"--no-index --find-links {shell_path(head_paths.WHEELHOUSE)} "
+        words = [shell_path(wheel)] if wheel else []
+        words += [shlex.quote(r) for r in wanted]
+        result = run(
+            f"{command} install --progress-bar off {sources}{' '.join(words)}", INSTALL_TIMEOUT_S
+        )
+        if not result.ok:
+            what = ", ".join([*(["rayctl"] if wheel else []), *wanted])
+            where = f"the wheelhouse {wheelhouse}" if wheelhouse else "the package index"
+            raise RuntimeInstallError(
+                f"installing {what} into {python} from {where} failed "
+                f"(exit {result.exit_code}):\n{result.tail}"
+            )
+
+    def verify(identity: str) -> bool:
+        """After installing: the node reports `identity` and lacks nothing; True."""
+        result = run(check, CHECK_TIMEOUT_S)
+        after = _report(result, requirements)
+        if after.identity != identity:
+            raise RuntimeInstallError(
+                f"after installing, {python} reports {after.identity or 'nothing'!r} instead "
+                f"of {identity!r} (exit {result.exit_code}):\n{result.tail}"
+            )
+        if after.unmet:
+            raise RuntimeInstallError(
+                f"after installing, {python} still lacks {', '.join(after.unmet)}:\n{result.tail}"
+            )
+        return True
+
+    if found.identity == want:  # only Ray's extras or packages are missing
+        install(pip, found.unmet)
+        return verify(want)
     editable = run(f"{py} -c {shlex.quote(_EDITABLE_CODE)}", CHECK_TIMEOUT_S)
     if editable.ok and editable.tail.strip().startswith("editable "):
         # A developer's tree, maybe this very one on a shared filesystem being edited right
-        # now: look once more, and never replace it.
-        if _reported_identity(run(check, CHECK_TIMEOUT_S)) == runtime_identity():
-            return False
+        # now: look once more, and never replace it (its packages may still be installed).
+        again = _report(run(check, CHECK_TIMEOUT_S), requirements)
+        if again.identity == runtime_identity():
+            if not again.unmet:
+                return False
+            install(pip, again.unmet)
+            return verify(again.identity)
         raise RuntimeInstallError(
             f"{python} has rayctl installed in editable mode "
             f"({editable.tail.strip().removeprefix('editable ')}), and it is not this rayctl "
-            f"({got or 'no identity'} there, {want} here); rayctl does not replace an "
-            "editable install: update that tree, or set rayctl.runtime.python to another "
+            f"({found.identity or 'no identity'} there, {want} here); rayctl does not replace "
+            "an editable install: update that tree, or set rayctl.runtime.python to another "
             "interpreter"
         )
     if python == DEFAULT_PYTHON:
@@ -301,30 +377,8 @@ def ensure_runtime(
     want = _identity(wheel.parent.name)  # what was built, should the tree change meanwhile
     remote_wheel = f"{head_paths.RUNTIME_WHEELS}/{wheel.parent.name}/{wheel.name}"
     runner.put(str(wheel), remote_wheel)
-    sources = ""
-    wheelhouse = config.rayctl.runtime.wheelhouse
-    if wheelhouse:
-        runner.sync(str(_local_wheelhouse(wheelhouse)), head_paths.WHEELHOUSE)
-        sources = f"--no-index --find-links {shell_path(head_paths.WHEELHOUSE)} "
-    pip = f"{py} -m pip --disable-pip-version-check --no-input"
     # The same version of rayctl from another tree would count as installed: remove it first,
     # so that the new wheel and its Requires-Dist (the pinned Ray) are what pip installs.
-    install = (
-        f"{{ {pip} uninstall -y -q rayctl >/dev/null 2>&1 || true; }} && "
-        f"{pip} install --progress-bar off {sources}{shell_path(remote_wheel)}"
-    )
-    result = run(install, INSTALL_TIMEOUT_S)
-    if not result.ok:
-        where = f"the wheelhouse {wheelhouse}" if wheelhouse else "the package index"
-        raise RuntimeInstallError(
-            f"installing rayctl and Ray into {python} from {where} failed "
-            f"(exit {result.exit_code}):\n{result.tail}"
-        )
-    result = run(check, CHECK_TIMEOUT_S)
-    got = _reported_identity(result)
-    if got != want:
-        raise RuntimeInstallError(
-            f"after installing, {python} reports {got or 'nothing'!r} instead of {want!r} "
-            f"(exit {result.exit_code}):\n{result.tail}"
-        )
-    return True
+    uninstall = f"{{ {pip} uninstall -y -q rayctl >/dev/null 2>&1 || true; }} && "
+    install(uninstall + pip, requirements, wheel=remote_wheel)
+    return verify(want)

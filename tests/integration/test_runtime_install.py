@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 import rayctl
-from rayctl.config.schema import ClusterConfig
+from rayctl.config.runtime_packages import node_requirements
+from rayctl.config.schema import ClusterConfig, RuntimeSettings
 from rayctl.providers import registry
 from rayctl.runtime.install import build_wheel, ensure_runtime, runtime_identity
 from rayctl.runtime.ssh_runner import SSHRunner
@@ -29,15 +30,16 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="session")
 def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Every wheel rayctl's wheel requires (exactly its METADATA's Requires-Dist, Ray pinned),
-    for this Python; from PyPI through pip's cache."""
+    """Every wheel a node installs by default: rayctl's wheel's requirements (its METADATA's
+    Requires-Dist, Ray pinned) and Ray's default extras (its libraries), for this Python;
+    from PyPI through pip's cache."""
     root = tmp_path_factory.mktemp("wheelhouse")
     wheel = build_wheel(root / "cache")
     house = root / "wheels"
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
+    wanted = [str(wheel), *node_requirements(RuntimeSettings())]
     subprocess.run(
-        [*pip, "download", "-q", "--only-binary", ":all:", "-d", str(house), str(wheel)],
-        check=True,
+        [*pip, "download", "-q", "--only-binary", ":all:", "-d", str(house), *wanted], check=True
     )
     (house / wheel.name).unlink()  # the node gets rayctl's wheel from ensure_runtime
     return house
@@ -87,7 +89,9 @@ def _install_then_check(
 
     python = home / ".rayctl" / "runtime" / "bin" / "python"
     assert python.is_file()
+    # Ray's libraries came too: Data's pandas and pyarrow, Serve's starlette, Tune's tensorboardX.
     code = (
+        "import pandas, pyarrow, starlette, tensorboardX; "
         "import ray, rayctl; from rayctl.runtime.install import runtime_identity; "
         "print(rayctl.__file__); print(ray.__version__); print(runtime_identity())"
     )
@@ -109,3 +113,4 @@ def _install_then_check(
     print(f"check of an installed node: {time.monotonic() - started:.2f} s")
     commands = [line for line in lines if line.startswith("$ ")]
     assert len(commands) == 1 and "runtime_identity" in commands[0]
+    assert commands[0].endswith(f"'{node_requirements(RuntimeSettings())[0]}'")

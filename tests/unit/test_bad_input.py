@@ -25,6 +25,7 @@ ONPREM = (
 )
 AWS = "provider:\n  type: aws\n  region: us-west-2\n  ssh_source_cidrs: [203.0.113.7/32]\n"
 RULES = AWS + "  security_group:\n    IpPermissions:\n"  # a rule follows on line 7
+SSH = "provider: {type: ssh, head_ip: 10.0.0.1}\nauth: {ssh_user: u}\n"
 TYPES = "available_node_types:\n  h:\n    resources: {CPU: 1}\nhead_node_type: h\n"
 
 
@@ -332,6 +333,46 @@ CONFIGS = [
         LOCAL + "rayctl:\n  runtime: {wheelhouse: no/such/dir}\n",
         4,
         "rayctl.runtime.wheelhouse: 'no/such/dir' is not a directory",
+    ),
+    (
+        "ray-extra-misspelt",
+        SSH + "rayctl:\n  runtime:\n    ray_extras: [default, sevre]\n",
+        5,
+        "rayctl.runtime.ray_extras[1]: 'sevre' is not an extra of ray 2.60.0; did you mean "
+        "'serve'?",
+    ),
+    (
+        "ray-extras-without-default",
+        SSH + "rayctl:\n  runtime:\n    ray_extras: [data]\n",
+        5,
+        "rayctl.runtime.ray_extras: keep 'default': it is Ray's dashboard, which runs rayctl's "
+        "jobs",
+    ),
+    (
+        "package-not-a-requirement",
+        SSH + "rayctl:\n  runtime:\n    packages: ['lightgbm=4']\n",
+        5,
+        "rayctl.runtime.packages[0]: 'lightgbm=4' is not a pip requirement",
+    ),
+    (
+        "package-ray",
+        SSH + "rayctl:\n  runtime:\n    packages: [numpy, 'Ray>=2']\n",
+        5,
+        "rayctl.runtime.packages[1]: 'Ray>=2': the nodes get rayctl's own ray version; choose "
+        "Ray's libraries with rayctl.runtime.ray_extras",
+    ),
+    (
+        "local-package-missing-here",
+        LOCAL + "rayctl:\n  runtime:\n    packages: [rayctl-no-such-package-here]\n",
+        5,
+        "rayctl.runtime.packages[0]: local nodes run this Python",
+    ),
+    (
+        "local-ray-extra-missing-here",
+        LOCAL + "rayctl:\n  runtime:\n    ray_extras: [default, rllib]\n",
+        5,
+        "lacks ray[default,rllib]==2.60.0: install it here (pip install "
+        "'ray[default,rllib]==2.60.0')",
     ),
     (
         "empty-region",

@@ -17,12 +17,19 @@ from rayctl.cli.app import run
 from rayctl.config import ClusterConfig, NodeTypeConfig
 from rayctl.config.defaults import deep_merge
 from rayctl.config.hashes import launch_hash, start_hash
+from rayctl.providers.local.memory import fair_share, machine_memory_bytes
 from rayctl.providers.registry import fill_defaults, load_config
 from rayctl.runtime.bootstrap import NodeSpec
 from rayctl.runtime.nodes import NodeKind
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER_CONFIGS = sorted((REPO / "cluster-configs").glob("*.yaml"))
+
+
+def local_share(max_workers: int = 2) -> dict[str, float]:
+    """The memory and object store a local node gets when its type names neither."""
+    memory, store = fair_share(machine_memory_bytes(), max_workers)
+    return {"memory": memory, "object_store_memory": store}
 
 
 def write(directory: Path, text: str, name: str = "cluster.yaml") -> Path:
@@ -95,8 +102,8 @@ def test_minimal_local_config_gets_every_default(tmp_path: Path) -> None:
     assert c.idle_timeout_minutes == 5
     assert c.head_node_type == "ray.head.default"
     assert c.available_node_types == {
-        "ray.head.default": NodeTypeConfig(resources={"CPU": 1}),
-        "ray.worker.default": NodeTypeConfig(resources={"CPU": 1}),
+        "ray.head.default": NodeTypeConfig(resources={"CPU": 1, **local_share()}),
+        "ray.worker.default": NodeTypeConfig(resources={"CPU": 1, **local_share()}),
     }
     for node_type in c.available_node_types.values():
         assert node_type.min_workers == 0
@@ -129,9 +136,10 @@ def test_local_node_type_without_cpu_gets_one_cpu(tmp_path: Path) -> None:
         """,
     )
     types = load_config(path).config.available_node_types
-    assert types["head"].resources == {"CPU": 1}
-    assert types["gpu"].resources == {"CPU": 1, "GPU": 1}
-    assert types["big"].resources == {"CPU": 4, "memory": 1000}
+    share = local_share()
+    assert types["head"].resources == {"CPU": 1, **share}
+    assert types["gpu"].resources == {"CPU": 1, "GPU": 1, **share}
+    assert types["big"].resources == {**share, "CPU": 4, "memory": 1000}
     assert {name: t.min_workers for name, t in types.items()} == {"head": 0, "gpu": 0, "big": 0}
 
 
@@ -229,9 +237,9 @@ def test_user_node_types_replace_default_node_types(tmp_path: Path) -> None:
     # A user's entry that shares a default's name is still merged only with the per-type
     # defaults, not with the default entry of that name.
     assert c.available_node_types["ray.head.default"] == NodeTypeConfig(
-        resources={"CPU": 1}, min_workers=1
+        resources={"CPU": 1, **local_share()}, min_workers=1
     )
-    assert c.available_node_types["head"].resources == {"CPU": 2}
+    assert c.available_node_types["head"].resources == {"CPU": 2, **local_share()}
 
 
 # --- setup commands --------------------------------------------------------------------
@@ -412,6 +420,27 @@ def test_common_setup_commands_change_runtime_hashes_only(tmp_path: Path) -> Non
     assert changed(before, after) == {
         f"runtime:{name}:{role}" for name in ("head", "w", "other") for role in ("head", "worker")
     }
+
+
+@pytest.mark.parametrize(
+    "runtime",
+    [{"packages": ["numpy"]}, {"ray_extras": ["default", "data"]}],
+    ids=["packages", "ray_extras"],
+)
+def test_what_the_nodes_install_changes_runtime_hashes_only(
+    tmp_path: Path, runtime: dict[str, list[str]]
+) -> None:
+    """A change re-runs setup on every node (which installs it), and restarts or replaces
+    none; the order Ray's extras are listed in is no change."""
+    before = hashes(load_dict(tmp_path, base_raw(), "a.yaml"))
+    raw = base_raw()
+    raw["rayctl"] = {"runtime": runtime}
+    after = hashes(load_dict(tmp_path, raw, "b.yaml"))
+    assert changed(before, after) == {
+        f"runtime:{name}:{role}" for name in ("head", "w", "other") for role in ("head", "worker")
+    }
+    raw["rayctl"] = {"runtime": {"ray_extras": ["train", "tune", "serve", "data", "default"]}}
+    assert hashes(load_dict(tmp_path, raw, "c.yaml")) == before
 
 
 def test_head_setup_commands_change_head_runtime_hashes_only(tmp_path: Path) -> None:

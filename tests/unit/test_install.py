@@ -136,7 +136,8 @@ def test_build_wheel_is_a_valid_wheel_of_every_module(tmp_path: Path):
     assert "Tag: py3-none-any" in wheel_meta
     assert f"Version: {version}\n" in metadata
     ray = importlib.metadata.version("ray")
-    assert f"Requires-Dist: ray[default]=={ray}" in metadata
+    # Ray without extras: the nodes get the config's (rayctl.runtime.ray_extras).
+    assert f"Requires-Dist: ray=={ray}\n" in metadata and "Requires-Dist: ray[" not in metadata
     assert "Requires-Dist: typer" in metadata and "Requires-Dist: pyyaml" in metadata
     assert "rayctl = rayctl.cli.app:main" in entry_points
 
@@ -242,11 +243,19 @@ def test_runtime_python_defaults(tmp_path: Path):
 
 
 def fake_python(
-    path: Path, *, identity: str, pip_exit: int = 0, editable: bool = False, later: str = ""
+    path: Path,
+    *,
+    identity: str,
+    pip_exit: int = 0,
+    editable: bool = False,
+    later: str = "",
+    unmet: str = "[]",
+    unmet_after: str = "[]",
 ) -> Path:
-    """A `python` that prints `identity` for -c (`later` from its second check on), says
-    whether its rayctl is `editable`, logs pip calls, and fails `pip install` with
-    `pip_exit`; after a successful install it reports this rayctl's identity."""
+    """A `python` that prints the requirements it lacks (`unmet`, JSON) and `identity` for
+    -c (`later` from its second check on), says whether its rayctl is `editable`, logs pip
+    calls, and fails `pip install` with `pip_exit`; after a successful install it reports
+    this rayctl's identity (if it installed a wheel) and lacks `unmet_after`."""
     path.write_text(
         textwrap.dedent(
             f"""\
@@ -258,7 +267,9 @@ def fake_python(
                         if [ {int(editable)} = 1 ]; then echo "editable file:///src/tree"; fi
                         exit 0;;
                 esac
-                if [ -f "$dir/installed" ]; then echo {runtime_identity()!r}
+                if [ -f "$dir/installed" ]; then echo unmet {unmet_after!r}
+                else echo unmet {unmet!r}; fi
+                if [ -f "$dir/installed-wheel" ]; then echo {runtime_identity()!r}
                 elif [ -f "$dir/checked" ] && [ -n {later!r} ]; then echo {later!r}
                 else echo {identity!r}; fi
                 touch "$dir/checked"
@@ -272,7 +283,8 @@ def fake_python(
                         echo "ERROR: No matching distribution found for ray[default]"
                         exit {pip_exit}
                     fi
-                    touch "$dir/installed";;
+                    touch "$dir/installed"
+                    case "$*" in *.whl*) touch "$dir/installed-wheel";; esac;;
             esac
             """
         )
@@ -290,11 +302,41 @@ def test_ensure_runtime_with_the_same_identity_runs_one_command(tmp_path: Path):
         LocalRunner(tmp_path / "node"), config, stream=lines.append, cache_dir=tmp_path / "c"
     )
     assert installed is False
+    ray = importlib.metadata.version("ray")
     assert [line for line in lines if line.startswith("$ ")] == [
-        f"$ {python} -c 'from rayctl.runtime.install import runtime_identity; "
-        "print(runtime_identity())'"
+        f"$ {python} -c 'import json, sys; from rayctl.config.runtime_packages import "
+        "unmet_requirements; from rayctl.runtime.install import runtime_identity; "
+        'print("unmet", json.dumps(unmet_requirements(sys.argv[1:]))); '
+        f"print(runtime_identity())' 'ray[data,default,serve,train,tune]=={ray}'"
     ]
     assert not (tmp_path / "c").exists()  # no wheel was built
+
+
+def test_a_runtime_lacking_packages_gets_just_them(tmp_path: Path):
+    python = fake_python(
+        tmp_path / "python", identity=runtime_identity(), unmet='["lightgbm==4.*"]'
+    )
+    config = ssh_config(tmp_path, python=str(python), packages=["numpy", "lightgbm==4.*"])
+    (tmp_path / "node").mkdir()
+    assert ensure_runtime(LocalRunner(tmp_path / "node"), config, cache_dir=tmp_path / "c")
+    pip = (tmp_path / "pip.log").read_text().splitlines()
+    assert pip == [
+        "-m pip --disable-pip-version-check --no-input install --progress-bar off lightgbm==4.*"
+    ]
+    assert not (tmp_path / "c").exists()  # no wheel was built
+
+
+def test_a_package_still_missing_after_pip_is_an_install_error(tmp_path: Path):
+    python = fake_python(
+        tmp_path / "python",
+        identity=runtime_identity(),
+        unmet='["lightgbm==4.*"]',
+        unmet_after='["lightgbm==4.*"]',
+    )
+    config = ssh_config(tmp_path, python=str(python), packages=["lightgbm==4.*"])
+    (tmp_path / "node").mkdir()
+    with pytest.raises(RuntimeInstallError, match=r"still lacks lightgbm==4\.\*"):
+        ensure_runtime(LocalRunner(tmp_path / "node"), config, cache_dir=tmp_path / "c")
 
 
 def test_ensure_runtime_installs_the_wheel_from_the_wheelhouse(tmp_path: Path):
@@ -313,8 +355,10 @@ def test_ensure_runtime_installs_the_wheel_from_the_wheelhouse(tmp_path: Path):
     pip = (tmp_path / "pip.log").read_text().splitlines()
     assert pip[0].startswith("-m pip") and "uninstall -y -q rayctl" in pip[0]
     assert "install --progress-bar off --no-index --find-links " in pip[1]
+    ray = importlib.metadata.version("ray")
     assert pip[1].endswith(
-        f"{node}/.rayctl/wheelhouse {node}/.rayctl/runtime/wheels/{source_hash()}/{wheel}"
+        f"{node}/.rayctl/wheelhouse {node}/.rayctl/runtime/wheels/{source_hash()}/{wheel} "
+        f"ray[data,default,serve,train,tune]=={ray}"
     )
     assert "pip line 60" in lines
 

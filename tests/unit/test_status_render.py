@@ -10,7 +10,7 @@ import pytest
 from rayctl.autoscaler.status import AutoscalerStatus, Backoff, BundleCount, Infeasible, Retry
 from rayctl.cli import status as status_cli
 from rayctl.cli.output import emit
-from rayctl.ops.status import ClusterStatus, NodeTypeRow
+from rayctl.ops.status import ClusterStatus, NodeRow, NodeTypeRow
 
 HINT = "autoscaler: off: nothing adds, replaces or removes workers; `rayctl up c.yaml -n c` ..."
 
@@ -109,3 +109,21 @@ def test_every_node_type_is_listed_with_its_limits_under_the_json_names(
         "min_workers": 0,
         "max_workers": 3,
     }
+
+
+def test_a_nodes_resources_show_its_memory_and_object_store_in_gib():
+    gib = 1024**3
+    row = NodeRow(
+        id="n",
+        node_type="t",
+        kind="worker",
+        state="running",
+        stage="ready",
+        ip="127.0.0.3",
+        ray="IDLE",
+        resources={"CPU": 2, "memory": 3.5 * gib, "object_store_memory": 1.5 * gib},
+        used={"CPU": 1, "memory": gib},
+        idle_s=None,
+        error=None,
+    )
+    assert status_cli._resources(row) == "CPU 1/2, mem 1.0/3.5G, obj 0.0/1.5G"
