@@ -60,15 +60,30 @@ class DownReport:
 
 
 def down(
-    loaded: LoadedConfig, *, home: Path, workers_only: bool = False, force: bool = False
+    loaded: LoadedConfig,
+    *,
+    home: Path,
+    workers_only: bool = False,
+    force: bool = False,
+    by_monitor: bool = False,
 ) -> DownReport:
     """Terminate the cluster's nodes (all at once) and confirm none is left before
     forgetting the cluster, holding the cluster's lock. A head that cannot be reached (it
     never answered SSH, or this machine cannot reach it) does not stop `down`: its monitor
-    goes with the head, and what it launched meanwhile is swept up after."""
+    goes with the head, and what it launched meanwhile is swept up after.
+
+    `by_monitor`: the head's own monitor removes its idle cluster (autostop): it has stopped
+    autoscaling and no job runs; the workers go first, then the head it runs on."""
     provider = make_provider(loaded.config, home=home)
     with cluster_lock(home, loaded.name, "down"):
-        report = _Down(provider, loaded.config, home, workers_only=workers_only, force=force).run()
+        report = _Down(
+            provider,
+            loaded.config,
+            home,
+            workers_only=workers_only,
+            force=force,
+            by_monitor=by_monitor,
+        ).run()
         if not workers_only and not report.may_remain:
             # Nothing uses the token any more; a new cluster of this name gets a new one.
             ray_token_file(home, loaded.name).unlink(missing_ok=True)
@@ -85,12 +100,14 @@ class _Down:
         *,
         workers_only: bool,
         force: bool,
+        by_monitor: bool = False,
     ) -> None:
         self.provider = provider
         self.config = config
         self.home = home
         self.workers_only = workers_only
         self.force = force
+        self.by_monitor = by_monitor
         self.forgotten: list[Remaining] = []
 
     def run(self) -> DownReport:
@@ -103,7 +120,8 @@ class _Down:
             self._forget_state(exc)
             heads = provider.list_nodes(**{Tag.KIND: NodeKind.HEAD.value})
         try:
-            stop_monitor(provider, heads)  # or it would replace the workers we remove
+            if not self.by_monitor:
+                stop_monitor(provider, heads)  # or it would replace the workers we remove
             monitor_stopped = True
         except (NodeUnreachable, AuthError) as exc:  # e.g. a machine without the head's key
             if self.workers_only:  # the head stays, and so would its monitor
@@ -113,11 +131,15 @@ class _Down:
                 ) from None
             log.warning("cannot reach the head to stop its autoscaler (%s); terminating it", exc)
             monitor_stopped = False
-        if monitor_stopped and not self.workers_only:
+        if monitor_stopped and not self.workers_only and not self.by_monitor:
             self._stop_jobs(heads)
         nodes = provider.list_nodes()
         targets = [n for n in nodes if not self.workers_only or n.kind is NodeKind.WORKER]
-        self._terminate(targets)
+        if self.by_monitor:  # the head last: the monitor runs there
+            self._terminate([n for n in targets if n.kind is NodeKind.WORKER])
+            self._terminate([n for n in targets if n.kind is NodeKind.HEAD])
+        else:
+            self._terminate(targets)
         if not monitor_stopped:
             targets += self._sweep()
         forgotten = {r.id for r in self.forgotten}

@@ -13,7 +13,7 @@ class LocalProviderConfig(ProviderSettings):
 
     type: Literal["local"]
     capabilities: ClassVar[Capabilities] = Capabilities(
-        shares_filesystem=True, runtime_preinstalled=True
+        shares_filesystem=True, runtime_preinstalled=True, stops_nodes=True
     )
 
 
