@@ -204,7 +204,7 @@ def _check(
     start_commands.check(config, shares_machine=shares_machine, found=found)
     autostop_problem = check_autostop(config.rayctl.autostop, spec)
     if autostop_problem:
-        problems.append((("rayctl", "autostop", "down"), autostop_problem))
+        problems.append((("rayctl", "autostop"), autostop_problem))
     config = config.model_copy(update={"file_mounts": mounts})
     runtime = config.rayctl.runtime
     if runtime.wheelhouse:
@@ -225,7 +225,15 @@ def _check(
 
 def check_autostop(autostop: AutostopSettings | None, spec: ProviderSpec) -> str | None:
     """Why `autostop` cannot be had from this provider, if it cannot."""
-    if autostop is None or autostop.down or spec.capabilities.stops_nodes:
+    if autostop is None:
+        return None
+    if not spec.capabilities.removes_itself:
+        return (
+            f"the {spec.kind} provider has no autostop yet: its head cannot remove what "
+            "the provider made for the cluster once its own node is gone; remove "
+            "rayctl.autostop and run `rayctl down` when done"
+        )
+    if autostop.down or spec.capabilities.stops_nodes:
         return None
     return (
         f"the {spec.kind} provider cannot stop nodes to resume them later: autostop needs "

@@ -59,8 +59,10 @@ class Capabilities(StrictModel):
 
     shares_filesystem: bool = False  # nodes are this machine: its files, its Python
     runtime_preinstalled: bool = False  # nodes already have this rayctl and Ray
-    # Autostop without `down` can stop the nodes and keep them for a later `up` (otherwise
-    # autostop needs `down: true`).
+    # Autostop: the head's monitor can remove the whole cluster, its own node and what the
+    # provider made for it included (`down: true`); and can stop the nodes and keep them for
+    # a later `up` (`down: false`).
+    removes_itself: bool = False
     stops_nodes: bool = False
 
 

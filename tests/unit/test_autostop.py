@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import yaml
@@ -13,7 +14,9 @@ import yaml
 from rayctl.autoscaler.autostop import Activity, IdleClock
 from rayctl.autoscaler.monitor import Autostop, Monitor
 from rayctl.autoscaler.status import AutoscalerStatus
-from rayctl.config.schema import AutostopSettings
+from rayctl.config.loader import check_autostop
+from rayctl.config.provider_spec import ProviderSpec
+from rayctl.config.schema import AutostopSettings, Capabilities, ProviderSettings
 from rayctl.providers import registry
 from rayctl.runtime.ray_adapter import ClusterSnapshot, RayActivity, RayNode
 from tests.unit.test_reconciler import CPU1, Clock, Sim
@@ -143,9 +146,11 @@ def test_a_failed_autostop_is_tried_again_and_removing_writes_no_status(tmp_path
     monitor.close()
 
 
-def _config(tmp_path: Path, provider: dict, autostop: dict) -> Path:
+def _config(tmp_path: Path, provider: dict, autostop: dict | None) -> Path:
     path = tmp_path / "cluster.yaml"
-    raw = {"cluster_name": "as", "provider": provider, "rayctl": {"autostop": autostop}}
+    raw: dict = {"cluster_name": "as", "provider": provider}
+    if autostop is not None:
+        raw["rayctl"] = {"autostop": autostop}
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
 
@@ -153,11 +158,9 @@ def _config(tmp_path: Path, provider: dict, autostop: dict) -> Path:
 AWS = {"type": "aws", "region": "us-west-2"}
 
 
-def test_the_config_key_validates_per_provider(tmp_path: Path):
+def test_the_config_key_takes_fractions_of_minutes(tmp_path: Path):
     local = registry.load_config(_config(tmp_path, {"type": "local"}, {"idle_minutes": 0.1}))
     assert local.config.rayctl.autostop == AutostopSettings(idle_minutes=0.1, down=False)
-    aws = registry.load_config(_config(tmp_path, AWS, {"idle_minutes": 30, "down": True}))
-    assert aws.config.rayctl.autostop == AutostopSettings(idle_minutes=30, down=True)
 
 
 def _rayctl(*args: str) -> subprocess.CompletedProcess[str]:
@@ -166,15 +169,29 @@ def _rayctl(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_autostop_without_down_is_refused_where_nodes_cannot_be_stopped(tmp_path: Path):
-    path = _config(tmp_path, AWS, {"idle_minutes": 30})
+def test_autostop_is_refused_where_the_head_cannot_remove_the_cluster(tmp_path: Path):
+    path = _config(tmp_path, AWS, {"idle_minutes": 30, "down": True})
     result = _rayctl("validate", str(path))
     assert result.returncode == 2, result.stderr
     assert f"{path}:" in result.stderr and "rayctl.autostop" in result.stderr
-    assert "needs `down: true`" in result.stderr
+    assert "the aws provider has no autostop yet" in result.stderr
     bad = _config(tmp_path, {"type": "local"}, {"idle_minutes": 0})
     result = _rayctl("validate", str(bad))
     assert result.returncode == 2 and "idle_minutes" in result.stderr, result.stderr
+
+
+class _Removes(ProviderSettings):
+    capabilities: ClassVar[Capabilities] = Capabilities(removes_itself=True)
+
+
+def test_autostop_without_down_needs_a_provider_that_stops_nodes():
+    removes = ProviderSpec(kind="removes", model=_Removes, factory="x:y")
+    stops = ProviderSpec(kind="local", model=registry.specs()["local"].model, factory="x:y")
+    keep = AutostopSettings(idle_minutes=1)
+    assert "cannot stop nodes" in (check_autostop(keep, removes) or "")
+    assert check_autostop(keep.model_copy(update={"down": True}), removes) is None
+    assert check_autostop(keep, stops) is None
+    assert check_autostop(None, removes) is None
 
 
 @pytest.mark.parametrize(
@@ -194,8 +211,8 @@ def test_bad_autostop_flags_exit_2_before_anything_is_created(
     assert message in " ".join(result.stderr.split()), result.stderr
 
 
-def test_the_autostop_flag_without_down_is_refused_on_aws(tmp_path: Path):
-    path = _config(tmp_path, AWS, {"idle_minutes": 30, "down": True})
-    result = _rayctl("up", str(path), "--autostop", "5")
+def test_the_autostop_flag_is_refused_on_aws(tmp_path: Path):
+    path = _config(tmp_path, AWS, None)
+    result = _rayctl("up", str(path), "--autostop", "5", "--down")
     assert result.returncode == 2, result.stderr
-    assert "cannot stop nodes" in " ".join(result.stderr.split()), result.stderr
+    assert "has no autostop yet" in " ".join(result.stderr.split()), result.stderr

@@ -13,7 +13,10 @@ class LocalProviderConfig(ProviderSettings):
 
     type: Literal["local"]
     capabilities: ClassVar[Capabilities] = Capabilities(
-        shares_filesystem=True, runtime_preinstalled=True, stops_nodes=True
+        shares_filesystem=True,
+        runtime_preinstalled=True,
+        removes_itself=True,
+        stops_nodes=True,
     )
 
 
