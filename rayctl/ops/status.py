@@ -70,7 +70,7 @@ class ClusterStatus(BaseModel):
     monitor_running: bool
     autoscaler_hint: str | None  # the head's autoscaler is off: how to start it
     autoscaler: AutoscalerStatus | None  # the monitor's last status document
-    autostop: AutostopView | None  # None: no autostop
+    autostop: AutostopView | None = None  # None: no autostop
 
 
 def cluster_status(loaded: LoadedConfig, *, home: Path) -> ClusterStatus:
