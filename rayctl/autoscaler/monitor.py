@@ -12,24 +12,30 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import pydantic
 from filelock import FileLock, Timeout
 
+from rayctl.autoscaler.autostop import Activity, IdleClock
 from rayctl.autoscaler.boots import bootstrap_worker
 from rayctl.autoscaler.reconciler import Reconciler, SnapshotFn
-from rayctl.autoscaler.status import AutoscalerStatus
+from rayctl.autoscaler.status import AutoscalerStatus, AutostopStatus
+from rayctl.config.loader import LoadedConfig
+from rayctl.config.schema import AutostopSettings
 from rayctl.paths import rayctl_home, write_atomic
 from rayctl.providers.base import simulated_ray
 from rayctl.providers.registry import load_config, make_provider
 from rayctl.runtime import head_paths
 from rayctl.runtime.ray_adapter import (
     ClusterSnapshot,
+    RayActivity,
     RayUnreachable,
     cluster_snapshot,
     drain_idle_node,
+    ray_activity,
 )
 from rayctl.runtime.ray_auth import ClusterAuth
 
@@ -71,6 +77,38 @@ def _demand_key(snap: ClusterSnapshot) -> tuple:
     )
 
 
+@dataclass
+class Autostop:
+    """The monitor's autostop: the idle clock it feeds each tick, and `stop`, which stops or
+    removes the cluster when the clock runs out (given by the layer that starts the monitor,
+    as `down` is orchestration)."""
+
+    settings: AutostopSettings
+    clock: IdleClock
+    activity: Callable[[str], RayActivity]  # gcs address -> Ray's jobs and drivers
+    stop: Callable[[], None]
+    stopped_at: float | None = None
+
+    def observe(self, snapshot: ClusterSnapshot | None, gcs: str | None, error: str | None) -> None:
+        if snapshot is None or gcs is None:
+            self.clock.observe(Activity(unknown=error or "no head"))
+            return
+        try:
+            self.clock.observe(Activity.of(snapshot, self.activity(gcs)))
+        except RayUnreachable as exc:
+            self.clock.observe(Activity(unknown=str(exc).splitlines()[0]))
+
+    def status(self) -> AutostopStatus:
+        return AutostopStatus(
+            idle_minutes=self.settings.idle_minutes,
+            down=self.settings.down,
+            idle_s=self.clock.idle_s(),
+            left_s=self.clock.left_s(),
+            busy=self.clock.busy,
+            stopped_at=self.stopped_at,
+        )
+
+
 class Monitor:
     """The loop around a reconciler. It acts only while it holds the cluster's monitor lease
     (a file lock on the head): a second monitor stands by and changes nothing. It ticks every
@@ -92,8 +130,11 @@ class Monitor:
         tick_s: float = TICK_S,
         poll_s: float = POLL_S,
         clock: Callable[[], float] = time.monotonic,
+        autostop: Autostop | None = None,
     ) -> None:
         self.reconciler = reconciler
+        self.autostop = autostop
+        self.finished = False  # autostop stopped the cluster: the monitor's work is done
         self._snapshot = snapshot
         self._lease = FileLock(lease_path)
         self._status_path = status_path
@@ -157,6 +198,29 @@ class Monitor:
         except Exception as exc:  # keep the loop alive; the status says what broke
             self.error = f"{type(exc).__name__}: {exc}"
             log.exception("tick failed")
+        if self.autostop is not None and self._autostop(self.autostop):
+            return True
+        self._write()
+        return True
+
+    def _autostop(self, autostop: Autostop) -> bool:
+        """Feed the idle clock; stop the cluster when it ran out. Returns whether it is gone
+        (nothing more to write: with down, the status document's directory went with it)."""
+        seen = self.reconciler.last_snapshot if self.error is None else None
+        autostop.observe(seen, self.reconciler.gcs_address, self.error)
+        if not autostop.clock.due():
+            return False
+        log.info("idle for %.0f s: autostop", autostop.clock.idle_s() or 0.0)
+        try:
+            autostop.stop()
+        except Exception as exc:  # tried again next tick; the status says what broke
+            self.error = f"autostop failed: {type(exc).__name__}: {exc}"
+            log.exception("autostop failed")
+            return False
+        self.finished = True
+        if autostop.settings.down:
+            return True
+        autostop.stopped_at = time.time()
         self._write()
         return True
 
@@ -168,6 +232,8 @@ class Monitor:
     def _write(self) -> None:
         document = self.reconciler.status_document()
         document.pid, document.error = os.getpid(), self.error
+        if self.autostop is not None:
+            document.autostop = self.autostop.status()
         _write_status(self._status_path, document)
 
     def close(self) -> None:
@@ -176,13 +242,20 @@ class Monitor:
             self._lease.release()
 
 
-def run_monitor(config_path: Path) -> int:
+AutostopFn = Callable[[LoadedConfig], None]
+
+
+def run_monitor(config_path: Path, *, autostop: AutostopFn | None = None) -> int:
+    """`autostop(loaded)` stops or removes the cluster when the config's rayctl.autostop
+    says so and it has stayed idle that long."""
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(_JsonLines())
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
-    config = load_config(config_path).config
+    loaded = load_config(config_path)
+    config = loaded.config
     provider = make_provider(config, home=rayctl_home())
     simulated = simulated_ray(provider)
+    activity: Callable[[str], RayActivity] | None = None  # simulated clusters never autostop
     if simulated is not None:  # the fake provider: Ray's side is simulated too
         snapshot, drain, boot = simulated.snapshot, simulated.drain, simulated.boot
     else:
@@ -191,19 +264,26 @@ def run_monitor(config_path: Path) -> int:
         auth = ClusterAuth.on_node(config)
         snapshot = partial(cluster_snapshot, token_file=auth.token_file)
         drain = partial(drain_idle_node, token_file=auth.token_file)
+        activity = partial(ray_activity, token_file=auth.token_file)
         boot = bootstrap_worker(config, provider, auth)
     reconciler = Reconciler(config, provider, snapshot=snapshot, drain=drain, boot=boot)
+    settings = config.rayctl.autostop
     monitor = Monitor(
         reconciler,
         snapshot=snapshot,
         lease_path=Path(os.path.expanduser(head_paths.MONITOR_LEASE)),
         status_path=Path(os.path.expanduser(head_paths.MONITOR_STATUS)),
+        autostop=Autostop(
+            settings, IdleClock(settings.idle_minutes * 60), activity, partial(autostop, loaded)
+        )
+        if settings is not None and autostop is not None and activity is not None
+        else None,
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     log.info("monitor started for cluster %s (pid %d)", config.cluster_name, os.getpid())
     try:
-        while not stop.is_set():
+        while not stop.is_set() and not monitor.finished:
             monitor.step()
             stop.wait(monitor.poll_s)
     finally:

@@ -48,6 +48,17 @@ class Retry(_Record):
     error: str  # why the last attempt failed
 
 
+class AutostopStatus(_Record):
+    """The cluster's autostop as of the monitor's last tick."""
+
+    idle_minutes: float
+    down: bool  # remove the cluster (else stop its nodes for a later `up`)
+    idle_s: float | None  # how long it has been idle (None: it is not)
+    left_s: float | None  # before it stops (None: not counting down)
+    busy: str | None  # why it is not idle
+    stopped_at: float | None = None  # when the monitor stopped it (without down)
+
+
 class AutoscalerStatus(BaseModel):
     updated_at: float
     booting: list[str] = []  # ids of workers being bootstrapped
@@ -59,5 +70,6 @@ class AutoscalerStatus(BaseModel):
     failures: list[Event] = []
     backoff: dict[str, Backoff] = {}  # node type -> its backoff
     terminating: dict[str, Retry] = {}  # node id -> its failed termination
+    autostop: AutostopStatus | None = None  # None: no autostop
     pid: int | None = None  # the monitor's
     error: str | None = None  # why the last tick failed

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
 from pathlib import Path
 
@@ -25,12 +27,14 @@ from rayctl.cli.output import (
     out,
     styled,
 )
+from rayctl.config.loader import LoadedConfig, check_autostop
+from rayctl.config.schema import AutostopSettings
 from rayctl.errors import RayctlError, StateCorrupted
 from rayctl.ops import down as down_op
 from rayctl.ops.head import AutoscalerState, autoscaler_note, stopped_autoscaler_hint
 from rayctl.paths import log_dir
 from rayctl.providers.base import NodeKind
-from rayctl.providers.registry import make_provider
+from rayctl.providers.registry import make_provider, specs
 from rayctl.runtime.bootstrap import Outcome
 
 
@@ -63,11 +67,21 @@ def up(
     no_wait: bool = typer.Option(
         False, "--no-wait", help="Return once workers are started, before they join Ray."
     ),
+    autostop: float | None = typer.Option(
+        None,
+        "--autostop",
+        metavar="MINUTES",
+        help="Stop the cluster once it has been idle this long (no job, no pending work, no "
+        "busy node); overrides rayctl.autostop. Fractions allowed.",
+    ),
+    autostop_down: bool = typer.Option(
+        False, "--down", help="With --autostop: remove the cluster (as `rayctl down`) instead."
+    ),
     cluster_name: str | None = NAME_OPT,
     json_output: bool = JSON_OPT,
 ) -> None:
     """Create or update a cluster: the head node and each type's min_workers."""
-    loaded = load_file(config, cluster_name)
+    loaded = _with_autostop(load_file(config, cluster_name), autostop, autostop_down)
     for line in loaded.warnings:
         err.print(f"warning: {line}", markup=False)
     started = time.monotonic()
@@ -116,6 +130,22 @@ def up(
             f"and run `rayctl up {config}` again, or remove everything with "
             f"`rayctl down {config}`."
         )
+
+
+def _with_autostop(loaded: LoadedConfig, minutes: float | None, down: bool) -> LoadedConfig:
+    """The config with `--autostop MINUTES [--down]` in place of its rayctl.autostop."""
+    if minutes is None:
+        if down:
+            raise typer.BadParameter("--down goes with --autostop MINUTES", param_hint="--down")
+        return loaded
+    if not 0 < minutes < math.inf:  # also refuses nan
+        raise typer.BadParameter("must be a number of minutes above 0", param_hint="--autostop")
+    settings = AutostopSettings(idle_minutes=minutes, down=down)
+    problem = check_autostop(settings, specs()[loaded.config.provider.type])
+    if problem:
+        raise typer.BadParameter(problem, param_hint="--autostop")
+    rayctl = loaded.config.rayctl.model_copy(update={"autostop": settings})
+    return dataclasses.replace(loaded, config=loaded.config.model_copy(update={"rayctl": rayctl}))
 
 
 def _render_up(result: UpResult, config: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -61,6 +62,7 @@ def _render(report: ClusterStatus) -> None:
             out.print(styled((row.id, "red"), f": {row.error}"))
     _render_node_types(report)
     _render_autoscaler(report)
+    _render_autostop(report)
 
 
 def _render_node_types(report: ClusterStatus) -> None:
@@ -126,6 +128,21 @@ def _render_autoscaler(report: ClusterStatus) -> None:
                 (f"  {now - event.at:5.0f}s ago  failed", "red"), f" {event.what}: {event.reason}"
             )
         )
+
+
+def _render_autostop(report: ClusterStatus) -> None:
+    autostop = report.autostop
+    if autostop is None:
+        return
+    action = "remove the cluster" if autostop.down else "stop its nodes"
+    out.print(f"\nautostop: {action} after {autostop.idle_minutes:g} min idle")
+    if autostop.stopped_at is not None:
+        stopped = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(autostop.stopped_at))
+        out.print(f"  stopped at {stopped}; `rayctl up` starts it again")
+    elif autostop.left_s is not None:
+        out.print(f"  idle for {autostop.idle_s or 0:.0f} s: stops in {autostop.left_s:.0f} s")
+    else:
+        out.print(f"  not idle: {autostop.busy}")
 
 
 def _resources(row: NodeRow) -> str:

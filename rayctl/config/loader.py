@@ -16,7 +16,7 @@ from rayctl.config.defaults import fill_defaults
 from rayctl.config.documents import ProblemReport, read_document, suggest
 from rayctl.config.findings import Findings
 from rayctl.config.provider_spec import ProviderSpec
-from rayctl.config.schema import ClusterConfig
+from rayctl.config.schema import AutostopSettings, ClusterConfig
 from rayctl.config.yaml_positions import PositionedYaml
 
 
@@ -202,6 +202,9 @@ def _check(
             )
         mounts[remote] = str(source)
     start_commands.check(config, shares_machine=shares_machine, found=found)
+    autostop_problem = check_autostop(config.rayctl.autostop, spec)
+    if autostop_problem:
+        problems.append((("rayctl", "autostop"), autostop_problem))
     config = config.model_copy(update={"file_mounts": mounts})
     runtime = config.rayctl.runtime
     if runtime.wheelhouse:
@@ -219,6 +222,24 @@ def _check(
         )
     runtime_packages.check(runtime, found)
     return spec.check(config, base_dir, found)
+
+
+def check_autostop(autostop: AutostopSettings | None, spec: ProviderSpec) -> str | None:
+    """Why `autostop` cannot be had from this provider, if it cannot."""
+    if autostop is None:
+        return None
+    if not spec.capabilities.removes_itself:
+        return (
+            f"the {spec.kind} provider has no autostop yet: its head cannot remove what "
+            "the provider made for the cluster once its own node is gone; remove "
+            "rayctl.autostop and run `rayctl down` when done"
+        )
+    if autostop.down or spec.capabilities.stops_nodes:
+        return None
+    return (
+        f"the {spec.kind} provider cannot stop nodes to resume them later: autostop needs "
+        "`down: true` (`rayctl up --autostop MINUTES --down`), which removes the cluster"
+    )
 
 
 def resolve_private_key(config: ClusterConfig, base_dir: Path) -> ClusterConfig:

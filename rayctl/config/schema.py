@@ -59,6 +59,11 @@ class Capabilities(StrictModel):
 
     shares_filesystem: bool = False  # nodes are this machine: its files, its Python
     runtime_preinstalled: bool = False  # nodes already have this rayctl and Ray
+    # Autostop: the head's monitor can remove the whole cluster, its own node and what the
+    # provider made for it included (`down: true`); and can stop the nodes and keep them for
+    # a later `up` (`down: false`).
+    removes_itself: bool = False
+    stops_nodes: bool = False
 
 
 class ProviderSettings(StrictModel):
@@ -132,9 +137,25 @@ class SecuritySettings(StrictModel):
     )
 
 
+class AutostopSettings(StrictModel):
+    idle_minutes: PositiveFloat = Field(
+        description="Stop the cluster after it has been idle this long: no Ray job or driver "
+        "runs, nothing waits for resources and no node is busy. Fractions are allowed "
+        "(0.5: 30 s)."
+    )
+    down: bool = Field(
+        False,
+        description="Remove the cluster as `rayctl down` does, instead of stopping its nodes "
+        "for a later `rayctl up` (providers that cannot stop nodes need true).",
+    )
+
+
 class RayctlSettings(StrictModel):
     runtime: RuntimeSettings = RuntimeSettings()
     security: SecuritySettings = SecuritySettings()
+    autostop: AutostopSettings | None = Field(
+        None, description="Stop or remove the cluster when it stays idle (`up --autostop`)."
+    )
     node_types: dict[str, NodeTypeSettings] = Field(
         {}, description="rayctl's settings per node type, by names in available_node_types."
     )

@@ -82,12 +82,16 @@ def down(
     workers_only: bool = False,
     force: bool = False,
     on_stage: DownCallback | None = None,
+    by_monitor: bool = False,
 ) -> DownReport:
     """Terminate the cluster's nodes (all at once) and confirm none is left before
     forgetting the cluster, holding the cluster's lock. A head that cannot be reached (it
     never answered SSH, or this machine cannot reach it) does not stop `down`: its monitor
     goes with the head, and what it launched meanwhile is swept up after. `on_stage` hears
-    where each node is (DownStage)."""
+    where each node is (DownStage).
+
+    `by_monitor`: the head's own monitor removes its idle cluster (autostop): it has stopped
+    autoscaling and no job runs; the workers go first, then the head it runs on."""
     provider = make_provider(loaded.config, home=home)
     with cluster_lock(home, loaded.name, "down"):
         report = _Down(
@@ -97,6 +101,7 @@ def down(
             workers_only=workers_only,
             force=force,
             on_stage=on_stage,
+            by_monitor=by_monitor,
         ).run()
         if not workers_only and not report.may_remain:
             # Nothing uses the token any more; a new cluster of this name gets a new one.
@@ -115,6 +120,7 @@ class _Down:
         workers_only: bool,
         force: bool,
         on_stage: DownCallback | None,
+        by_monitor: bool = False,
     ) -> None:
         self.provider = provider
         self.on_stage = on_stage
@@ -122,6 +128,7 @@ class _Down:
         self.home = home
         self.workers_only = workers_only
         self.force = force
+        self.by_monitor = by_monitor
         self.forgotten: list[Remaining] = []
 
     def run(self) -> DownReport:
@@ -135,7 +142,8 @@ class _Down:
             heads = provider.list_nodes(**{Tag.KIND: NodeKind.HEAD.value})
         self._report(heads, DownStage.STOPPING_AUTOSCALER)
         try:
-            stop_monitor(provider, heads)  # or it would replace the workers we remove
+            if not self.by_monitor:
+                stop_monitor(provider, heads)  # or it would replace the workers we remove
             monitor_stopped = True
         except (NodeUnreachable, AuthError) as exc:  # e.g. a machine without the head's key
             if self.workers_only:  # the head stays, and so would its monitor
@@ -145,11 +153,15 @@ class _Down:
                 ) from None
             log.warning("cannot reach the head to stop its autoscaler (%s); terminating it", exc)
             monitor_stopped = False
-        if monitor_stopped and not self.workers_only:
+        if monitor_stopped and not self.workers_only and not self.by_monitor:
             self._stop_jobs(heads)
         nodes = provider.list_nodes()
         targets = [n for n in nodes if not self.workers_only or n.kind is NodeKind.WORKER]
-        self._terminate(targets)
+        if self.by_monitor:  # the head last: the monitor runs there
+            self._terminate([n for n in targets if n.kind is NodeKind.WORKER])
+            self._terminate([n for n in targets if n.kind is NodeKind.HEAD])
+        else:
+            self._terminate(targets)
         if not monitor_stopped:
             targets += self._sweep()
         forgotten = {r.id for r in self.forgotten}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -45,6 +46,17 @@ class NodeTypeRow(BaseModel):
     max_workers: int
 
 
+class AutostopView(BaseModel):
+    """Autostop as the head's monitor runs it (its last status document)."""
+
+    idle_minutes: float
+    down: bool  # remove the cluster (else stop its nodes for a later `up`)
+    idle_s: float | None  # idle so far (None: not idle)
+    left_s: float | None  # before it stops, now (None: not counting down)
+    busy: str | None  # why it is not idle
+    stopped_at: float | None  # when autostop stopped the cluster (None: it did not)
+
+
 class ClusterStatus(BaseModel):
     cluster_name: str
     head_ip: str | None
@@ -58,6 +70,7 @@ class ClusterStatus(BaseModel):
     monitor_running: bool
     autoscaler_hint: str | None  # the head's autoscaler is off: how to start it
     autoscaler: AutoscalerStatus | None  # the monitor's last status document
+    autostop: AutostopView | None = None  # None: no autostop
 
 
 def cluster_status(loaded: LoadedConfig, *, home: Path) -> ClusterStatus:
@@ -126,6 +139,26 @@ def cluster_status(loaded: LoadedConfig, *, home: Path) -> ClusterStatus:
         monitor_running=monitor_running,
         autoscaler_hint=hint,
         autoscaler=autoscaler,
+        autostop=_autostop(head, autoscaler, running=monitor_running),
+    )
+
+
+def _autostop(
+    head: Node | None, document: AutoscalerStatus | None, *, running: bool
+) -> AutostopView | None:
+    """The monitor's autostop, its countdown carried on to now while it runs."""
+    settings = document.autostop if document is not None else None
+    if head is None or document is None or settings is None:
+        return None
+    since = time.time() - document.updated_at if running else 0.0
+    stopped = head.tags.get(Tag.AUTOSTOPPED)
+    return AutostopView(
+        idle_minutes=settings.idle_minutes,
+        down=settings.down,
+        idle_s=None if settings.idle_s is None else settings.idle_s + since,
+        left_s=None if settings.left_s is None else max(0.0, settings.left_s - since),
+        busy=settings.busy,
+        stopped_at=float(stopped) if stopped else None,
     )
 
 

@@ -115,6 +115,8 @@ def _up(
         if report.failed or report.head.id not in report.outcomes:
             report.autoscaler = _restore_autoscaler(provider, previous)
         else:
+            if report.head.tags.get(Tag.AUTOSTOPPED):  # it runs again
+                provider.set_tags(report.head.id, {Tag.AUTOSTOPPED: ""})
             start_monitor(loaded, provider, report.head)
             report.autoscaler = AutoscalerState.STARTED
         return report

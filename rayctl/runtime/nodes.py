@@ -53,6 +53,8 @@ class Tag:
     GCS_PORT = "rayctl-gcs-port"  # on the head: the port Ray's GCS listens on
     DASHBOARD_PORT = "rayctl-dashboard-port"  # on the head
     ERROR = "rayctl-error"  # why the last bootstrap failed (its output's tail)
+    # On the head: when autostop stopped the cluster (Unix seconds; `up` clears it).
+    AUTOSTOPPED = "rayctl-autostopped"
 
 
 @dataclass(frozen=True)

@@ -168,6 +168,51 @@ def drain_idle_node(
     return bool(accepted), str(rejection or "")
 
 
+@dataclass(frozen=True)
+class RayActivity:
+    """What runs on a cluster besides tasks and actors (which show as busy nodes)."""
+
+    jobs: list[str]  # Ray Jobs not finished (pending or running), by submission id
+    drivers: int  # drivers connected now (a job's, or a script's own `ray.init`)
+
+
+# Ray keeps each Ray Job's record in the GCS's key-value store (JobInfoStorageClient), and
+# its own drivers (the dashboard's) in namespaces with this prefix.
+_JOB_INFO_PREFIX = b"_ray_internal_job_info_"
+_JOB_NAMESPACE = b"job"
+_INTERNAL_NAMESPACE = "_ray_internal"
+
+
+def ray_activity(gcs_address: str, *, token_file: Path | None) -> RayActivity:
+    """Ray Jobs not finished and drivers connected, from the GCS (no dashboard needed). A job
+    waiting for its runtime environment has no driver yet but counts."""
+    _check_listening(gcs_address, 5)
+    import json
+
+    from ray._raylet import GcsClient
+
+    _authenticate(token_file)
+    try:
+        client = GcsClient(gcs_address)
+        keys = client.internal_kv_keys(_JOB_INFO_PREFIX, namespace=_JOB_NAMESPACE)
+        records = client.internal_kv_multi_get(keys, namespace=_JOB_NAMESPACE) if keys else {}
+        drivers = client.get_all_job_info(
+            skip_submission_job_info_field=True, skip_is_running_tasks_field=True
+        )
+    except Exception as exc:  # GCS client errors have no common public base class
+        raise RayUnreachable(f"Ray at {gcs_address} did not answer: {exc}") from None
+    jobs = []
+    for key, value in records.items():
+        if json.loads(value).get("status") not in JOB_STATES_TERMINAL:
+            jobs.append(key[len(_JOB_INFO_PREFIX) :].decode())
+    connected = [
+        d
+        for d in drivers.values()
+        if not d.is_dead and not d.config.ray_namespace.startswith(_INTERNAL_NAMESPACE)
+    ]
+    return RayActivity(jobs=sorted(jobs), drivers=len(connected))
+
+
 # Ray Jobs (the head's dashboard runs the JobManager; each job's driver runs under a job
 # supervisor actor, so it outlives the client that submitted it). These run on the head, with
 # the cluster's Ray authentication in the environment (runtime.jobs puts it there).

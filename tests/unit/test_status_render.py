@@ -7,10 +7,19 @@ import json
 
 import pytest
 
-from rayctl.autoscaler.status import AutoscalerStatus, Backoff, BundleCount, Infeasible, Retry
+from rayctl.autoscaler.status import (
+    AutoscalerStatus,
+    AutostopStatus,
+    Backoff,
+    BundleCount,
+    Infeasible,
+    Retry,
+)
 from rayctl.cli import status as status_cli
 from rayctl.cli.output import emit
+from rayctl.ops import status as status_op
 from rayctl.ops.status import ClusterStatus, NodeRow, NodeTypeRow
+from rayctl.providers.base import Node, NodeKind, NodeState, Tag
 
 HINT = "autoscaler: off: nothing adds, replaces or removes workers; `rayctl up c.yaml -n c` ..."
 
@@ -127,3 +136,31 @@ def test_a_nodes_resources_show_its_memory_and_object_store_in_gib():
         error=None,
     )
     assert status_cli._resources(row) == "CPU 1/2, mem 1.0/3.5G, obj 0.0/1.5G"
+
+def test_autostop_shows_its_settings_and_the_time_left_now(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+):
+    head = Node("head-1", "h", NodeKind.HEAD, NodeState.RUNNING, "127.0.0.2", None, {})
+    counting = AutostopStatus(
+        idle_minutes=0.5, down=True, idle_s=10.0, left_s=20.0, busy=None, stopped_at=None
+    )
+    document = AutoscalerStatus(updated_at=1000.0, autostop=counting)
+    monkeypatch.setattr(status_op.time, "time", lambda: 1005.0)  # 5 s after the monitor wrote
+    view = status_op._autostop(head, document, running=True)
+    assert view is not None and (view.idle_s, view.left_s) == (15.0, 15.0)
+    status_cli._render_autostop(report(autostop=view))
+    shown = capsys.readouterr().out
+    assert "autostop: remove the cluster after 0.5 min idle" in shown
+    assert "idle for 15 s: stops in 15 s" in shown
+
+    busy = counting.model_copy(update={"idle_s": None, "left_s": None, "busy": "1 driver(s)"})
+    view = status_op._autostop(head, AutoscalerStatus(updated_at=1.0, autostop=busy), running=True)
+    status_cli._render_autostop(report(autostop=view))
+    assert "not idle: 1 driver(s)" in capsys.readouterr().out
+
+    stopped_head = Node(**{**head.__dict__, "tags": {Tag.AUTOSTOPPED: "1000"}})
+    view = status_op._autostop(stopped_head, document, running=False)
+    assert view is not None and view.stopped_at == 1000.0 and view.left_s == 20.0
+    status_cli._render_autostop(report(autostop=view))
+    assert "`rayctl up` starts it again" in capsys.readouterr().out
+    assert status_op._autostop(head, AutoscalerStatus(updated_at=1.0), running=True) is None

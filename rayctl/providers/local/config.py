@@ -23,7 +23,10 @@ class LocalProviderConfig(ProviderSettings):
 
     type: Literal["local"]
     capabilities: ClassVar[Capabilities] = Capabilities(
-        shares_filesystem=True, runtime_preinstalled=True
+        shares_filesystem=True,
+        runtime_preinstalled=True,
+        removes_itself=True,
+        stops_nodes=True,
     )
 
 
