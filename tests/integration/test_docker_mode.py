@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from rayctl.providers.local.instances import marked_pids
 from tests.conftest import REPO
@@ -92,6 +93,18 @@ def test_local_cluster_runs_ray_in_containers(podman, make_cluster, cli, rayctl_
     again = cli("up", cluster.config, "--yes")
     assert again.code == 0, again.text
     assert container_ids() == ids
+
+    # Changed run options re-create the containers; setup runs again in the new ones.
+    changed = yaml.safe_load(cluster.config.read_text())
+    changed["docker"]["run_options"] += ["-e", "RAYCTL_TEST_MARK=two words"]
+    cluster.config.write_text(yaml.safe_dump(changed))
+    third = cli("up", cluster.config, "--yes")
+    assert third.code == 0, third.text
+    assert not set(container_ids()) & set(ids)
+    (home / "where").unlink()
+    marked = 'test "$RAYCTL_TEST_MARK" = "two words" && cat ~/where > ~/seen'
+    assert cli("exec", cluster.config, marked).code == 0
+    assert (home / "seen").read_text() == "in-container\n"
 
     down = cli("down", cluster.config, "--yes")
     assert down.code == 0, down.text
