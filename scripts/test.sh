@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # The on-prem tests run real sshd hosts in network namespaces: they need sshd, an ssh client,
 # rsync, iproute2 and root (CI is root; elsewhere those tests skip and say why); tmux is the
-# terminal in which the live view of `up` and `down` is tested.
+# terminal in which the live view of `up` and `down` is tested; docker mode's tests need podman.
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     need=""
     [ -x /usr/sbin/sshd ] || need="$need openssh-server"
@@ -13,6 +13,11 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     command -v ip >/dev/null || need="$need iproute2"
     command -v tmux >/dev/null || need="$need tmux"
     [ -x /usr/bin/python3 ] || need="$need python3"
+    # Docker mode's tests run real containers with rootful podman (runc: crun refuses
+    # hybrid cgroups; catatonit for --init); tests/podman.py writes their configuration.
+    command -v podman >/dev/null || need="$need podman"
+    command -v runc >/dev/null || need="$need runc"
+    [ -x /usr/libexec/podman/catatonit ] || command -v catatonit >/dev/null || need="$need catatonit"
     if [ -n "$need" ]; then
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null

@@ -14,7 +14,7 @@ import pydantic
 from rayctl.config import runtime_packages, start_commands
 from rayctl.config.defaults import fill_defaults
 from rayctl.config.documents import ProblemReport, read_document, suggest
-from rayctl.config.findings import Findings
+from rayctl.config.findings import Finding, Findings
 from rayctl.config.provider_spec import ProviderSpec
 from rayctl.config.schema import AutostopSettings, ClusterConfig
 from rayctl.config.yaml_positions import PositionedYaml
@@ -160,10 +160,7 @@ def _check(
                     f"max_workers ({node_type.max_workers})",
                 )
             )
-        if node_type.docker is not None and node_type.docker.container_name:
-            problems.append(
-                (("available_node_types", name, "docker"), "docker mode is not supported yet")
-            )
+        problems.extend(_docker_problems(config, name))
     for name in config.rayctl.node_types:
         if name not in types:
             problems.append(
@@ -180,10 +177,6 @@ def _check(
                 f"the node types' min_workers add up to {total_min}, "
                 f"more than max_workers ({config.max_workers})",
             )
-        )
-    if config.docker.container_name:
-        problems.append(
-            (("docker", "container_name"), "docker mode is not supported yet; remove docker:")
         )
     mounts: dict[str, str] = {}
     for remote, local in config.file_mounts.items():
@@ -240,6 +233,29 @@ def check_autostop(autostop: AutostopSettings | None, spec: ProviderSpec) -> str
         f"the {spec.kind} provider cannot stop nodes to resume them later: autostop needs "
         "`down: true` (`rayctl up --autostop MINUTES --down`), which removes the cluster"
     )
+
+
+def _docker_problems(config: ClusterConfig, node_type: str) -> list[Finding]:
+    """Docker mode needs an image for each kind of node a type's nodes may be."""
+    docker = config.docker_for(node_type)
+    if docker is None:
+        return []
+    kinds = []
+    if node_type == config.head_node_type:
+        kinds.append(("head", docker.head_image))
+    if node_type in config.worker_types():
+        kinds.append(("worker", docker.worker_image))
+    own = config.available_node_types[node_type].docker
+    where = ("available_node_types", node_type, "docker") if own is not None else ("docker",)
+    return [
+        (
+            where,
+            f"docker mode (container_name is set) needs an image for {kind} nodes of "
+            f"'{node_type}': set image (or {kind}_image)",
+        )
+        for kind, image in kinds
+        if not (image or docker.image)
+    ]
 
 
 def resolve_private_key(config: ClusterConfig, base_dir: Path) -> ClusterConfig:

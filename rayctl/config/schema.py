@@ -38,7 +38,8 @@ class AuthConfig(StrictModel):
 
 
 class DockerConfig(StrictModel):
-    """Ray's docker section. Accepted so Ray configs parse; docker mode itself is refused."""
+    """Ray's docker section: with a container_name, every node runs Ray in a container
+    (rayctl.runtime.docker). A node type's own section overrides the cluster's key by key."""
 
     image: str | None = None
     head_image: str | None = None
@@ -213,6 +214,17 @@ class ClusterConfig(StrictModel):
         if t.max_workers is not None:
             return t.max_workers
         return 0 if name == self.head_node_type else self.max_workers
+
+    def docker_for(self, node_type: str) -> DockerConfig | None:
+        """The docker settings of a node type (its own `docker:` keys over the cluster's, as
+        in Ray), or None when its nodes run without a container (no container_name)."""
+        own = self.available_node_types[node_type].docker
+        merged = {
+            **self.docker.model_dump(exclude_unset=True),
+            **(own.model_dump(exclude_unset=True) if own is not None else {}),
+        }
+        docker = DockerConfig.model_validate(merged)
+        return docker if docker.container_name else None
 
     def setup_commands_for(self, node_type: str, *, head: bool) -> list[str]:
         """Ray's rule: setup_commands, then head_ or worker_setup_commands; a node type's

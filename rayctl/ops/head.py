@@ -12,6 +12,7 @@ import yaml
 from rayctl.config.loader import LoadedConfig
 from rayctl.errors import ClusterNotFound, ProviderError
 from rayctl.providers.base import Node, NodeKind, NodeProvider, Tag
+from rayctl.providers.docker import monitor_runner
 from rayctl.runtime import detached, head_paths
 from rayctl.runtime.install import runtime_python
 from rayctl.templates import shell_path
@@ -31,12 +32,12 @@ def stop_monitor(provider: NodeProvider, heads: list[Node] | None = None) -> Non
     if heads is None:
         heads = provider.list_nodes(**{Tag.KIND: NodeKind.HEAD.value})
     for head in heads:
-        detached.stop(provider.runner(head), head_paths.MONITOR_SLOT, grace_s=5)
+        detached.stop(monitor_runner(provider, head), head_paths.MONITOR_SLOT, grace_s=5)
 
 
 def start_monitor(loaded: LoadedConfig, provider: NodeProvider, head: Node) -> None:
     """Start the autoscaler on the head with the validated config (file mounts resolved)."""
-    runner = provider.runner(head)
+    runner = monitor_runner(provider, head)
     head_config, env = provider.prepare_head(loaded.config, head)
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as snapshot:
         yaml.safe_dump(head_config.model_dump(mode="json"), snapshot, sort_keys=False)
@@ -54,16 +55,15 @@ def start_monitor(loaded: LoadedConfig, provider: NodeProvider, head: Node) -> N
 
 
 def monitor_running(provider: NodeProvider, head: Node) -> bool:
-    return detached.is_alive(provider.runner(head), head_paths.MONITOR_SLOT)
+    return detached.is_alive(monitor_runner(provider, head), head_paths.MONITOR_SLOT)
 
 
 def restart_monitor(provider: NodeProvider, head: Node) -> bool:
     """Start the head's autoscaler again as it last ran (its start script, environment and
     config stay on the head), if the head's Ray runs; returns whether it runs now."""
-    runner = provider.runner(head)
-    if not detached.is_alive(runner, head.id):  # the head's Ray: nothing to autoscale
+    if not detached.is_alive(provider.runner(head), head.id):  # the head's Ray: none to scale
         return False
-    return detached.restart(runner, head_paths.MONITOR_SLOT).ok
+    return detached.restart(monitor_runner(provider, head), head_paths.MONITOR_SLOT).ok
 
 
 class AutoscalerState(StrEnum):

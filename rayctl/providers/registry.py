@@ -106,4 +106,9 @@ def make_provider(config: ClusterConfig, *, home: Path) -> NodeProvider:
         raise RayctlError(
             f"the {spec.kind} provider needs {exc.name}: pip install 'rayctl[{spec.extra}]'"
         ) from None
-    return getattr(module, attribute)(config, home=home)
+    provider: NodeProvider = getattr(module, attribute)(config, home=home)
+    from rayctl.providers import docker  # runners and scripts: not needed to validate
+
+    if docker.uses_docker(config):
+        return docker.ContainerNodes(provider, config)
+    return provider

@@ -29,7 +29,7 @@ from rayctl.config import start_commands
 from rayctl.config.hashes import launch_hash, runtime_hash, start_hash
 from rayctl.config.schema import ClusterConfig
 from rayctl.errors import AuthError, BootstrapError, RayctlError
-from rayctl.runtime import detached
+from rayctl.runtime import detached, docker
 from rayctl.runtime.install import (
     RuntimeInstallError,
     ensure_runtime,
@@ -218,6 +218,8 @@ class Bootstrapper:
         is_head = node.kind is NodeKind.HEAD
         spec = NodeSpec.of(self._config, node.node_type, node.kind)
         runner = access.runner(node)
+        container = docker.as_container(runner)
+        host = runner if container is None else container.host
         stage = (
             NodeStatus.WAITING_FOR_NODE
             if self._config.provider.capabilities.shares_filesystem
@@ -227,16 +229,20 @@ class Bootstrapper:
         was_ready = node.status is NodeStatus.READY
         try:
             self._enter(node, stage, tag=not was_ready)
-            self._check(runner.run("true", timeout_s=30), node, stage, "the node does not answer")
+            self._check(host.run("true", timeout_s=30), node, stage, "the node does not answer")
             outcome = Outcome.UNCHANGED
-            alive = detached.is_alive(runner, node.id)
-            if node.tags.get(Tag.RUNTIME_HASH) != spec.runtime_hash:
+            # A new container holds nothing of the old one's setup: set it up again.
+            fresh = container is not None and container.needs_create()
+            alive = not fresh and detached.is_alive(runner, node.id)
+            if fresh or node.tags.get(Tag.RUNTIME_HASH) != spec.runtime_hash:
                 stage = NodeStatus.SYNCING_FILES
                 self._enter(node, stage)
-                self._sync_files(runner)
+                self._sync_files(host, container)
+                if container is not None and fresh:
+                    container.create()  # after the sync: its mounts' sources exist now
                 stage = NodeStatus.SETTING_UP
                 self._enter(node, stage)
-                self._set_up(runner, node)
+                self._set_up(runner, host, node)
                 self._record(node, stage, {Tag.RUNTIME_HASH: spec.runtime_hash})
                 outcome = Outcome.SET_UP
             changed = not alive or node.tags.get(Tag.START_HASH) != spec.start_hash
@@ -264,7 +270,7 @@ class Bootstrapper:
                 unchanged = was_ready and outcome is Outcome.UNCHANGED
                 self._enter(node, NodeStatus.READY, tag=not unchanged)
             return outcome
-        except (NodeUnreachable, AuthError, TransferError) as exc:
+        except (NodeUnreachable, AuthError, TransferError, docker.ContainerError) as exc:
             failure = BootstrapError(node.id, stage.value, str(exc))
             # Tags kept elsewhere (an SSH pool on the head) can still say so; a local node's
             # tags went with its home.
@@ -294,19 +300,21 @@ class Bootstrapper:
                 node.id, stage.value, f"{what} (exit {result.exit_code}):\n{result.tail}"
             )
 
-    def _sync_files(self, runner: CommandRunner) -> None:
+    def _sync_files(self, host: CommandRunner, container: docker.DockerRunner | None) -> None:
+        """File mounts go to the node's host; a container sees them through its mounts."""
         for remote, local in self._config.file_mounts.items():
+            target = remote if container is None else container.spec.host_path(remote)
             if os.path.isdir(local):
-                runner.sync(
+                host.sync(
                     local,
-                    remote,
+                    target,
                     exclude=self._config.rsync_exclude,
                     filters=self._config.rsync_filter,
                 )
             else:
-                runner.put(local, remote)
+                host.put(local, target)
 
-    def _set_up(self, runner: CommandRunner, node: Node) -> None:
+    def _set_up(self, runner: CommandRunner, host: CommandRunner, node: Node) -> None:
         head = node.kind is NodeKind.HEAD
         recent: deque[str] = deque(maxlen=TAIL_LINES)  # across commands: causes come earlier
         with self._output_log(node) as log:
@@ -315,10 +323,10 @@ class Bootstrapper:
                 recent.append(line)
                 log(line)
 
-            def run_all(commands: list[str], *, prefix: str = "") -> None:
+            def run_all(commands: list[str], *, on: CommandRunner, prefix: str = "") -> None:
                 for command in commands:
                     write(f"$ {command}")
-                    result = runner.run(prefix + command, stream=write)
+                    result = on.run(prefix + command, stream=write)
                     if not result.ok:
                         output = "\n".join(recent)
                         raise BootstrapError(
@@ -328,8 +336,9 @@ class Bootstrapper:
                         )
 
             # Initialization commands may install what the runtime needs (python3-venv), so
-            # they run, as in Ray, before it exists: on the host's own PATH.
-            run_all(self._config.initialization_commands)
+            # they run, as in Ray, before it exists: on the host's own PATH (in docker mode, on
+            # the host: they may install the container engine).
+            run_all(self._config.initialization_commands, on=host)
             if not self._config.provider.capabilities.runtime_preinstalled:
                 try:
                     ensure_runtime(runner, self._config, stream=write)
@@ -337,6 +346,7 @@ class Bootstrapper:
                     raise BootstrapError(node.id, NodeStatus.SETTING_UP.value, str(exc)) from None
             run_all(
                 self._config.setup_commands_for(node.node_type, head=head),
+                on=runner,
                 prefix=f"{runtime_path_export(self._config)}; ",
             )
 

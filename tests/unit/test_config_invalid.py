@@ -361,17 +361,21 @@ CASES = [
     ),
     # --- docker ------------------------------------------------------------------------
     case(
-        "docker-container_name",
-        LOCAL + "docker:\n  image: rayproject/ray\n  container_name: ray_container\n",
-        5,
-        "docker mode is not supported",
+        "docker-mode-without-image",
+        LOCAL + "docker:\n  container_name: ray_container\n",
+        3,
+        "docker: docker mode (container_name is set) needs an image for head nodes of "
+        "'ray.head.default': set image (or head_image)",
     ),
     case(
-        "docker-container_name-in-node-type",
-        LOCAL + "available_node_types:\n  head:\n    docker:\n      container_name: c\n"
+        "docker-mode-worker-type-without-image",
+        LOCAL + "docker:\n  container_name: c\n  head_image: img\n"
+        "available_node_types:\n  head: {}\n  w:\n    max_workers: 1\n"
+        "    docker:\n      head_image: other\n"
         "head_node_type: head\n",
-        5,
-        "available_node_types.head.docker: docker mode is not supported",
+        10,
+        "available_node_types.w.docker: docker mode (container_name is set) needs an image "
+        "for worker nodes of 'w': set image (or worker_image)",
     ),
     # --- ssh provider (and Ray's on-prem form of it) --------------------------------------
     case(

@@ -489,7 +489,8 @@ def test_local_nodes_are_not_installed_on(tmp_path: Path):
     boot = Bootstrapper(
         config, auth=ClusterAuth(config.cluster_name, None), on_stage=lambda *_: None
     )
-    boot._set_up(LocalRunner(home), node)
+    runner = LocalRunner(home)
+    boot._set_up(runner, runner, node)
     assert (home / "setup-ran").is_file()
     assert not (tmp_path / "checked").exists() and not (tmp_path / "pip.log").exists()
 

@@ -70,6 +70,27 @@ def test_ray_format_config_validates_offline(path: Path, offline: Path, cli) -> 
     assert not (offline / ".rayctl").exists()
 
 
+@pytest.mark.parametrize(
+    ("shape", "head_image", "worker_image"),
+    [
+        ("aws/full", "rayproject/ray-ml:latest-gpu", "rayproject/ray-ml:latest-gpu"),
+        ("gcp/full", "rayproject/ray-ml:latest-gpu", "rayproject/ray-ml:latest-gpu"),
+        ("azure/full", "rayproject/ray-ml:latest-gpu", "rayproject/ray-ml:latest-gpu"),
+        ("aws/gpu", "rayproject/ray:latest-gpu", "rayproject/ray:latest-gpu"),
+        ("gcp/gpu", "rayproject/ray-ml:latest-gpu", "rayproject/ray:latest-gpu"),
+        ("azure/gpu", "rayproject/ray-ml:latest-cpu", "rayproject/ray-ml:latest-gpu"),
+    ],
+)
+def test_docker_mode_examples_choose_each_nodes_image(shape, head_image, worker_image) -> None:
+    config = load_config(CORPUS / f"{shape}.yaml").config
+    head = config.docker_for(config.head_node_type)
+    assert head is not None and (head.head_image or head.image) == head_image
+    for name in config.worker_types():
+        if name != config.head_node_type:
+            docker = config.docker_for(name)
+            assert docker is not None and (docker.worker_image or docker.image) == worker_image
+
+
 # --- head_node_type ----------------------------------------------------------------------
 
 

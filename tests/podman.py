@@ -1,0 +1,152 @@
+"""A real container engine for docker-mode tests: rootful podman with a configuration and a
+storage root the tests own (CONTAINERS_CONF, CONTAINERS_STORAGE_CONF), so nothing of this
+machine's own containers is touched and cleanup is exact.
+
+No registry is reachable here: the test image is imported from a tiny root filesystem (bash
+and Python come from this machine's /usr, which a node on this machine sees read-only)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import resource
+import shutil
+import subprocess
+import tarfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Ray's object store and runc's limits: runc cannot raise a limit above this process's
+# (no CAP_SYS_RESOURCE in many CI containers), and podman's defaults ask for more.
+NPROC_CAP = 32768
+
+
+def missing() -> list[str]:
+    found = []
+    if os.geteuid() != 0:
+        found.append("root (rootful podman)")
+    for tool in ("podman", "runc"):
+        if shutil.which(tool) is None:
+            found.append(f"{tool} (scripts/test.sh installs it)")
+    return found
+
+
+def require_podman() -> None:
+    """Skip without podman or root, but fail in CI, which has both (scripts/test.sh)."""
+    absent = missing()
+    if absent:
+        reason = "docker-mode tests need " + "; ".join(absent)
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+def _limits() -> list[str]:
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    nproc = resource.getrlimit(resource.RLIMIT_NPROC)[1]
+    nproc = NPROC_CAP if nproc == resource.RLIM_INFINITY else min(nproc, NPROC_CAP)
+    nofile = 65536 if nofile == resource.RLIM_INFINITY else min(nofile, 65536)
+    return [f"nofile={nofile}:{nofile}", f"nproc={nproc}:{nproc}"]
+
+
+def _rootfs_tar() -> bytes:
+    """An image's root: the usual top directories, /bin and /lib as links into /usr (which
+    the container gets from this machine), a root user."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, mode in (("tmp", 0o1777), ("root", 0o700), ("etc", 0o755), ("usr", 0o755)):
+            info = tarfile.TarInfo(name)
+            info.type, info.mode = tarfile.DIRTYPE, mode
+            tar.addfile(info)
+        for name in ("bin", "lib", "lib64", "sbin"):
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, f"usr/{name}"
+            tar.addfile(info)
+        for name, text in (
+            ("etc/passwd", "root:x:0:0:root:/root:/bin/bash\n"),
+            ("etc/group", "root:x:0:\n"),
+        ):
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+class Podman:
+    """The tests' podman: `run` a podman command, `image` the test image."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.image = f"localhost/rayctl-test:{uuid.uuid4().hex[:8]}"
+        self.env = {
+            "CONTAINERS_CONF": str(root / "containers.conf"),
+            "CONTAINERS_STORAGE_CONF": str(root / "storage.conf"),
+        }
+
+    def run(self, *args: str, input: bytes | None = None) -> str:
+        done = subprocess.run(
+            ["podman", *args],
+            input=input,
+            capture_output=True,
+            env={**os.environ, **self.env},
+            timeout=120,
+            check=True,
+        )
+        return done.stdout.decode()
+
+    def setup(self) -> None:
+        # runc, not crun (crun refuses this machine's hybrid cgroups); limits runc can set.
+        (self.root / "containers.conf").write_text(
+            f'[containers]\ndefault_ulimits = {json.dumps(_limits())}\n[engine]\nruntime = "runc"\n'
+        )
+        (self.root / "storage.conf").write_text(
+            f'[storage]\ndriver = "overlay"\ngraphroot = "{self.root}/storage"\n'
+            f'runroot = "{self.root}/run"\n'
+        )
+        self.run(
+            "import",
+            "--change",
+            "ENV HOME=/root",
+            "--change",
+            "ENV PATH=/usr/local/bin:/usr/bin:/bin",
+            "-",
+            self.image,
+            input=_rootfs_tar(),
+        )
+
+    def containers(self, label: str) -> list[str]:
+        """Names of the containers (running or not) carrying `label` (KEY=VALUE)."""
+        out = self.run("ps", "-a", "--filter", f"label={label}", "--format", "{{.Names}}")
+        return out.split()
+
+    def images(self) -> list[str]:
+        out = self.run("images", "--format", "{{.Repository}}:{{.Tag}}")
+        return out.split()
+
+    def teardown(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self.run("rm", "-a", "-f", "-t", "0")
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self.run("rmi", "-a", "-f")
+        # The storage root's overlay mounts, deepest first, before removing it.
+        mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
+        for mount in sorted((m for m in mounts if m.startswith(str(self.root))), reverse=True):
+            subprocess.run(["umount", "-l", mount], check=False)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def podman_engine(root: Path) -> Iterator[Podman]:
+    engine = Podman(root)
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        engine.setup()
+        yield engine
+    finally:
+        engine.teardown()
