@@ -137,6 +137,7 @@ def test_a_nodes_resources_show_its_memory_and_object_store_in_gib():
     )
     assert status_cli._resources(row) == "CPU 1/2, mem 1.0/3.5G, obj 0.0/1.5G"
 
+
 def test_autostop_shows_its_settings_and_the_time_left_now(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ):
