@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
+import pytest
 from moto.server import ThreadedMotoServer
 
 from rayctl.providers.base import Tag
@@ -55,15 +56,21 @@ class MotoEC2(Backed):
         host, port = self._server.get_host_and_port()
         return f"http://{host}:{port}"
 
-    def env(self) -> dict[str, str]:
-        """What a process needs to use this EC2 (the test's rayctl)."""
-        return {
-            **CREDENTIALS,
-            "AWS_ENDPOINT_URL": self.endpoint,
-            "AWS_DEFAULT_REGION": REGION,
-            "NO_PROXY": self.network.gateway,
-            "no_proxy": self.network.gateway,
-        }
+    def cloud_env(self) -> dict[str, str]:
+        return {**CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint, "AWS_DEFAULT_REGION": REGION}
+
+    def use(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """This process talks to moto with fake credentials, nothing of the real machine's."""
+        for var in (
+            "AWS_PROFILE",
+            "AWS_SESSION_TOKEN",
+            "AWS_ENDPOINT_URL_EC2",
+            "AWS_ENDPOINT_URL_STS",
+        ):
+            monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        super().use(monkeypatch)
 
     def client(self, service: str) -> Any:
         return boto3.session.Session(
@@ -112,6 +119,12 @@ class MotoEC2(Backed):
             for i in self.instances()
             if _tags(i).get(Tag.CLUSTER) == cluster and i["State"]["Name"] in states
         ]
+
+    def cluster_nodes(self, cluster: str) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        for i in self.cluster_instances(cluster):
+            found.setdefault(_tags(i).get(Tag.KIND, ""), []).append(i["InstanceId"])
+        return found
 
     def leftovers(self, cluster: str) -> dict[str, list[str]]:
         """Everything tagged with the cluster that is not terminated."""

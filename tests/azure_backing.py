@@ -33,21 +33,11 @@ class BackedArm(Backed):
         self.fake = fake
         self._hosts = InstanceHosts(network, self._observe, boot=boot)
 
-    def __enter__(self) -> BackedArm:
-        self._hosts.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._hosts.stop()
-
-    def env(self) -> dict[str, str]:
-        """What a process needs to use this ARM (the test's rayctl, and so the head's)."""
+    def cloud_env(self) -> dict[str, str]:
         return {
             azure_setup.ENDPOINT_ENV: self.fake.endpoint,
             azure_setup.TOKEN_ENV: self.fake.token,
             "AZURE_SUBSCRIPTION_ID": self.fake.subscription,
-            "NO_PROXY": self.network.gateway,
-            "no_proxy": self.network.gateway,
         }
 
     def vms(self) -> list[tuple[str, bool, str, dict[str, str]]]:
@@ -74,8 +64,7 @@ class BackedArm(Backed):
     def _observe(self) -> list[Seen]:
         return [Seen(name, ip, up, tags) for name, up, ip, tags in self.vms()]
 
-    def cluster_vms(self, cluster: str) -> dict[str, list[str]]:
-        """Node kind -> names of the cluster's VMs that are up."""
+    def cluster_nodes(self, cluster: str) -> dict[str, list[str]]:
         found: dict[str, list[str]] = {}
         for name, up, _, tags in self.vms():
             if up and tags.get(Tag.CLUSTER) == cluster:

@@ -1,5 +1,6 @@
 """Cloud instances backed by real machines, for the end-to-end tests of the cloud providers
-against their fakes (moto for EC2, tests/fakes/gce for Compute Engine).
+against their fakes (moto for EC2, tests/fakes/gce for Compute Engine, tests/fakes/arm for
+Azure), and the steps those tests share (up, a job that adds a worker, idle scale-down, down).
 
 A watcher thread polls the fake cloud's instances: one that is booting or running with a
 private IP gets a namespace host (tests/sshhosts.py) at that IP ("the VM boots"); one that
@@ -13,10 +14,12 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from ipaddress import ip_address
 from pathlib import Path
-from typing import Any
+from typing import Any, Self, TypeVar
 
 import pytest
 import yaml
@@ -24,9 +27,11 @@ import yaml
 from rayctl.paths import ray_token_file
 from rayctl.providers.base import NodeKind, Tag
 from rayctl.runtime.ray_adapter import list_ray_nodes
-from tests.sshhosts import HostNetwork, SSHHost
+from tests.conftest import SPREAD_JOB, cluster_pids, require_test_hosts, wait_for
+from tests.sshhosts import HostNetwork, SSHHost, _inits_of
 
 POLL_S = 0.2
+B = TypeVar("B", bound="Backed")
 
 
 @dataclass(frozen=True)
@@ -127,9 +132,36 @@ class InstanceHosts:
 
 
 class Backed:
-    """A fake cloud whose instances are hosts: what tests read of its InstanceHosts."""
+    """A fake cloud whose instances are hosts: what tests read of its InstanceHosts, and
+    what a process needs in its environment to use the fake."""
 
+    network: HostNetwork
     _hosts: InstanceHosts
+
+    def cloud_env(self) -> dict[str, str]:
+        """The fake's endpoint and credentials, as the cloud's variables give them."""
+        raise NotImplementedError
+
+    def cluster_nodes(self, cluster: str) -> dict[str, list[str]]:
+        """Node kind -> ids of the cluster's instances that are booting or running."""
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str]:
+        """What a process needs to use this cloud (the test's rayctl, and so the head's):
+        the fake on the bridge is reached directly, never through a proxy."""
+        gateway = self.network.gateway
+        return {**self.cloud_env(), "NO_PROXY": gateway, "no_proxy": gateway}
+
+    def use(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        for var, value in self.env().items():
+            monkeypatch.setenv(var, value)
+
+    def __enter__(self) -> Self:
+        self._hosts.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._hosts.stop()
 
     @property
     def errors(self) -> list[str]:
@@ -145,6 +177,15 @@ class Backed:
 
 
 # -- what the end-to-end tests of cloud providers share ---------------------------------------
+
+
+def in_use(cloud: AbstractContextManager[B], monkeypatch: pytest.MonkeyPatch) -> Iterator[B]:
+    """A fixture's body: test hosts are required (CI fails rather than skips), then the
+    fake cloud runs and this process's environment points at it."""
+    require_test_hosts()
+    with cloud as backed:
+        backed.use(monkeypatch)
+        yield backed
 
 
 def cluster_config(
@@ -193,6 +234,51 @@ def check_ray_nodes(
     )
 
 
+def up_with_a_worker(
+    cli: Callable[..., Any], cloud: Backed, name: str, config: Path, rayctl_home: Path
+) -> tuple[str, str]:
+    """`up` makes the head and the worker min_workers asks for, each a host at its
+    instance's private IP in the network's subnet and a Ray node there: (head id, worker id)."""
+    result = cli("up", config, "--yes")
+    assert result.code == 0, (result.text, cloud.errors)
+    kinds = cloud.cluster_nodes(name)
+    (head_id,) = kinds[NodeKind.HEAD.value]
+    (first_id,) = kinds[NodeKind.WORKER.value]
+    hosts = cloud.hosts()
+    head, first = hosts[head_id], hosts[first_id]
+    subnet = cloud.network.network
+    assert ip_address(head.address) in subnet and ip_address(first.address) in subnet
+    check_ray_nodes(cli, config, rayctl_home, {head_id: head, first_id: first})
+    return head_id, first_id
+
+
+def a_job_adds_a_worker(
+    cli: Callable[..., Any], cloud: Backed, name: str, config: Path, tmp_path: Path, first: str
+) -> str:
+    """The spread job's second actor needs another worker: the monitor on the head launches
+    it through the fake, and the job's actors run on both workers' hosts. Its id."""
+    job = tmp_path / "spread.py"
+    job.write_text(SPREAD_JOB)
+    submitted = cli("submit", config, job)
+    assert submitted.code == 0, submitted.text
+    (second,) = set(cloud.cluster_nodes(name)[NodeKind.WORKER.value]) - {first}
+    hosts = cloud.hosts()
+    assert f"hosts: {sorted([hosts[first].name, hosts[second].name])}" in submitted.out
+    return second
+
+
+def an_idle_worker_goes(cloud: Backed, name: str, workers: set[str]) -> str:
+    """Idle: back to min_workers (one); the idle worker's instance goes, and its host. Its id."""
+    wait_for(
+        lambda: len(cloud.cluster_nodes(name).get(NodeKind.WORKER.value, [])) == 1,
+        90,
+        "the idle worker to go",
+    )
+    (gone,) = workers - set(cloud.cluster_nodes(name)[NodeKind.WORKER.value])
+    wait_for(lambda: gone not in cloud.hosts(), 10, "the idle worker's host to go")
+    return gone
+
+
 def down_from_a_fresh_machine(
     cli: Callable[..., Any],
     config: Path,
@@ -209,3 +295,14 @@ def down_from_a_fresh_machine(
     monkeypatch.setenv("RAYCTL_HOME", str(tmp_path / "fresh-machine"))
     down = cli("down", fresh_config, "--yes")
     assert down.code == 0, down.text
+
+
+def nothing_runs_after_down(cloud: Backed, name: str) -> None:
+    """Every host is gone, and every process of the cluster; the watcher saw no error."""
+    wait_for(lambda: not cloud.network.hosts, 10, "every host to go")
+    wait_for(
+        lambda: not list(_inits_of(cloud.network.dir)) and not cluster_pids(name),
+        15,
+        "every process to go",
+    )
+    assert cloud.errors == []

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+from rayctl.providers.base import Tag
 from rayctl.providers.gcp import labels
 from rayctl.providers.gcp import setup as gcp_setup
 from tests.cloud_backing import Backed, InstanceHosts, Seen
@@ -35,21 +36,8 @@ class BackedGce(Backed):
         self.clients: ComputeClients = compute_clients(fake.endpoint)
         self._hosts = InstanceHosts(network, self._observe, boot=boot)
 
-    def __enter__(self) -> BackedGce:
-        self._hosts.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._hosts.stop()
-
-    def env(self) -> dict[str, str]:
-        """What a process needs to use this GCE (the test's rayctl, and so the head's)."""
-        return {
-            gcp_setup.ENDPOINT_ENV: self.fake.endpoint,
-            gcp_setup.CREDENTIALS_ENV: "anonymous",
-            "NO_PROXY": self.network.gateway,
-            "no_proxy": self.network.gateway,
-        }
+    def cloud_env(self) -> dict[str, str]:
+        return {gcp_setup.ENDPOINT_ENV: self.fake.endpoint, gcp_setup.CREDENTIALS_ENV: "anonymous"}
 
     def instances(self) -> list[tuple[str, str, str, dict[str, str]]]:
         """(name, status, internal IP, rayctl's tags) of every instance in the project."""
@@ -63,6 +51,13 @@ class BackedGce(Backed):
 
     def _observe(self) -> list[Seen]:
         return [Seen(n, ip, status in UP, tags) for n, status, ip, tags in self.instances()]
+
+    def cluster_nodes(self, cluster: str) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        for instance, status, _, tags in self.instances():
+            if tags.get(Tag.CLUSTER) == cluster and status in UP:
+                found.setdefault(tags.get(Tag.KIND, ""), []).append(instance)
+        return found
 
     def leftovers(self, cluster: str) -> dict[str, list[str]]:
         """Everything of the cluster left: instances, labelled disks, its firewall rules, its

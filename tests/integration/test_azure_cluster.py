@@ -17,35 +17,17 @@ from pathlib import Path
 import pytest
 from azure.mgmt.resource.resources.models import ResourceGroup
 
-from rayctl.providers.base import NodeKind
+from tests import cloud_backing as e2e
 from tests.azure_backing import LOCATION, ZONES, BackedArm, backed_arm
-from tests.cloud_backing import (
-    check_ray_nodes,
-    cluster_config,
-    down_from_a_fresh_machine,
-    write_cluster_config,
-)
-from tests.conftest import (
-    SPREAD_JOB,
-    cluster_pids,
-    kill_leftovers,
-    require_test_hosts,
-    unique_name,
-    wait_for,
-)
+from tests.conftest import kill_leftovers, unique_name
 from tests.fakes.arm import arm_clients
-from tests.sshhosts import _inits_of
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def arm(monkeypatch: pytest.MonkeyPatch, rayctl_home: Path) -> Iterator[BackedArm]:
-    require_test_hosts()
-    with backed_arm() as backed:
-        for var, value in backed.env().items():
-            monkeypatch.setenv(var, value)
-        yield backed
+    yield from e2e.in_use(backed_arm(), monkeypatch)
 
 
 def write_config(arm: BackedArm, tmp_path: Path) -> tuple[str, str, Path]:
@@ -67,8 +49,8 @@ def write_config(arm: BackedArm, tmp_path: Path) -> tuple[str, str, Path]:
         "availability_zone": ",".join(ZONES),
         "ssh_source_cidrs": [f"{arm.network.gateway}/32"],
     }  # on internal IPs: the fake's public addresses are never made nor contacted
-    config = cluster_config(name, provider, node_config, arm.network.client_key)
-    return name, group, write_cluster_config(config, tmp_path)
+    config = e2e.cluster_config(name, provider, node_config, arm.network.client_key)
+    return name, group, e2e.write_cluster_config(config, tmp_path)
 
 
 def test_azure_lifecycle(
@@ -76,49 +58,18 @@ def test_azure_lifecycle(
 ) -> None:
     name, group, config = write_config(arm, tmp_path)
     try:
-        result = cli("up", config, "--yes")
-        assert result.code == 0, (result.text, arm.errors)
-
-        kinds = arm.cluster_vms(name)
-        (head_id,) = kinds[NodeKind.HEAD.value]
-        (first_id,) = kinds[NodeKind.WORKER.value]
-        hosts = arm.hosts()
-        head, first = hosts[head_id], hosts[first_id]
-        assert head.address.startswith("10.230.1.") and first.address.startswith("10.230.1.")
-        check_ray_nodes(cli, config, rayctl_home, {head_id: head, first_id: first})
+        _, first_id = e2e.up_with_a_worker(cli, arm, name, config, rayctl_home)
         assert "Microsoft.Network/publicIPAddresses" not in str(arm.leftovers(group))
-
-        # The job's second actor needs another worker: the monitor on the head launches it
-        # through the fake, with the endpoint and token rayctl passed on to it.
+        # The monitor on the head reaches the fake with the endpoint and token rayctl passed.
         creates = arm.fake.calls["VirtualMachines_CreateOrUpdate"]
-        job = tmp_path / "spread.py"
-        job.write_text(SPREAD_JOB)
-        submitted = cli("submit", config, job)
-        assert submitted.code == 0, submitted.text
-        (second_id,) = set(arm.cluster_vms(name)[NodeKind.WORKER.value]) - {first_id}
+        second_id = e2e.a_job_adds_a_worker(cli, arm, name, config, tmp_path, first_id)
         assert arm.fake.calls["VirtualMachines_CreateOrUpdate"] == creates + 1
-        second_host = arm.hosts()[second_id]
-        assert f"hosts: {sorted([first.name, second_host.name])}" in submitted.out
+        e2e.an_idle_worker_goes(arm, name, {first_id, second_id})
 
-        # Idle: back to min_workers; the idle worker's VM is deleted, its host gone.
-        wait_for(
-            lambda: len(arm.cluster_vms(name).get(NodeKind.WORKER.value, [])) == 1,
-            90,
-            "the idle worker to be deleted",
-        )
-        (gone,) = {first_id, second_id} - set(arm.cluster_vms(name)[NodeKind.WORKER.value])
-        wait_for(lambda: gone not in arm.hosts(), 10, "the idle worker's host to go")
-
-        down_from_a_fresh_machine(cli, config, arm.network.wrong_key, tmp_path, monkeypatch)
+        e2e.down_from_a_fresh_machine(cli, config, arm.network.wrong_key, tmp_path, monkeypatch)
         assert arm.leftovers(group) == {}
         assert group.lower() not in arm.fake.state.groups  # rayctl made it: it went whole
-        wait_for(lambda: not arm.network.hosts, 10, "every host to go")
-        wait_for(
-            lambda: not list(_inits_of(arm.network.dir)) and not cluster_pids(name),
-            15,
-            "every process to go",
-        )
-        assert arm.errors == []
+        e2e.nothing_runs_after_down(arm, name)
     finally:
         if arm.leftovers(group):
             cli("down", config, "--yes")
