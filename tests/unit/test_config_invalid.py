@@ -450,6 +450,12 @@ CASES = [
         "zone 'us-east-1b' (entry 2) is not in region us-west-2",
     ),
     case(
+        "gcp-no-zone",
+        "provider:\n  type: gcp\n  region: us-east1\n  project_id: p\n",
+        1,
+        "provider: no zone: set provider.availability_zone to a zone of us-east1",
+    ),
+    case(
         "aws-misspelt-cache_stopped_nodes",
         AWS + "  cache_stopped_node: false\n",
         5,

@@ -65,7 +65,7 @@ class GCPProviderConfig(ProviderSettings):
     availability_zones: list[Annotated[str, Field(min_length=1)]] | None = Field(
         None,
         description="Zones to try in order when one has no capacity (after "
-        "availability_zone's). Default: <region>-a, -b, -c.",
+        "availability_zone's).",
     )
     cache_stopped_nodes: bool = Field(
         True,
@@ -103,10 +103,7 @@ class GCPProviderConfig(ProviderSettings):
     @property
     def zones(self) -> list[str]:
         given = [z.strip() for z in (self.availability_zone or "").split(",") if z.strip()]
-        more = self.availability_zones or (
-            [] if given else [f"{self.region}-{s}" for s in ("a", "b", "c")]
-        )
-        return list(dict.fromkeys([*given, *more]))
+        return list(dict.fromkeys([*given, *(self.availability_zones or [])]))
 
 
 # Instance fields rayctl decides itself.
@@ -123,6 +120,16 @@ def check(config: ClusterConfig, base_dir: Path, found: Findings) -> ClusterConf
     provider = config.provider
     assert isinstance(provider, GCPProviderConfig)
     problems = found.problems
+    if not provider.zones:
+        # Ray's GCP provider needs availability_zone too; a guessed zone may not exist.
+        problems.append(
+            (
+                ("provider",),
+                f"no zone: set provider.availability_zone to a zone of {provider.region} "
+                f"(e.g. {provider.region}-a; `gcloud compute zones list --filter "
+                f"region:{provider.region}` lists them)",
+            )
+        )
     for index, zone in enumerate(provider.zones):
         if not zone.startswith(provider.region + "-"):
             where = (
