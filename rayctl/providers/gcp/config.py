@@ -64,8 +64,7 @@ class GCPProviderConfig(ProviderSettings):
     )
     availability_zones: list[Annotated[str, Field(min_length=1)]] | None = Field(
         None,
-        description="Zones to try in order when one has no capacity (after "
-        "availability_zone's).",
+        description="Zones to try in order when one has no capacity (after availability_zone's).",
     )
     cache_stopped_nodes: bool = Field(
         True,
