@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from rayctl.config.schema import ClusterConfig
 from rayctl.errors import RayctlError
 from rayctl.providers.base import Node, NodeProvider, RayStart
+from rayctl.runtime import detached
 from rayctl.runtime.docker import ContainerSpec, DockerRunner
 from rayctl.runtime.runner import CommandRunner
 
@@ -51,7 +52,10 @@ class ContainerNodes:
         if spec is not None:
             # A host that cannot be reached is for the provider to deal with.
             with contextlib.suppress(RayctlError):
-                DockerRunner(self.inner.runner(node), spec).remove()
+                runner = DockerRunner(self.inner.runner(node), spec)
+                # Ray stops as on a restart (drained), before its container goes.
+                detached.stop(runner, node.id)
+                runner.remove()
 
     def terminate_nodes(self, ids: Sequence[str]) -> None:
         wanted = set(ids)

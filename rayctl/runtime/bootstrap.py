@@ -239,6 +239,9 @@ class Bootstrapper:
                 self._enter(node, stage)
                 self._sync_files(host, container)
                 if container is not None and fresh:
+                    # Ray in an old container first stops as on a restart: removing the
+                    # container alone may not stop processes that share this machine's PIDs.
+                    detached.stop(runner, node.id)
                     container.create()  # after the sync: its mounts' sources exist now
                 stage = NodeStatus.SETTING_UP
                 self._enter(node, stage)

@@ -52,6 +52,7 @@ def test_local_cluster_runs_ray_in_containers(podman, make_cluster, cli, rayctl_
             "use_podman": True,
             "run_options": ["-v", "/usr:/usr:ro"],  # the test image's bash (tests/podman.py)
         },
+        max_workers=1,  # on a loaded machine, few Rays restarting at once
         file_mounts={"~/data": str(mounted)},
         setup_commands=["test -e /run/.containerenv && echo in-container > ~/where"],
     )
@@ -98,10 +99,10 @@ def test_local_cluster_runs_ray_in_containers(podman, make_cluster, cli, rayctl_
     changed = yaml.safe_load(cluster.config.read_text())
     changed["docker"]["run_options"] += ["-e", "RAYCTL_TEST_MARK=two words"]
     cluster.config.write_text(yaml.safe_dump(changed))
+    (home / "where").unlink()
     third = cli("up", cluster.config, "--yes")
     assert third.code == 0, third.text
     assert not set(container_ids()) & set(ids)
-    (home / "where").unlink()
     marked = 'test "$RAYCTL_TEST_MARK" = "two words" && cat ~/where > ~/seen'
     assert cli("exec", cluster.config, marked).code == 0
     assert (home / "seen").read_text() == "in-container\n"
