@@ -137,6 +137,9 @@ class Forwarder:
         self._listener.close()
         for stream in streams:
             with contextlib.suppress(OSError, EOFError):
+                # shutdown first: a close alone leaves the connection open while the pumping
+                # thread's select still holds it
+                stream.shutdown(socket.SHUT_RDWR)
                 stream.close()
         if self._accepting.is_alive():
             self._accepting.join(timeout=5)
