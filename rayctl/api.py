@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from rayctl.config.loader import LoadedConfig
 from rayctl.errors import RayctlError
@@ -31,6 +32,7 @@ from rayctl.providers.base import Node, NodeProvider
 from rayctl.providers.registry import load_config, make_provider
 from rayctl.runtime import jobs
 from rayctl.runtime.bootstrap import StageCallback
+from rayctl.runtime.install import node_wheelhouse
 from rayctl.runtime.nodes import Tag
 from rayctl.runtime.ray_adapter import JobRecord
 from rayctl.runtime.ray_auth import ClusterAuth
@@ -226,6 +228,8 @@ class Cluster:
         script_or_entrypoint: str | os.PathLike[str],
         *args: str,
         working_dir: str | os.PathLike[str] | None = None,
+        runtime_env: Mapping[str, Any] | None = None,
+        pip: Sequence[str] = (),
         wait: bool = True,
         output: Callable[[str], None] | None = None,
         on_submitted: Callable[[], None] | None = None,
@@ -234,13 +238,18 @@ class Cluster:
         """Run a Ray program on the cluster under Ray's job supervision, as `rayctl submit`
         does. `script_or_entrypoint` is a local script, or an entrypoint such as
         `"python job.py --tasks 4"` whose script is a local file; `args` follow its own.
+        `runtime_env` is Ray's for the job, `pip` packages added to its pip list (installed
+        by Ray for this job only, from the cluster's wheelhouse when it has one).
         With `wait` (the default) returns when the job ended, with its output in
         `Job.output`, or passed line by line to `output` as it comes; otherwise it returns
         once Ray has the job. `on_submitted` is
         called once Ray has the job; `job_id` chooses its id (a new one by default)."""
         script, words = _entrypoint(script_or_entrypoint)
+        env = jobs.job_runtime_env(
+            runtime_env or {}, pip, wheelhouse=node_wheelhouse(self.loaded.config)
+        )
         submission = jobs.Submission(
-            script, [*words, *args], os.fspath(working_dir) if working_dir else None
+            script, [*words, *args], os.fspath(working_dir) if working_dir else None, env
         )
         job_id = job_id or jobs.new_job_id()
         head_jobs = self._jobs()

@@ -13,7 +13,17 @@ from typing import Any, ParamSpec, TypeVar
 
 import typer
 
-from rayctl.cli import cluster, clusters, config_cmds, jobs, monitor, plan, shell, status
+from rayctl.cli import (
+    cluster,
+    clusters,
+    config_cmds,
+    forward,
+    jobs,
+    monitor,
+    plan,
+    shell,
+    status,
+)
 from rayctl.cli.output import err, out, styled
 from rayctl.cli.passthrough import passes_through_from
 from rayctl.errors import ConfigError, Interrupted, RayctlError
@@ -59,6 +69,8 @@ _register(jobs.submit, cls=passes_through_from(1))  # from SCRIPT on
 _register(jobs.logs)
 _register(jobs.jobs_, "jobs")
 _register(jobs.stop)
+_register(forward.dashboard)
+_register(forward.port_forward, "port-forward")
 _register(shell.attach)
 _register(shell.exec_, "exec", cls=passes_through_from(1))  # from CMD on
 _register(shell.rsync_up, "rsync-up")

@@ -9,16 +9,20 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import typer
+import yaml
 from pydantic import BaseModel
 from rich.table import Table
 
 from rayctl.api import Cluster, Job
 from rayctl.cli.output import CONFIG_ARG, JSON_OPT, NAME_OPT, emit, err, home, load, out
+from rayctl.config.loader import LoadedConfig
 from rayctl.ops.head import find_head
 from rayctl.providers.registry import make_provider
 from rayctl.runtime import jobs
+from rayctl.runtime.install import node_wheelhouse
 from rayctl.runtime.jobs import JobRecord
 
 JOB_ARG = typer.Argument(
@@ -84,13 +88,16 @@ def _hint(cluster: str, job_id: str) -> str:
     )
 
 
-def _exit_with(record: Job | JobRecord) -> None:
+def _exit_with(record: Job | JobRecord, wheelhouse: str | None = None) -> None:
     """Say how the job ended on stderr and exit with its driver's code (1 when it has none,
-    saying why)."""
+    saying why). `wheelhouse`: the cluster's, as the nodes see it."""
     if record.exit_code is not None:
         err.print(f"Job {record.job_id} exited with {record.exit_code}.")
         raise typer.Exit(record.exit_code)
-    if record.status == "STOPPED":
+    env_failure = jobs.runtime_env_failure(record, wheelhouse=wheelhouse)
+    if env_failure:
+        err.print(env_failure)
+    elif record.status == "STOPPED":
         err.print(f"Job {record.job_id} was stopped before it ended (`rayctl stop` or `down`).")
     else:
         why = f": {record.message}" if record.message else ""
@@ -98,8 +105,32 @@ def _exit_with(record: Job | JobRecord) -> None:
     raise typer.Exit(1)
 
 
-def _head_jobs(config: Path, cluster_name: str | None) -> tuple[str, jobs.HeadJobs]:
-    loaded = load(config, cluster_name)
+def _runtime_env(given: str) -> dict[str, Any]:
+    """--runtime-env: a JSON object, or the path of a YAML or JSON file holding one."""
+    text, source = given, "--runtime-env"
+    if not given.lstrip().startswith("{"):
+        path = Path(given)
+        if not path.is_file():
+            raise typer.BadParameter(
+                f"{given}: no such file, and not a JSON object", param_hint="--runtime-env"
+            )
+        text, source = path.read_text(), str(path)
+    try:
+        value = yaml.safe_load(text)  # YAML holds JSON
+    except yaml.YAMLError as exc:
+        raise typer.BadParameter(
+            f"{source}: not YAML or JSON: {exc}", param_hint="--runtime-env"
+        ) from None
+    if not isinstance(value, dict):
+        raise typer.BadParameter(
+            f"{source}: a runtime env is a mapping (pip, env_vars, ...), not "
+            f"{type(value).__name__}",
+            param_hint="--runtime-env",
+        )
+    return value
+
+
+def _head_jobs(loaded: LoadedConfig) -> tuple[str, jobs.HeadJobs]:
     provider = make_provider(loaded.config, home=home())
     head = find_head(provider)
     return loaded.name, jobs.HeadJobs.of(loaded.config, head, provider.runner(head), home())
@@ -114,6 +145,19 @@ def submit(
     detach: bool = typer.Option(False, "--detach", "-d", help="Print a job id and return."),
     working_dir: Path | None = typer.Option(
         None, "--working-dir", help="Directory uploaded beside the script (its cwd)."
+    ),
+    runtime_env: str | None = typer.Option(
+        None,
+        "--runtime-env",
+        metavar="FILE|JSON",
+        help="Ray's runtime_env for the job: a YAML or JSON file, or a JSON object.",
+    ),
+    pip: list[str] = typer.Option(
+        None,
+        "--pip",
+        metavar="PKG",
+        help="A package the job needs (a pip requirement), installed by Ray for the job "
+        "only; repeat for more. Added to the runtime env's pip list.",
     ),
     cluster_name: str | None = NAME_OPT,
     json_output: bool = typer.Option(
@@ -130,11 +174,21 @@ def submit(
         raise typer.BadParameter(f"{working_dir}: not a directory", param_hint="--working-dir")
     if args and args[0] == "--":  # `SCRIPT -- ARGS`, needed before arguments passed through
         args = args[1:]
+    given_env = _runtime_env(runtime_env) if runtime_env else {}
     cluster = Cluster(load(config, cluster_name), home=home())
     name, args = cluster.name, args or []
+    wheelhouse = node_wheelhouse(cluster.loaded.config)
     job_id = jobs.new_job_id()
     if detach:
-        cluster.submit(script, *args, working_dir=working_dir, job_id=job_id, wait=False)
+        cluster.submit(
+            script,
+            *args,
+            working_dir=working_dir,
+            runtime_env=given_env,
+            pip=pip or [],
+            job_id=job_id,
+            wait=False,
+        )
         emit(
             DetachedJob(cluster_name=name, job_id=job_id),
             lambda j: out.print(j.job_id),
@@ -155,6 +209,8 @@ def submit(
                 script,
                 *args,
                 working_dir=working_dir,
+                runtime_env=given_env,
+                pip=pip or [],
                 job_id=job_id,
                 on_submitted=on_submitted,
                 output=_printer(),
@@ -167,7 +223,7 @@ def submit(
             f"'{name}'; {_hint(name, job_id)}."
         )
         raise typer.Exit(128 + signum) from None
-    _exit_with(record)
+    _exit_with(record, wheelhouse)
 
 
 def logs(
@@ -179,17 +235,18 @@ def logs(
     """Print a job's output (Ray's job logs); with --follow, wait for its end and exit with
     its exit code."""
     jobs.check_job_id(job_id)
-    _, head_jobs = _head_jobs(config, cluster_name)
+    loaded = load(config, cluster_name)
+    _, head_jobs = _head_jobs(loaded)
     record = head_jobs.logs(job_id, _printer(), follow=follow)
     if follow:
-        _exit_with(record)
+        _exit_with(record, node_wheelhouse(loaded.config))
 
 
 def jobs_(
     config: Path = CONFIG_ARG, cluster_name: str | None = NAME_OPT, json_output: bool = JSON_OPT
 ) -> None:
     """List the cluster's jobs: id, status, start and end time, exit code, entrypoint."""
-    name, head_jobs = _head_jobs(config, cluster_name)
+    name, head_jobs = _head_jobs(load(config, cluster_name))
     emit(JobList(cluster_name=name, jobs=head_jobs.list()), _render_jobs, as_json=json_output)
 
 
@@ -222,6 +279,6 @@ def stop(
 ) -> None:
     """Stop a job and wait until it has ended (exit 0 also when it had ended already)."""
     jobs.check_job_id(job_id)
-    _, head_jobs = _head_jobs(config, cluster_name)
+    _, head_jobs = _head_jobs(load(config, cluster_name))
     record = head_jobs.stop(job_id, timeout_s=timeout)
     out.print(f"Job {job_id}: {record.status}.")

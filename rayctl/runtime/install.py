@@ -265,6 +265,17 @@ def _local_wheelhouse(configured: str) -> Path:
     raise RuntimeInstallError(f"rayctl.runtime.wheelhouse: {configured} is not a directory")
 
 
+def node_wheelhouse(config: ClusterConfig) -> str | None:
+    """The config's wheelhouse as the nodes see it: this machine's directory where nodes are
+    this machine, else the copy bootstrap syncs to a node whose runtime it installs."""
+    configured = config.rayctl.runtime.wheelhouse
+    if not configured:
+        return None
+    if config.provider.capabilities.shares_filesystem:
+        return str(_local_wheelhouse(configured).resolve())
+    return head_paths.WHEELHOUSE
+
+
 def ensure_runtime(
     runner: CommandRunner,
     config: ClusterConfig,

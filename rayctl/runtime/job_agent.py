@@ -18,7 +18,7 @@ import sys
 from collections.abc import Iterable
 
 from rayctl.errors import RayctlError
-from rayctl.runtime.ray_adapter import RayJobs, gcs_listening
+from rayctl.runtime.ray_adapter import RayJobs, dashboard_address, gcs_listening
 
 STOP_TIMEOUT_S = 30.0
 
@@ -53,9 +53,10 @@ def _submit(jobs: RayJobs, args: argparse.Namespace) -> None:
     # The runtime's own Python, by its absolute path: the job sees what setup installed.
     entrypoint = shlex.join([sys.executable, "-u", args.script, *json.loads(args.args)])
     try:
-        jobs.submit(
-            args.job_id, entrypoint, working_dir=staging, env={"RAYCTL_JOB_ID": args.job_id}
-        )
+        runtime_env = json.loads(args.runtime_env)
+        env_vars = {**runtime_env.get("env_vars", {}), "RAYCTL_JOB_ID": args.job_id}
+        runtime_env.update(working_dir=staging, env_vars=env_vars)
+        jobs.submit(args.job_id, entrypoint, runtime_env=runtime_env)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     _result(args.mark, {"submitted": args.job_id})
@@ -64,6 +65,9 @@ def _submit(jobs: RayJobs, args: argparse.Namespace) -> None:
 def _act(args: argparse.Namespace) -> None:
     if args.action == "stop-all" and not gcs_listening(args.gcs_address):
         _result(args.mark, [])  # no Ray on the head: no job runs there
+        return
+    if args.action == "dashboard":
+        _result(args.mark, {"address": dashboard_address(args.gcs_address)})
         return
     jobs = RayJobs(args.gcs_address)
     if args.action in ("submit", "run"):
@@ -90,16 +94,17 @@ def _act(args: argparse.Namespace) -> None:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rayctl.runtime.job_agent")
     actions = parser.add_subparsers(dest="action", required=True)
-    for name in ("submit", "run", "follow", "logs", "list", "stop", "stop-all"):
+    for name in ("submit", "run", "follow", "logs", "list", "stop", "stop-all", "dashboard"):
         action = actions.add_parser(name)
         action.add_argument("gcs_address")
         action.add_argument("mark")
-        if name not in ("list", "stop-all"):
+        if name not in ("list", "stop-all", "dashboard"):
             action.add_argument("job_id")
         if name in ("submit", "run"):
             action.add_argument("staging")
             action.add_argument("script")
             action.add_argument("args", help="the script's arguments, a JSON list")
+            action.add_argument("runtime_env", help="Ray's runtime_env, a JSON object")
         if name in ("stop", "stop-all"):
             action.add_argument("--timeout", type=float, default=STOP_TIMEOUT_S)
     return parser

@@ -17,10 +17,10 @@ import re
 import secrets
 import shlex
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from rayctl.config.schema import ClusterConfig
 from rayctl.errors import RayctlError
@@ -58,11 +58,104 @@ def check_job_id(job_id: str) -> str:
     return job_id
 
 
+class BadRuntimeEnv(RayctlError):
+    """A job's --runtime-env / --pip that cannot be combined: refused before anything runs."""
+
+    exit_code = 2
+
+
+# Ray's default pip options (ray/_private/runtime_env/pip.py), kept when rayctl adds its own.
+_RAY_PIP_OPTIONS = ["--disable-pip-version-check", "--no-cache-dir"]
+
+
+def job_runtime_env(
+    runtime_env: Mapping[str, Any], pip: Sequence[str], *, wheelhouse: str | None
+) -> dict[str, Any]:
+    """The Ray runtime_env a job is submitted with (rayctl adds working_dir and env_vars' own
+    RAYCTL_JOB_ID on the head): `runtime_env` with the `pip` packages added to its pip list,
+    and, for a cluster with a wheelhouse (`wheelhouse`: its path as the nodes see it), pip told
+    to install from there only, unless the runtime env gives pip_install_options itself."""
+    env = dict(runtime_env)
+    for key, instead in (("working_dir", "--working-dir DIR"), ("entrypoint", "SCRIPT")):
+        if key in env:
+            raise BadRuntimeEnv(f"runtime env: {key} is rayctl's: use {instead} instead")
+    if "RAYCTL_JOB_ID" in (env.get("env_vars") or {}):
+        raise BadRuntimeEnv("runtime env: env_vars.RAYCTL_JOB_ID is set by rayctl; remove it")
+    if pip:
+        clash = [k for k in ("conda", "uv") if k in env]
+        if clash:
+            raise BadRuntimeEnv(
+                f"--pip cannot go with the runtime env's {clash[0]} (Ray installs a job's "
+                f"packages with one tool): list the packages in its {clash[0]} section instead"
+            )
+        given = env.get("pip", [])
+        if isinstance(given, str):
+            raise BadRuntimeEnv(
+                f"runtime env: pip is a requirements file ({given}); --pip adds to a list of "
+                "packages: put them in the runtime env's pip list instead"
+            )
+        if isinstance(given, dict):
+            env["pip"] = {**given, "packages": [*given.get("packages", []), *pip]}
+        else:
+            env["pip"] = [*given, *pip]
+    if wheelhouse and isinstance(env.get("pip"), list | dict):
+        spec = env["pip"] if isinstance(env["pip"], dict) else {"packages": env["pip"]}
+        if "pip_install_options" not in spec:
+            options = ["--no-index", "--find-links", wheelhouse, *_RAY_PIP_OPTIONS]
+            spec = {**spec, "pip_install_options": options}
+        env["pip"] = spec
+    return env
+
+
+_RUNTIME_ENV_FAILED = "runtime_env setup failed"
+_NO_DISTRIBUTION = re.compile(r"No matching distribution found for (\S+)")
+
+
+class EndedJob(Protocol):
+    """What tells how a job ended: a JobRecord, or the Python API's Job."""
+
+    @property
+    def job_id(self) -> str: ...
+
+    @property
+    def message(self) -> str: ...
+
+
+def runtime_env_failure(record: EndedJob, *, wheelhouse: str | None) -> str | None:
+    """What to tell the user when Ray could not set up the job's runtime env (the job then
+    fails before its program runs, with Ray's traceback as its message); None otherwise."""
+    if not record.message.startswith(_RUNTIME_ENV_FAILED):
+        return None
+    pip_errors = [
+        line.strip() for line in record.message.splitlines() if line.strip().startswith("ERROR:")
+    ]
+    missing = sorted(set(_NO_DISTRIBUTION.findall(record.message)))
+    where = f"the wheelhouse ({wheelhouse} on the nodes)" if wheelhouse else "the package index"
+    if missing:
+        what = f"pip found no {', '.join(missing)} in {where}: check the name and version" + (
+            "; add its wheel, and its dependencies', to rayctl.runtime.wheelhouse and run "
+            "`rayctl up` to copy it to the nodes"
+            if wheelhouse
+            else ", and that the nodes reach the index (else set rayctl.runtime.wheelhouse)"
+        )
+    elif pip_errors:
+        what = "pip could not install the job's packages: fix the --pip / runtime env pip list"
+    else:
+        what = "check the --runtime-env given (Ray's message below)"
+        pip_errors = record.message.splitlines()[:3]
+    said = "\n".join(f"  {line}" for line in pip_errors)
+    return (
+        f"Job {record.job_id} failed before its program ran: Ray could not set up its runtime "
+        f"env; {what}. Ray said:\n{said}"
+    )
+
+
 @dataclass(frozen=True)
 class Submission:
     script: str  # local path
     args: Sequence[str]
     working_dir: str | None
+    runtime_env: Mapping[str, Any] = field(default_factory=dict)  # job_runtime_env's
 
 
 @dataclass(frozen=True)
@@ -124,7 +217,8 @@ class HeadJobs:
             self.runner.sync(submission.working_dir, staging)
         script = os.path.basename(submission.script)
         self.runner.put(submission.script, f"{staging}/{script}")
-        return [job_id, staging, script, json.dumps(list(submission.args))]
+        args = json.dumps(list(submission.args))
+        return [job_id, staging, script, args, json.dumps(dict(submission.runtime_env))]
 
     def submit(self, job_id: str, submission: Submission) -> None:
         """Submit and return once Ray has the job."""
@@ -167,6 +261,12 @@ class HeadJobs:
             "stop", check_job_id(job_id), "--timeout", str(timeout_s), timeout_s=timeout_s + 60
         )
         return JobRecord.model_validate(stopped)
+
+    def dashboard_address(self) -> tuple[str, int]:
+        """Where the head's dashboard listens, as the head sees it (from Ray's GCS)."""
+        address = self._agent("dashboard", timeout_s=90)["address"]
+        host, port = address.rsplit(":", 1)
+        return host, int(port)
 
     def stop_all(self, *, timeout_s: float) -> list[JobRecord]:
         """Stop every job still running and wait until their drivers are gone; those jobs."""

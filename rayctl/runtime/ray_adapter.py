@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -213,6 +214,31 @@ def ray_activity(gcs_address: str, *, token_file: Path | None) -> RayActivity:
     return RayActivity(jobs=sorted(jobs), drivers=len(connected))
 
 
+def dashboard_address(gcs_address: str, *, wait_s: float = 30.0) -> str:
+    """`HOST:PORT` of the head's dashboard, as it registered itself in the GCS (so any
+    `--dashboard-host`/`--dashboard-port` is found). Called on the head, with the cluster's Ray
+    authentication in the environment; the dashboard starts after the GCS: wait a while."""
+    _check_listening(gcs_address, 5)
+    from ray._private import ray_constants
+    from ray._raylet import GcsClient
+
+    client = GcsClient(address=gcs_address)
+    deadline = time.monotonic() + wait_s
+    while True:
+        value = client.internal_kv_get(
+            ray_constants.DASHBOARD_ADDRESS.encode(), ray_constants.KV_NAMESPACE_DASHBOARD
+        )
+        if value:
+            return value.decode()
+        if time.monotonic() > deadline:
+            raise RayctlError(
+                f"the head's dashboard has not registered in Ray's GCS after {wait_s:g} s; "
+                "is it running? (`rayctl exec CONFIG ray status`; its log is "
+                "dashboard.log in Ray's session logs on the head)"
+            )
+        time.sleep(0.5)
+
+
 # Ray Jobs (the head's dashboard runs the JobManager; each job's driver runs under a job
 # supervisor actor, so it outlives the client that submitted it). These run on the head, with
 # the cluster's Ray authentication in the environment (runtime.jobs puts it there).
@@ -271,12 +297,10 @@ class RayJobs:
                     raise
                 time.sleep(0.5)
 
-    def submit(self, job_id: str, entrypoint: str, *, working_dir: str, env: dict[str, str]):
-        """Ray packages `working_dir`: the job's cwd is Ray's copy, never `working_dir`."""
+    def submit(self, job_id: str, entrypoint: str, *, runtime_env: dict[str, Any]) -> None:
+        """Ray packages the runtime env's `working_dir`: the job's cwd is Ray's copy."""
         self._client.submit_job(
-            entrypoint=entrypoint,
-            submission_id=job_id,
-            runtime_env={"working_dir": working_dir, "env_vars": env},
+            entrypoint=entrypoint, submission_id=job_id, runtime_env=runtime_env
         )
 
     def record(self, job_id: str) -> JobRecord:

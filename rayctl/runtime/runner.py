@@ -30,6 +30,10 @@ class TransferError(RayctlError):
     """A file transfer to a reachable node failed (permissions, disk full, ...)."""
 
 
+class TunnelRefused(RayctlError):
+    """Nothing accepted a connection to the port a tunnel asked the node for."""
+
+
 @dataclass(frozen=True)
 class CommandResult:
     exit_code: int

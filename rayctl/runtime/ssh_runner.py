@@ -36,7 +36,13 @@ import paramiko
 from filelock import FileLock
 
 from rayctl.errors import AuthError, UnprotectedKey
-from rayctl.runtime.runner import TAIL_LINES, CommandResult, NodeUnreachable, TransferError
+from rayctl.runtime.runner import (
+    TAIL_LINES,
+    CommandResult,
+    NodeUnreachable,
+    TransferError,
+    TunnelRefused,
+)
 from rayctl.runtime.sync_rules import SyncRules
 
 KEEPALIVE_S = 15
@@ -430,6 +436,24 @@ class SSHRunner:
                 raise self._lost(exc) from None
             finally:
                 channel.close()
+
+    def open_tunnel(self, host: str, port: int) -> paramiko.Channel:
+        """A TCP connection made by the node to `host:port` (as `ssh -L` makes), carried by
+        this runner's connection; TunnelRefused when nothing there accepts it."""
+        for attempt in (1, 2):
+            transport = self._connected()
+            try:
+                return transport.open_channel(
+                    "direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=self.connect_timeout_s
+                )
+            except paramiko.ChannelException as exc:  # sshd could not connect there
+                raise TunnelRefused(
+                    f"node {self.node_id} could not connect to {host}:{port}: {exc.text}"
+                ) from None
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                self._discard(transport)
+                if attempt == 2:
+                    raise self._lost(exc) from None
 
     def _lost(self, exc: BaseException) -> NodeUnreachable:
         return NodeUnreachable(

@@ -43,6 +43,8 @@ NO_CLUSTER = {
     "logs": NoCluster((str(LOCAL), JOB), 4, HEAD_MISSING),
     "jobs": NoCluster((str(LOCAL),), 4, HEAD_MISSING),
     "stop": NoCluster((str(LOCAL), JOB), 4, HEAD_MISSING),
+    "dashboard": NoCluster((str(LOCAL),), 4, HEAD_MISSING),
+    "port-forward": NoCluster((str(LOCAL), "8000"), 4, HEAD_MISSING),
     "attach": NoCluster((str(LOCAL),), 4, HEAD_MISSING),
     "exec": NoCluster((str(LOCAL), "ls", "-la"), 4, HEAD_MISSING),
     "rsync-up": NoCluster((str(LOCAL), "{tmp}/job.py", "~/job.py"), 4, HEAD_MISSING),

@@ -527,7 +527,7 @@ def test_a_jobs_ray_calls_run_on_the_head_with_the_runtime_venvs_python(tmp_path
     )
     assert lines == [
         f"ran -m rayctl.runtime.job_agent run 127.0.0.2:6379 {job_id} "
-        f'~/.rayctl/jobs/{job_id} job.py ["a b", "--x"] in {home}',
+        f'~/.rayctl/jobs/{job_id} job.py ["a b", "--x"] {{}} in {home}',
         f"auth token {home}/.rayctl/clusters/c1/ray_auth_token no-token-value",
         "submitted",
         "job output",
