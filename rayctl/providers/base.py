@@ -90,6 +90,22 @@ class SimulatedRay(Protocol):
     def boot(self, node: Node, head: Node, cancelled: threading.Event) -> None: ...
 
 
+class RemovesFromHead(Protocol):
+    """A provider whose head removes its own cluster (autostop with `down`) in a way of its
+    own, because terminating the head and then cleaning up would not do: on AWS the head is
+    in the security group it deletes and runs with the role it deletes."""
+
+    def remove_from_head(self, head: Node) -> None:
+        """With the workers terminated: remove the cluster's resources and `head`, the node
+        this runs on. The last calls may not return (the node is going)."""
+
+
+def removal_from_head(provider: NodeProvider) -> RemovesFromHead | None:
+    """The provider, if a head removes its cluster in a way of its own (else `down` does:
+    terminate the head, then `cleanup`)."""
+    return provider if hasattr(provider, "remove_from_head") else None  # type: ignore[return-value]
+
+
 def simulated_ray(provider: NodeProvider) -> SimulatedRay | None:
     """The provider's simulated Ray (the fake provider's `ray`), if it has one."""
     ray: SimulatedRay | None = getattr(provider, "ray", None)
