@@ -9,7 +9,7 @@ its view of a cluster from `list_nodes`, so nothing important is only in memory.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 from rayctl.runtime.nodes import Node, NodeKind, NodeState, NodeStatus, RayStart, Tag
 
@@ -103,7 +103,7 @@ class RemovesFromHead(Protocol):
 def removal_from_head(provider: NodeProvider) -> RemovesFromHead | None:
     """The provider, if a head removes its cluster in a way of its own (else `down` does:
     terminate the head, then `cleanup`)."""
-    return provider if hasattr(provider, "remove_from_head") else None  # type: ignore[return-value]
+    return cast("RemovesFromHead", provider) if hasattr(provider, "remove_from_head") else None
 
 
 def simulated_ray(provider: NodeProvider) -> SimulatedRay | None:
