@@ -43,11 +43,16 @@ class MotoEC2(Backed):
 
     network: HostNetwork
     boot: bool = True
+    shutdown_s: float = 0.0  # how long a going instance's host runs on (InstanceHosts)
 
     def __post_init__(self) -> None:
         self._server: ThreadedMotoServer | None = None
         self._hosts = InstanceHosts(
-            self.network, self._observe, boot=self.boot, on_head=_give_credentials
+            self.network,
+            self._observe,
+            boot=self.boot,
+            on_head=_give_credentials,
+            shutdown_s=self.shutdown_s,
         )
 
     @property
@@ -136,10 +141,12 @@ class MotoEC2(Backed):
         groups = self.ec2.describe_security_groups(Filters=mine)["SecurityGroups"]
         volumes = self.ec2.describe_volumes(Filters=mine)["Volumes"]
         keys = self.ec2.describe_key_pairs(Filters=mine)["KeyPairs"]
-        roles = [
-            r["RoleName"]
-            for r in self.client("iam").list_roles()["Roles"]
-            if cluster in r["RoleName"]
+        iam = self.client("iam")
+        roles = [r["RoleName"] for r in iam.list_roles()["Roles"] if cluster in r["RoleName"]]
+        profiles = [
+            p["InstanceProfileName"]
+            for p in iam.list_instance_profiles()["InstanceProfiles"]
+            if cluster in p["InstanceProfileName"]
         ]
         found = {
             "instances": instances,
@@ -147,6 +154,7 @@ class MotoEC2(Backed):
             "volumes": [v["VolumeId"] for v in volumes],
             "key pairs": [k["KeyName"] for k in keys],
             "roles": roles,
+            "instance profiles": profiles,
         }
         return {k: v for k, v in found.items() if v}
 
@@ -165,7 +173,10 @@ def _tags(instance: dict[str, Any]) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def backed_ec2(*, boot: bool = True) -> Iterator[MotoEC2]:
+def backed_ec2(*, boot: bool = True, shutdown_s: float = 0.0) -> Iterator[MotoEC2]:
     """A host network on 10.210.1.0/24 with moto on its bridge and hosts for instances."""
-    with HostNetwork(0, prefix=PREFIX) as network, MotoEC2(network, boot=boot) as ec2:
+    with (
+        HostNetwork(0, prefix=PREFIX) as network,
+        MotoEC2(network, boot=boot, shutdown_s=shutdown_s) as ec2,
+    ):
         yield ec2

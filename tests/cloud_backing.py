@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -61,8 +62,13 @@ class InstanceHosts:
         *,
         boot: bool = True,
         on_head: Callable[[SSHHost], None] | None = None,
+        shutdown_s: float = 0.0,
     ) -> None:
         self.network = network
+        # How long an instance's host runs on once it is seen going, as a real instance's OS
+        # takes a while to shut down (its processes get SIGTERM and time to finish).
+        self._shutdown_s = shutdown_s
+        self._going: dict[str, float] = {}  # instance id -> when it was first seen going
         self._observe = observe
         self._boot_hosts = boot
         self._on_head = on_head
@@ -105,10 +111,15 @@ class InstanceHosts:
             return
         with self._lock:
             up = {s.id for s in seen if s.up}
+            now = time.monotonic()
             for instance_id, booted in list(self.booted.items()):
-                if instance_id not in up:
+                if instance_id in up:
+                    continue
+                going = self._going.setdefault(instance_id, now)
+                if now - going >= self._shutdown_s:
                     self.network.remove_host(booted.host)
                     del self.booted[instance_id]
+                    del self._going[instance_id]
             for instance in seen:
                 if not instance.up or not instance.address or instance.id in self.booted:
                     continue

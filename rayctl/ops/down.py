@@ -25,7 +25,7 @@ from rayctl.ops import known
 from rayctl.ops.head import stop_monitor
 from rayctl.ops.lock import cluster_lock
 from rayctl.paths import ray_token_file
-from rayctl.providers.base import Node, NodeKind, NodeProvider, Tag
+from rayctl.providers.base import Node, NodeKind, NodeProvider, Tag, removal_from_head
 from rayctl.providers.registry import make_provider
 from rayctl.runtime.jobs import HeadJobs
 from rayctl.runtime.runner import NodeUnreachable
@@ -159,7 +159,13 @@ class _Down:
         targets = [n for n in nodes if not self.workers_only or n.kind is NodeKind.WORKER]
         if self.by_monitor:  # the head last: the monitor runs there
             self._terminate([n for n in targets if n.kind is NodeKind.WORKER])
-            self._terminate([n for n in targets if n.kind is NodeKind.HEAD])
+            own_heads = [n for n in targets if n.kind is NodeKind.HEAD]
+            remover = removal_from_head(provider)
+            if remover is not None:  # it removes the head and the rest in its own order
+                for head in own_heads:
+                    remover.remove_from_head(head)
+                return DownReport(removed=targets, kept_head=False)
+            self._terminate(own_heads)
         else:
             self._terminate(targets)
         if not monitor_stopped:

@@ -9,7 +9,7 @@ its view of a cluster from `list_nodes`, so nothing important is only in memory.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 from rayctl.runtime.nodes import Node, NodeKind, NodeState, NodeStatus, RayStart, Tag
 
@@ -88,6 +88,22 @@ class SimulatedRay(Protocol):
     def drain(self, gcs_address: str, ray_node_id: str, message: str) -> tuple[bool, str]: ...
 
     def boot(self, node: Node, head: Node, cancelled: threading.Event) -> None: ...
+
+
+class RemovesFromHead(Protocol):
+    """A provider whose head removes its own cluster (autostop with `down`) in a way of its
+    own, because terminating the head and then cleaning up would not do: on AWS the head is
+    in the security group it deletes and runs with the role it deletes."""
+
+    def remove_from_head(self, head: Node) -> None:
+        """With the workers terminated: remove the cluster's resources and `head`, the node
+        this runs on. The last calls may not return (the node is going)."""
+
+
+def removal_from_head(provider: NodeProvider) -> RemovesFromHead | None:
+    """The provider, if a head removes its cluster in a way of its own (else `down` does:
+    terminate the head, then `cleanup`)."""
+    return cast("RemovesFromHead", provider) if hasattr(provider, "remove_from_head") else None
 
 
 def simulated_ray(provider: NodeProvider) -> SimulatedRay | None:

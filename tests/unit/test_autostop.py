@@ -156,6 +156,7 @@ def _config(tmp_path: Path, provider: dict, autostop: dict | None) -> Path:
 
 
 AWS = {"type": "aws", "region": "us-west-2"}
+GCP = {"type": "gcp", "region": "us-west1", "project_id": "p"}
 
 
 def test_the_config_key_takes_fractions_of_minutes(tmp_path: Path):
@@ -170,11 +171,11 @@ def _rayctl(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_autostop_is_refused_where_the_head_cannot_remove_the_cluster(tmp_path: Path):
-    path = _config(tmp_path, AWS, {"idle_minutes": 30, "down": True})
+    path = _config(tmp_path, GCP, {"idle_minutes": 30, "down": True})
     result = _rayctl("validate", str(path))
     assert result.returncode == 2, result.stderr
     assert f"{path}:" in result.stderr and "rayctl.autostop" in result.stderr
-    assert "the aws provider has no autostop yet" in result.stderr
+    assert "the gcp provider has no autostop yet" in result.stderr
     bad = _config(tmp_path, {"type": "local"}, {"idle_minutes": 0})
     result = _rayctl("validate", str(bad))
     assert result.returncode == 2 and "idle_minutes" in result.stderr, result.stderr
@@ -211,8 +212,23 @@ def test_bad_autostop_flags_exit_2_before_anything_is_created(
     assert message in " ".join(result.stderr.split()), result.stderr
 
 
-def test_the_autostop_flag_is_refused_on_aws(tmp_path: Path):
-    path = _config(tmp_path, AWS, None)
+def test_the_autostop_flag_is_refused_on_gcp(tmp_path: Path):
+    path = _config(tmp_path, GCP, None)
     result = _rayctl("up", str(path), "--autostop", "5", "--down")
     assert result.returncode == 2, result.stderr
     assert "has no autostop yet" in " ".join(result.stderr.split()), result.stderr
+
+
+def test_aws_takes_autostop_with_down_only(tmp_path: Path):
+    """The AWS head removes its cluster (tests/unit/test_aws_autostop.py); stopped instances
+    to resume later are not offered: without `down` validate says what to do."""
+    ok = _rayctl("validate", str(_config(tmp_path, AWS, {"idle_minutes": 5, "down": True})))
+    assert ok.returncode == 0, ok.stderr
+    keep = _config(tmp_path, AWS, {"idle_minutes": 5})
+    result = _rayctl("validate", str(keep))
+    assert result.returncode == 2, result.stderr
+    assert f"{keep}:" in result.stderr and "rayctl.autostop" in result.stderr
+    assert "--autostop MINUTES --down" in " ".join(result.stderr.split()), result.stderr
+    result = _rayctl("up", str(_config(tmp_path, AWS, None)), "--autostop", "5")
+    assert result.returncode == 2, result.stderr
+    assert "cannot stop nodes" in " ".join(result.stderr.split()), result.stderr

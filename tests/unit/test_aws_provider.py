@@ -237,9 +237,30 @@ def test_bootstrap_creates_key_pair_group_and_head_role_once(
         "ec2:StartInstances",
         "ec2:StopInstances",
         "ec2:TerminateInstances",
+        # Autostop's `down`, from the head (tests/unit/test_aws_autostop.py).
+        "ec2:ModifyNetworkInterfaceAttribute",
+        "ec2:DeleteSecurityGroup",
+        "ec2:DeleteVolume",
+        "ec2:DeleteKeyPair",
+        "iam:GetRole",
+        "iam:ListRoleTags",
+        "iam:RemoveRoleFromInstanceProfile",
+        "iam:DeleteInstanceProfile",
+        "iam:DeleteRolePolicy",
+        "iam:DeleteRole",
     }
-    manage = next(s for s in document["Statement"] if s["Sid"] == "ManageOwn")
-    assert manage["Condition"] == {"StringEquals": {f"ec2:ResourceTag/{Tag.CLUSTER}": CLUSTER}}
+    sids = {s["Sid"]: s for s in document["Statement"]}
+    owned = {"StringEquals": {f"ec2:ResourceTag/{Tag.CLUSTER}": CLUSTER}}
+    assert sids["ManageOwn"]["Condition"] == owned
+    assert sids["RemoveOwn"]["Condition"] == owned
+    vpc = group["VpcId"]
+    assert sids["LeaveGroup"]["Condition"] == {
+        "ArnEquals": {"ec2:Vpc": f"arn:aws:ec2:{REGION}:123456789012:vpc/{vpc}"}
+    }
+    assert sids["RemoveOwnRole"]["Resource"] == [
+        f"arn:aws:iam::123456789012:role/{role_name}",
+        f"arn:aws:iam::123456789012:instance-profile/{role_name}",
+    ]
 
     ec2_calls, iam_calls = calls(provider.ec2), calls(provider.iam)
     provider.bootstrap()

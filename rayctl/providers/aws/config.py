@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -13,7 +13,7 @@ from rayctl.config.exposure import check_ssh_sources, ray_exposure
 from rayctl.config.findings import Findings
 from rayctl.config.loader import resolve_private_key
 from rayctl.config.provider_spec import ProviderSpec
-from rayctl.config.schema import ClusterConfig, ProviderSettings, StrictModel
+from rayctl.config.schema import Capabilities, ClusterConfig, ProviderSettings, StrictModel
 from rayctl.config.yaml_positions import Path as KeyPath
 
 
@@ -35,6 +35,8 @@ class AWSProviderConfig(ProviderSettings):
     profile, SSO, or the head's instance profile)."""
 
     type: Literal["aws"]
+    # The head removes its cluster (autostop with `down`): AWSProvider.remove_from_head.
+    capabilities: ClassVar[Capabilities] = Capabilities(removes_itself=True)
     region: str = Field(min_length=1, description="The AWS region, e.g. us-west-2.")
     availability_zone: str | None = Field(
         None,

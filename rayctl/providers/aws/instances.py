@@ -388,7 +388,7 @@ class AWSProvider:
         self._dry_run(vpc, group, key, subnets, images, templates)
         if role_needed:
             policy = aws_setup.head_policy(
-                self.cluster_name, self._region, ident, self._worker_roles(templates)
+                self.cluster_name, self._region, ident, self._worker_roles(templates), vpc
             )
             aws_setup.ensure_head_role(self.iam, self.head_role, policy, self._cluster_tags())
         if key is not None:
@@ -647,32 +647,85 @@ class AWSProvider:
                 f"cluster {self.cluster_name} still has running instances ({ids}); "
                 "run `rayctl down` to remove them first"
             )
+        self._remove_resources(keep=None)
+        self._delete_head_role()
+
+    def remove_from_head(self, head: Node) -> None:
+        """Autostop with `down`: the head's monitor removes its own cluster once the workers
+        are terminated or stopped. The head is an instance in the cluster's security group
+        and runs with the head's role, so it leaves the group first, deletes the group,
+        volumes and key pair, terminates itself, and deletes its role last (its credentials
+        work until then). What a head stopped midway leaves, `rayctl down` removes."""
+        others = [i["InstanceId"] for i in self._instances(LIVE) if i["InstanceId"] != head.id]
+        if others:
+            raise ProviderError(
+                f"cluster {self.cluster_name} still has running workers ({', '.join(others)})"
+            )
+        self._leave_groups(head.id)
+        self._remove_resources(keep=head.id)
+        call(self.ec2, "terminate_instances", InstanceIds=[head.id])
+        self._delete_head_role()
+
+    def _leave_groups(self, instance_id: str) -> None:
+        """Move the instance's network interfaces off the groups tagged with the cluster
+        (which `_remove_resources` deletes), onto the VPC's default group where those were
+        an interface's only ones."""
+        (instance,) = self._instances(NOT_TERMINATED, ids=[instance_id])
+        mine = [{"Name": f"tag:{Tag.CLUSTER}", "Values": [self.cluster_name]}]
+        groups = call(self.ec2, "describe_security_groups", Filters=mine)["SecurityGroups"]
+        cluster_groups = {g["GroupId"] for g in groups}
+        for interface in instance.get("NetworkInterfaces", []):
+            current = [g["GroupId"] for g in interface["Groups"]]
+            kept = [g for g in current if g not in cluster_groups]
+            if kept == current:
+                continue
+            if not kept:
+                default = aws_setup.find_group(self.ec2, interface["VpcId"], "default")
+                assert default is not None, "every VPC has a default security group"
+                kept = [default["GroupId"]]
+            call(
+                self.ec2,
+                "modify_network_interface_attribute",
+                NetworkInterfaceId=interface["NetworkInterfaceId"],
+                Groups=kept,
+            )
+
+    def _remove_resources(self, keep: str | None) -> None:
+        """Terminate the cached instances, wait until every instance but `keep` is
+        terminated, then delete the cluster's volumes (but those attached to `keep`), its
+        security groups and the key pair rayctl made, with the local private key."""
         cached = [i["InstanceId"] for i in self._instances(CACHED)]
         for start in range(0, len(cached), BATCH):
             call(self.ec2, "terminate_instances", InstanceIds=cached[start : start + BATCH])
-        left = [i["InstanceId"] for i in self._instances(NOT_TERMINATED)]
+        left = [i["InstanceId"] for i in self._instances(NOT_TERMINATED) if i["InstanceId"] != keep]
         if left:
             self._await(left, lambda i: False, timeout_s=CLEANUP_TIMEOUT_S)
         mine = [{"Name": f"tag:{Tag.CLUSTER}", "Values": [self.cluster_name]}]
-        self._delete_volumes(mine)
+        self._delete_volumes(mine, keep)
         for group in call(self.ec2, "describe_security_groups", Filters=mine)["SecurityGroups"]:
             aws_setup.delete_group(self.ec2, group["GroupId"], timeout_s=CLEANUP_TIMEOUT_S)
         for pair in call(self.ec2, "describe_key_pairs", Filters=mine)["KeyPairs"]:
             call(self.ec2, "delete_key_pair", KeyName=pair["KeyName"])
         if not self._config.auth.ssh_private_key:
             self.key_path.unlink(missing_ok=True)
-        if "IamInstanceProfile" not in self._config.head_type.node_config:
-            aws_setup.delete_head_role(self.iam, self.head_role, self.cluster_name)
         shutil.rmtree(self._access.state_dir, ignore_errors=True)  # host keys of gone instances
         with self._lock:
             self._launch = None
 
-    def _delete_volumes(self, mine: list[dict[str, Any]]) -> None:
+    def _delete_head_role(self) -> None:
+        if "IamInstanceProfile" not in self._config.head_type.node_config:
+            aws_setup.delete_head_role(self.iam, self.head_role, self.cluster_name)
+
+    def _delete_volumes(self, mine: list[dict[str, Any]], keep: str | None) -> None:
         """Volumes launched with DeleteOnTermination false outlive their instance: `down`
-        leaves nothing of the cluster behind."""
+        leaves nothing of the cluster behind. Those attached to `keep` stay with it."""
         deadline = time.monotonic() + CLEANUP_TIMEOUT_S
         while True:
-            volumes = call(self.ec2, "describe_volumes", Filters=mine)["Volumes"]
+            volumes = [
+                v
+                for v in call(self.ec2, "describe_volumes", Filters=mine)["Volumes"]
+                if all(a.get("InstanceId") != keep for a in v.get("Attachments", []))
+            ]
             for volume in volumes:
                 if volume["State"] == "available":
                     call(

@@ -305,13 +305,19 @@ def head_role_name(cluster: str, region: str) -> str:
 
 
 def head_policy(
-    cluster: str, region: str, identity: Identity, pass_roles: Sequence[str]
+    cluster: str, region: str, identity: Identity, pass_roles: Sequence[str], vpc: str
 ) -> dict[str, Any]:
     """Only what the autoscaler on the head calls: look (Describe* includes
     DescribeLaunchTemplates and DescribeLaunchTemplateVersions), launch instances that carry
     the cluster's tag (from a launch template too: RunInstances then also acts on the
-    launch-template resource), and tag, stop, start and terminate instances that carry it."""
+    launch-template resource), and tag, stop, start and terminate instances that carry it.
+    And what autostop's `down` calls to remove the cluster from the head: change the
+    security groups of network interfaces in the cluster's VPC (the head leaves the
+    cluster's group), delete the security groups, volumes and key pairs that carry the
+    cluster's tag, and delete this role and its instance profile."""
     arn = f"arn:{identity.partition}:ec2:{region}:{identity.account}"
+    iam = f"arn:{identity.partition}:iam::{identity.account}"
+    role = head_role_name(cluster, region)
     any_account = f"arn:{identity.partition}:ec2:{region}:*"  # images have no account
     owned = {"StringEquals": {f"ec2:ResourceTag/{Tag.CLUSTER}": cluster}}
     statements: list[dict[str, Any]] = [
@@ -355,6 +361,33 @@ def head_policy(
             ],
             "Resource": f"{arn}:instance/*",
             "Condition": owned,
+        },
+        {
+            "Sid": "LeaveGroup",
+            "Effect": "Allow",
+            "Action": "ec2:ModifyNetworkInterfaceAttribute",
+            "Resource": [f"{arn}:network-interface/*", f"{arn}:security-group/*"],
+            "Condition": {"ArnEquals": {"ec2:Vpc": f"{arn}:vpc/{vpc}"}},
+        },
+        {
+            "Sid": "RemoveOwn",
+            "Effect": "Allow",
+            "Action": ["ec2:DeleteSecurityGroup", "ec2:DeleteVolume", "ec2:DeleteKeyPair"],
+            "Resource": [f"{arn}:security-group/*", f"{arn}:volume/*", f"{arn}:key-pair/*"],
+            "Condition": owned,
+        },
+        {
+            "Sid": "RemoveOwnRole",
+            "Effect": "Allow",
+            "Action": [
+                "iam:GetRole",
+                "iam:ListRoleTags",
+                "iam:RemoveRoleFromInstanceProfile",
+                "iam:DeleteInstanceProfile",
+                "iam:DeleteRolePolicy",
+                "iam:DeleteRole",
+            ],
+            "Resource": [f"{iam}:role/{role}", f"{iam}:instance-profile/{role}"],
         },
     ]
     if pass_roles:  # the roles of the instance profiles workers launch with

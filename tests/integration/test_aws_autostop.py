@@ -1,0 +1,74 @@
+"""Autostop with `--down` on AWS end to end: moto plays EC2 and IAM, every instance is a real
+sshd host (tests/aws_backing.py), and the head's monitor, on the head host with the head's
+own credentials, removes its cluster through moto once it has been idle for the timeout; a
+running job keeps it past the timeout. Nothing tagged or named for the cluster is left, and
+no host runs on."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.aws_backing import MotoEC2, backed_ec2
+from tests.conftest import kill_leftovers, require_test_hosts, wait_for
+from tests.integration.test_aws_cluster import _no_processes_left, _use, write_config
+
+pytestmark = pytest.mark.integration
+
+TIMEOUT_S = 30  # --autostop 0.5
+# A real instance's OS takes seconds to shut down after TerminateInstances: the head's
+# monitor deletes its role in that time.
+SHUTDOWN_S = 10.0
+# Runs past the timeout (with margin for a loaded machine), then ends: the cluster goes idle.
+JOB = """\
+import time
+time.sleep(75)
+print("done")
+"""
+
+
+@pytest.fixture
+def ec2(monkeypatch: pytest.MonkeyPatch, rayctl_home: Path) -> Iterator[MotoEC2]:
+    require_test_hosts()
+    with backed_ec2(shutdown_s=SHUTDOWN_S) as ec2:
+        _use(ec2, monkeypatch)
+        yield ec2
+
+
+def test_a_job_keeps_the_cluster_then_the_idle_head_removes_it(
+    ec2: MotoEC2, cli, tmp_path: Path
+) -> None:
+    name, config = write_config(ec2, tmp_path)
+    try:
+        up = cli("up", config, "--yes", "--autostop", TIMEOUT_S / 60, "--down")
+        assert up.code == 0, (up.text, ec2.errors)
+        up_at = time.monotonic()
+        job = tmp_path / "job.py"
+        job.write_text(JOB)
+        submitted = cli("submit", config, "--detach", job)
+        assert submitted.code == 0, submitted.text
+
+        # Past the timeout (and some of the monitor's ticks) the job still holds it.
+        time.sleep(max(0.0, up_at + TIMEOUT_S + 10 - time.monotonic()))
+        status = json.loads(cli("status", config, "--json").out)
+        assert status["autostop"]["down"] is True, status["autostop"]
+        assert status["autostop"]["busy"].startswith("job(s) running"), status["autostop"]
+        assert len(ec2.cluster_instances(name)) == 2 and len(ec2.hosts()) == 2
+
+        # The job ends; after the timeout the head removes everything, itself included.
+        wait_for(lambda: ec2.leftovers(name) == {}, 75 + TIMEOUT_S + 240, "the cluster to go")
+        wait_for(lambda: not ec2.network.hosts, SHUTDOWN_S + 30, "every host to go")
+        wait_for(lambda: _no_processes_left(ec2, name), 30, "every process to go")
+        assert ec2.errors == []
+
+        down = cli("down", config, "--yes")  # this machine forgets it; nothing to remove
+        assert down.code == 0, down.text
+        assert ec2.leftovers(name) == {}
+    finally:
+        if ec2.leftovers(name):
+            cli("down", config, "--yes")
+        kill_leftovers(name)
