@@ -308,9 +308,10 @@ def down_from_a_fresh_machine(
     assert down.code == 0, down.text
 
 
-def nothing_runs_after_down(cloud: Backed, name: str) -> None:
-    """Every host is gone, and every process of the cluster; the watcher saw no error."""
-    wait_for(lambda: not cloud.network.hosts, 10, "every host to go")
+def nothing_runs_after_down(cloud: Backed, name: str, *, hosts_s: float = 10) -> None:
+    """Every host is gone (within `hosts_s`), and every process of the cluster; the watcher
+    saw no error."""
+    wait_for(lambda: not cloud.network.hosts, hosts_s, "every host to go")
     wait_for(
         lambda: not list(_inits_of(cloud.network.dir)) and not cluster_pids(name),
         15,

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from tests import cloud_backing as e2e
 from tests.aws_backing import MotoEC2, backed_ec2
-from tests.conftest import kill_leftovers, require_test_hosts, wait_for
-from tests.integration.test_aws_cluster import _no_processes_left, _use, write_config
+from tests.conftest import kill_leftovers, wait_for
+from tests.integration.test_aws_cluster import write_config
 
 pytestmark = pytest.mark.integration
 
@@ -33,10 +34,7 @@ print("done")
 
 @pytest.fixture
 def ec2(monkeypatch: pytest.MonkeyPatch, rayctl_home: Path) -> Iterator[MotoEC2]:
-    require_test_hosts()
-    with backed_ec2(shutdown_s=SHUTDOWN_S) as ec2:
-        _use(ec2, monkeypatch)
-        yield ec2
+    yield from e2e.in_use(backed_ec2(shutdown_s=SHUTDOWN_S), monkeypatch)
 
 
 def test_a_job_keeps_the_cluster_then_the_idle_head_removes_it(
@@ -61,9 +59,7 @@ def test_a_job_keeps_the_cluster_then_the_idle_head_removes_it(
 
         # The job ends; after the timeout the head removes everything, itself included.
         wait_for(lambda: ec2.leftovers(name) == {}, 75 + TIMEOUT_S + 240, "the cluster to go")
-        wait_for(lambda: not ec2.network.hosts, SHUTDOWN_S + 30, "every host to go")
-        wait_for(lambda: _no_processes_left(ec2, name), 30, "every process to go")
-        assert ec2.errors == []
+        e2e.nothing_runs_after_down(ec2, name, hosts_s=SHUTDOWN_S + 30)
 
         down = cli("down", config, "--yes")  # this machine forgets it; nothing to remove
         assert down.code == 0, down.text

@@ -156,7 +156,7 @@ def _config(tmp_path: Path, provider: dict, autostop: dict | None) -> Path:
 
 
 AWS = {"type": "aws", "region": "us-west-2"}
-GCP = {"type": "gcp", "region": "us-west1", "project_id": "p"}
+GCP = {"type": "gcp", "region": "us-west1", "availability_zone": "us-west1-a", "project_id": "p"}
 
 
 def test_the_config_key_takes_fractions_of_minutes(tmp_path: Path):
