@@ -164,10 +164,12 @@ def podman_engine(root: Path) -> Iterator[Podman]:
 
 
 @contextlib.contextmanager
-def host_engine(host: SSHHost) -> Iterator[Podman]:
+def host_engine(host: SSHHost, registries_conf: Path | None = None) -> Iterator[Podman]:
     """The tests' podman on a test host, with its own storage: every podman there (an SSH
     session's too, which no environment variable reaches) reads the test's configuration,
-    bound over /etc/containers in the host's own mount namespace only."""
+    bound over /etc/containers in the host's own mount namespace only (with
+    `registries_conf`, if given), and keeps its logins in the host's own /run/containers
+    (`auth`)."""
     # The host's mounts and PIDs: podman records its processes' PIDs as the host sees them.
     enter = ["nsenter", "-t", str(host.init_pid), "-m", "-p", "-n", "--"]
     engine = Podman(host.dir / "podman", enter)
@@ -175,9 +177,14 @@ def host_engine(host: SSHHost) -> Iterator[Podman]:
     try:
         engine.setup()
         shutil.copy("/etc/containers/policy.json", engine.root / "etc")
-        subprocess.run([*enter, "mount", "--bind", str(engine.root / "etc"), "/etc/containers"],
-                       check=True, capture_output=True)  # fmt: skip
+        if registries_conf is not None:
+            shutil.copy(registries_conf, engine.root / "etc" / "registries.conf")
+        (engine.root / "auth").mkdir()
+        for private, shared in (("etc", "/etc/containers"), ("auth", "/run/containers")):
+            subprocess.run([*enter, "mount", "--bind", str(engine.root / private), shared],
+                           check=True, capture_output=True)  # fmt: skip
         yield engine
     finally:
         engine.teardown()
-        subprocess.run([*enter, "umount", "/etc/containers"], check=False, capture_output=True)
+        for shared in ("/etc/containers", "/run/containers"):
+            subprocess.run([*enter, "umount", shared], check=False, capture_output=True)

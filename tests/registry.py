@@ -35,26 +35,28 @@ def require_registry() -> None:
         pytest.skip(reason)
 
 
-def _free_port() -> int:
+def _free_port(host: str) -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
 @contextlib.contextmanager
 def registry(
-    root: Path, username: str = "alice", password: str = "pw 's3cret' $x"
+    root: Path, username: str = "alice", password: str = "pw 's3cret' $x", host: str = "127.0.0.1"
 ) -> Iterator[Registry]:
+    """A registry on `host` (loopback, or a test network's bridge address that its hosts
+    reach), on a free port."""
     root.mkdir(parents=True, exist_ok=True)
     hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()
     (root / "htpasswd").write_text(f"{username}:{hashed}\n")
-    port = _free_port()
+    port = _free_port(host)
     (root / "config.yml").write_text(
         f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
-        f"    rootdirectory: {root}/data\nhttp:\n  addr: 127.0.0.1:{port}\n"
+        f"    rootdirectory: {root}/data\nhttp:\n  addr: {host}:{port}\n"
         f"auth:\n  htpasswd:\n    realm: test\n    path: {root}/htpasswd\n"
     )
-    server = f"127.0.0.1:{port}"
+    server = f"{host}:{port}"
     conf = root / "registries.conf"
     conf.write_text(f'[[registry]]\nlocation = "{server}"\ninsecure = true\n')
     log = open(root / "registry.log", "wb")  # noqa: SIM115 - closed below
@@ -62,7 +64,7 @@ def registry(
     try:
         deadline = time.monotonic() + 30
         while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            with contextlib.suppress(OSError), socket.create_connection((host, port), 1):
                 break
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(

@@ -20,7 +20,7 @@ from rayctl.runtime.docker import ContainerError, ContainerSpec, DockerRunner
 from rayctl.runtime.runner import LocalRunner
 from tests.conftest import REPO, unique_name, wait_for
 from tests.podman import Podman, host_engine, podman_engine, require_podman
-from tests.registry import registry, require_registry
+from tests.registry import Registry, registry, require_registry
 from tests.sshhosts import HostNetwork
 
 pytestmark = pytest.mark.integration
@@ -146,21 +146,37 @@ def test_local_cluster_runs_ray_in_containers(podman, make_cluster, cli, rayctl_
 
 
 @pytest.fixture
-def host_engines(host_network: HostNetwork) -> Iterator[dict[str, Podman]]:
+def host_registry(host_network: HostNetwork, tmp_path: Path) -> Iterator[Registry]:
+    """A private registry the test hosts reach, at their network's bridge address."""
+    require_registry()
+    with registry(tmp_path / "registry", host=host_network.gateway) as reg:
+        yield reg
+
+
+@pytest.fixture
+def host_engines(host_network: HostNetwork, host_registry: Registry) -> Iterator[dict[str, Podman]]:
     """The tests' podman on the first two test hosts (head and worker), by address."""
     require_podman()
+    conf = host_registry.registries_conf
     with contextlib.ExitStack() as stack:
-        yield {h.address: stack.enter_context(host_engine(h)) for h in host_network.hosts[:2]}
+        yield {h.address: stack.enter_context(host_engine(h, conf)) for h in host_network.hosts[:2]}
 
 
 def test_ssh_cluster_runs_ray_in_containers(
-    host_network: HostNetwork, host_engines: dict[str, Podman], cli, rayctl_home, tmp_path
+    host_network: HostNetwork,
+    host_engines: dict[str, Podman],
+    host_registry: Registry,
+    cli,
+    rayctl_home,
+    tmp_path,
 ):
     head, worker = host_network.hosts[:2]
     image = host_engines[head.address].image
     mounted = tmp_path / "data"
     mounted.mkdir()
     (mounted / "hello.txt").write_text("from the laptop\n")
+    password = tmp_path / "registry-password"
+    password.write_text(host_registry.password)
     name = unique_name("dkssh")
     config = tmp_path / f"{name}.yaml"
     config.write_text(
@@ -181,7 +197,14 @@ def test_ssh_cluster_runs_ray_in_containers(
                 },
                 "head_node_type": "head",
                 # The hosts share this machine's files: its Python and this checkout, read-only.
-                "rayctl": {"runtime": {"python": sys.executable}},
+                "rayctl": {
+                    "runtime": {"python": sys.executable},
+                    "registry_login": {
+                        "server": host_registry.server,
+                        "username": host_registry.username,
+                        "password_file": str(password),
+                    },
+                },
                 "docker": {
                     "container_name": "rayctl_test",
                     "image": image,
@@ -206,6 +229,17 @@ def test_ssh_cluster_runs_ray_in_containers(
         assert up.code == 0, up.text
         status = json.loads(cli("status", config, "--json").out)
         assert len(status["nodes"]) == 2, status
+        assert status["monitor_running"]  # in the head's container
+
+        # Each host's engine logged in to the registry; the head keeps the password for the
+        # workers its autoscaler launches, readable by its user only.
+        for engine in host_engines.values():
+            logins = json.loads((engine.root / "auth" / "0" / "auth.json").read_text())
+            assert host_registry.server in logins["auths"]
+        kept = f".rayctl/clusters/{name}/registry_password"
+        (head_container,) = host_engines[head.address].containers(label)
+        mode = host_engines[head.address].run("exec", head_container, "stat", "-c", "%a", kept)
+        assert mode.strip() == "600"
 
         # One container per host, made by the podman inside that host; a raylet runs in each
         # (in the container's cgroup, in a PID namespace of its own within the host's).
@@ -222,7 +256,6 @@ def test_ssh_cluster_runs_ray_in_containers(
         seen = "test -e /run/.containerenv && cat ~/where ~/data/hello.txt"
         result = cli("exec", config, f"{seen} > /tmp/seen")
         assert result.code == 0, result.text
-        (head_container,) = host_engines[head.address].containers(label)
         copied = host_engines[head.address].run("exec", head_container, "cat", "/tmp/seen")
         assert copied == "in-container\nfrom the laptop\n"
     finally:
