@@ -18,6 +18,8 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     command -v podman >/dev/null || need="$need podman"
     command -v runc >/dev/null || need="$need runc"
     [ -x /usr/libexec/podman/catatonit ] || command -v catatonit >/dev/null || need="$need catatonit"
+    # ... and log in to a real private registry (tests/registry.py runs it on loopback).
+    [ -x /usr/bin/docker-registry ] || need="$need docker-registry"
     if [ -n "$need" ]; then
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null

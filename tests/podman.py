@@ -16,10 +16,12 @@ import shutil
 import subprocess
 import tarfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+
+from tests.sshhosts import SSHHost
 
 # Ray's object store and runc's limits: runc cannot raise a limit above this process's
 # (no CAP_SYS_RESOURCE in many CI containers), and podman's defaults ask for more.
@@ -79,19 +81,21 @@ def _rootfs_tar() -> bytes:
 
 
 class Podman:
-    """The tests' podman: `run` a podman command, `image` the test image."""
+    """The tests' podman: `run` a podman command, `image` the test image. `enter` is the
+    command that runs it inside a test host (tests/sshhosts.py; empty: on this machine)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, enter: Sequence[str] = ()) -> None:
         self.root = root
+        self.enter = list(enter)
         self.image = f"localhost/rayctl-test:{uuid.uuid4().hex[:8]}"
         self.env = {
-            "CONTAINERS_CONF": str(root / "containers.conf"),
-            "CONTAINERS_STORAGE_CONF": str(root / "storage.conf"),
+            "CONTAINERS_CONF": str(root / "etc" / "containers.conf"),
+            "CONTAINERS_STORAGE_CONF": str(root / "etc" / "storage.conf"),
         }
 
     def run(self, *args: str, input: bytes | None = None) -> str:
         done = subprocess.run(
-            ["podman", *args],
+            [*self.enter, "podman", *args],
             input=input,
             capture_output=True,
             env={**os.environ, **self.env},
@@ -102,10 +106,14 @@ class Podman:
 
     def setup(self) -> None:
         # runc, not crun (crun refuses this machine's hybrid cgroups); limits runc can set.
-        (self.root / "containers.conf").write_text(
-            f'[containers]\ndefault_ulimits = {json.dumps(_limits())}\n[engine]\nruntime = "runc"\n'
+        # Its own temporary directory: podman resets containers it finds there without its
+        # marker file (as after a reboot), so two engines never share one.
+        (self.root / "etc").mkdir()
+        (self.root / "etc" / "containers.conf").write_text(
+            f"[containers]\ndefault_ulimits = {json.dumps(_limits())}\n"
+            f'[engine]\nruntime = "runc"\ntmp_dir = "{self.root}/tmp"\n'
         )
-        (self.root / "storage.conf").write_text(
+        (self.root / "etc" / "storage.conf").write_text(
             f'[storage]\ndriver = "overlay"\ngraphroot = "{self.root}/storage"\n'
             f'runroot = "{self.root}/run"\n'
         )
@@ -134,10 +142,13 @@ class Podman:
             self.run("rm", "-a", "-f", "-t", "0")
         with contextlib.suppress(subprocess.CalledProcessError):
             self.run("rmi", "-a", "-f")
-        # The storage root's overlay mounts, deepest first, before removing it.
-        mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
+        # The storage root's overlay mounts (where podman ran), deepest first, then the root.
+        table = subprocess.run(
+            [*self.enter, "cat", "/proc/self/mounts"], capture_output=True, text=True, check=False
+        )
+        mounts = [line.split()[1] for line in table.stdout.splitlines()]
         for mount in sorted((m for m in mounts if m.startswith(str(self.root))), reverse=True):
-            subprocess.run(["umount", "-l", mount], check=False)
+            subprocess.run([*self.enter, "umount", "-l", mount], check=False)
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -150,3 +161,30 @@ def podman_engine(root: Path) -> Iterator[Podman]:
         yield engine
     finally:
         engine.teardown()
+
+
+@contextlib.contextmanager
+def host_engine(host: SSHHost, registries_conf: Path | None = None) -> Iterator[Podman]:
+    """The tests' podman on a test host, with its own storage: every podman there (an SSH
+    session's too, which no environment variable reaches) reads the test's configuration,
+    bound over /etc/containers in the host's own mount namespace only (with
+    `registries_conf`, if given), and keeps its logins in the host's own /run/containers
+    (`auth`)."""
+    # The host's mounts and PIDs: podman records its processes' PIDs as the host sees them.
+    enter = ["nsenter", "-t", str(host.init_pid), "-m", "-p", "-n", "--"]
+    engine = Podman(host.dir / "podman", enter)
+    engine.root.mkdir()
+    try:
+        engine.setup()
+        shutil.copy("/etc/containers/policy.json", engine.root / "etc")
+        if registries_conf is not None:
+            shutil.copy(registries_conf, engine.root / "etc" / "registries.conf")
+        (engine.root / "auth").mkdir()
+        for private, shared in (("etc", "/etc/containers"), ("auth", "/run/containers")):
+            subprocess.run([*enter, "mount", "--bind", str(engine.root / private), shared],
+                           check=True, capture_output=True)  # fmt: skip
+        yield engine
+    finally:
+        engine.teardown()
+        for shared in ("/etc/containers", "/run/containers"):
+            subprocess.run([*enter, "umount", shared], check=False, capture_output=True)

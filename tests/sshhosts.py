@@ -154,8 +154,10 @@ class SSHHost:
             f"exec /usr/bin/python3 {self.dir}/init.py {SSHD} -D -e -f {self.dir}/sshd_config"
         )
         log = open(self.dir / "init.log", "ab")  # noqa: SIM115 - the host's process owns it
+        # nsenter, not `ip netns exec`: that remounts /sys without the cgroup mounts, and a
+        # container engine on the host (docker-mode tests) needs them.
         self._init = subprocess.Popen(
-            ["ip", "netns", "exec", self.netns, "unshare", "--uts", "--pid", "--fork",
+            ["nsenter", f"--net=/run/netns/{self.netns}", "unshare", "--uts", "--pid", "--fork",
              "--mount", "--mount-proc", "--propagation", "private", "sh", "-c", mounts],
             stdout=log,
             stderr=subprocess.STDOUT,

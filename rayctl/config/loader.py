@@ -214,6 +214,13 @@ def _check(
             update={"rayctl": config.rayctl.model_copy(update={"runtime": runtime})}
         )
     runtime_packages.check(runtime, found)
+    login = config.rayctl.registry_login
+    if login is not None:  # read when used, as the SSH key: validation stays offline
+        password = str((base_dir / os.path.expanduser(login.password_file)).resolve())
+        login = login.model_copy(update={"password_file": password})
+        config = config.model_copy(
+            update={"rayctl": config.rayctl.model_copy(update={"registry_login": login})}
+        )
     return spec.check(config, base_dir, found)
 
 

@@ -151,11 +151,28 @@ class AutostopSettings(StrictModel):
     )
 
 
+class RegistryLogin(StrictModel):
+    """Docker mode's registry credentials (Ray's launcher has none: its users log in from
+    initialization_commands, and the login expires)."""
+
+    server: str = Field(description="The registry to log in to, e.g. ghcr.io.")
+    username: str
+    password_file: str = Field(
+        description="A file on this machine that holds the password or token (relative to "
+        "the config). Each node's engine logs in again whenever rayctl sets the node up, "
+        "reading it on stdin from a copy (mode 0600) that is removed right after; the head "
+        "keeps a copy with the cluster's secrets for the workers its autoscaler launches."
+    )
+
+
 class RayctlSettings(StrictModel):
     runtime: RuntimeSettings = RuntimeSettings()
     security: SecuritySettings = SecuritySettings()
     autostop: AutostopSettings | None = Field(
         None, description="Stop or remove the cluster when it stays idle (`up --autostop`)."
+    )
+    registry_login: RegistryLogin | None = Field(
+        None, description="Log each node's container engine in to a private registry."
     )
     node_types: dict[str, NodeTypeSettings] = Field(
         {}, description="rayctl's settings per node type, by names in available_node_types."

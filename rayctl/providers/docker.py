@@ -9,15 +9,16 @@ the containers), and it removes a node's container before the provider terminate
 from __future__ import annotations
 
 import contextlib
+import posixpath
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from rayctl.config.schema import ClusterConfig
 from rayctl.errors import RayctlError
 from rayctl.providers.base import Node, NodeProvider, RayStart
-from rayctl.runtime import detached
+from rayctl.runtime import detached, head_paths
 from rayctl.runtime.docker import ContainerSpec, DockerRunner
-from rayctl.runtime.runner import CommandRunner
+from rayctl.runtime.runner import CommandRunner, put_private
 
 
 def uses_docker(config: ClusterConfig) -> bool:
@@ -88,7 +89,17 @@ class ContainerNodes:
     def prepare_head(
         self, config: ClusterConfig, head: Node
     ) -> tuple[ClusterConfig, dict[str, str]]:
-        return self.inner.prepare_head(config, head)
+        """As the provider does, and the registry password goes where the head's autoscaler
+        runs, with the cluster's other secrets (its nodes log in too)."""
+        config, env = self.inner.prepare_head(config, head)
+        login = config.rayctl.registry_login
+        if login is None or self._config.provider.capabilities.shares_filesystem:
+            return config, env
+        on_head = posixpath.join(head_paths.cluster_secrets(self.cluster_name), "registry_password")
+        put_private(self.monitor_runner(head), {login.password_file: on_head})
+        login = login.model_copy(update={"password_file": f"~/{on_head}"})
+        rayctl = config.rayctl.model_copy(update={"registry_login": login})
+        return config.model_copy(update={"rayctl": rayctl}), env
 
     def cleanup(self) -> None:
         self.inner.cleanup()

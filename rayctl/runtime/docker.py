@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import cast
 
 import rayctl
-from rayctl.config.schema import ClusterConfig
+from rayctl.config.schema import ClusterConfig, RegistryLogin
 from rayctl.errors import RayctlError
 from rayctl.runtime.nodes import Node, NodeKind
-from rayctl.runtime.runner import CommandResult, CommandRunner, TransferError
+from rayctl.runtime.runner import CommandResult, CommandRunner, TransferError, put_private
 from rayctl.templates import shell_path
 
 LABEL_CLUSTER = "rayctl.cluster"
@@ -63,6 +63,7 @@ class ContainerSpec:
     detect_shm: bool
     detect_gpu: bool
     labels: tuple[tuple[str, str], ...]
+    login: RegistryLogin | None = None  # not part of the digest: new credentials, same image
 
     @classmethod
     def of(cls, config: ClusterConfig, node: Node) -> ContainerSpec | None:
@@ -87,6 +88,7 @@ class ContainerSpec:
             detect_shm=not docker.disable_shm_size_detection,
             detect_gpu=not docker.disable_automatic_runtime_detection,
             labels=((LABEL_CLUSTER, config.cluster_name), (LABEL_NODE, node.id)),
+            login=config.rayctl.registry_login,
         )
 
     @property
@@ -141,10 +143,12 @@ def run_command(
     for key, value in (*spec.labels, (LABEL_HASH, spec.digest)):
         args += ["--label", f"{key}={value}"]
     args += ["-e", "LC_ALL=C.UTF-8", "-e", "LANG=C.UTF-8"]
+    # Commands run in the home, as over SSH (rayctl names files relative to it).
+    args += ["-w", host_home if spec.share_host else container_home]
     if not spec.share_host:  # an init reaps what detached processes leave (not host PIDs')
         args.append("--init")
     else:
-        args += ["--pid=host", "-e", f"HOME={host_home}", "-w", host_home]
+        args += ["--pid=host", "-e", f"HOME={host_home}"]
         args += ["-v", f"{host_home}:{host_home}"]
     for path in spec.read_only:
         args += ["-v", f"{path}:{path}:ro"]
@@ -152,6 +156,13 @@ def run_command(
         args += ["-v", f"{_expand(staged, host_home)}:{_expand(target, container_home)}"]
     args += [*detected, *spec.run_options, spec.image, "bash"]
     return shlex.join(args)
+
+
+def login_command(engine: str, login: RegistryLogin, password: str) -> str:
+    """The engine's login to the registry, the password read on stdin from the file
+    `password` on the host: never on a command line, where `ps` and logs would show it."""
+    args = [engine, "login", "--username", login.username, "--password-stdin", login.server]
+    return f"{shlex.join(args)} < {shell_path(password)}"
 
 
 def exec_command(
@@ -217,13 +228,35 @@ class DockerRunner:
 
     def needs_create(self) -> bool:
         """Whether the container must be (re-)created: it is missing, stopped, or was made
-        from something else. Checks for the engine first."""
+        from something else. Checks for the engine first, and logs it in to the registry
+        when the config has credentials (each time: a login expires)."""
         self._host(
             f"command -v {shlex.quote(self.spec.engine)}",
             f"{self.spec.engine} is not installed on the node: install it "
             "(initialization_commands run on the host before the container starts)",
         )
+        if self.spec.login is not None:
+            self.login(self.spec.login)
         return self.current_hash() != self.spec.digest
+
+    def login(self, login: RegistryLogin) -> None:
+        """Log the host's engine in: the password goes to the host as a file only its user
+        can read, is read on the engine's stdin and removed, whatever the login did."""
+        if not Path(login.password_file).is_file():
+            raise ContainerError(
+                f"rayctl.registry_login.password_file: {login.password_file} is not a file: "
+                "write the registry's password or token there"
+            )
+        staged = posixpath.join(self._staging().removeprefix("~/"), "password")
+        try:
+            put_private(self.host, {login.password_file: staged})
+            self._host(
+                login_command(self.spec.engine, login, f"~/{staged}"),
+                f"cannot log in to {login.server} as {login.username}: check "
+                "rayctl.registry_login (the password file, the user, the server)",
+            )
+        finally:
+            self.host.run(f"rm -rf {shell_path('~/' + posixpath.dirname(staged))}")
 
     def create(self) -> None:
         """(Re-)create the container: pull its image as the config says, remove any old one,

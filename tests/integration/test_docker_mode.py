@@ -3,20 +3,42 @@ Ray runs inside one container per node, jobs run there, and `down` leaves nothin
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
 
+from rayctl.config.schema import RegistryLogin
 from rayctl.providers.local.instances import marked_pids
-from tests.conftest import REPO
-from tests.podman import Podman, podman_engine, require_podman
+from rayctl.runtime.docker import ContainerError, ContainerSpec, DockerRunner
+from rayctl.runtime.runner import LocalRunner
+from tests.conftest import REPO, unique_name, wait_for
+from tests.podman import Podman, host_engine, podman_engine, require_podman
+from tests.registry import Registry, registry, require_registry
+from tests.sshhosts import HostNetwork
 
 pytestmark = pytest.mark.integration
 
 EXAMPLE = REPO / "examples" / "spread_tasks.py"
+SPEC = ContainerSpec(
+    engine="podman",
+    name="rayctl-test-none",
+    image="localhost/rayctl-test:none",
+    pull=False,
+    run_options=(),
+    mounts=(),
+    read_only=(),
+    share_host=False,
+    detect_shm=False,
+    detect_gpu=False,
+    labels=(),
+)
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +59,16 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
 
 def cgroup_of(pid: int) -> str:
     return Path(f"/proc/{pid}/cgroup").read_text()
+
+
+def programs_in(cgroup: str) -> set[str]:
+    """Names of the programs running in cgroups named `cgroup` (whichever PID namespace)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and cgroup in (entry / "cgroup").read_text():
+                found.add(Path((entry / "cmdline").read_bytes().split(b"\0")[0].decode()).name)
+    return found
 
 
 def test_local_cluster_runs_ray_in_containers(podman, make_cluster, cli, rayctl_home, tmp_path):
@@ -111,3 +143,164 @@ def test_local_cluster_runs_ray_in_containers(podman, make_cluster, cli, rayctl_
     assert down.code == 0, down.text
     assert podman.containers(label) == []
     assert podman.images() == [podman.image]  # rayctl pulled none, so removes none
+
+
+@pytest.fixture
+def host_registry(host_network: HostNetwork, tmp_path: Path) -> Iterator[Registry]:
+    """A private registry the test hosts reach, at their network's bridge address."""
+    require_registry()
+    with registry(tmp_path / "registry", host=host_network.gateway) as reg:
+        yield reg
+
+
+@pytest.fixture
+def host_engines(host_network: HostNetwork, host_registry: Registry) -> Iterator[dict[str, Podman]]:
+    """The tests' podman on the first two test hosts (head and worker), by address."""
+    require_podman()
+    conf = host_registry.registries_conf
+    with contextlib.ExitStack() as stack:
+        yield {h.address: stack.enter_context(host_engine(h, conf)) for h in host_network.hosts[:2]}
+
+
+def test_ssh_cluster_runs_ray_in_containers(
+    host_network: HostNetwork,
+    host_engines: dict[str, Podman],
+    host_registry: Registry,
+    cli,
+    rayctl_home,
+    tmp_path,
+):
+    head, worker = host_network.hosts[:2]
+    image = host_engines[head.address].image
+    mounted = tmp_path / "data"
+    mounted.mkdir()
+    (mounted / "hello.txt").write_text("from the laptop\n")
+    password = tmp_path / "registry-password"
+    password.write_text(host_registry.password)
+    name = unique_name("dkssh")
+    config = tmp_path / f"{name}.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "cluster_name": name,
+                "max_workers": 1,
+                "idle_timeout_minutes": 0.1,
+                "provider": {
+                    "type": "ssh",
+                    "head_ip": head.address,
+                    "worker_ips": [worker.address],
+                },
+                "auth": {"ssh_user": "root", "ssh_private_key": str(host_network.client_key)},
+                "available_node_types": {
+                    "head": {"resources": {"CPU": 1}},
+                    "worker": {"resources": {"CPU": 1}, "min_workers": 1, "max_workers": 1},
+                },
+                "head_node_type": "head",
+                # The hosts share this machine's files: its Python and this checkout, read-only.
+                "rayctl": {
+                    "runtime": {"python": sys.executable},
+                    "registry_login": {
+                        "server": host_registry.server,
+                        "username": host_registry.username,
+                        "password_file": str(password),
+                    },
+                },
+                "docker": {
+                    "container_name": "rayctl_test",
+                    "image": image,
+                    "pull_before_run": False,
+                    "use_podman": True,
+                    "run_options": [
+                        *("-v", "/usr:/usr:ro", "-v", f"{REPO}:{REPO}:ro"),  # the venv is in REPO
+                        *("-v", f"{sys.base_prefix}:{sys.base_prefix}:ro"),  # its Python
+                    ],
+                },
+                "file_mounts": {"~/data": str(mounted)},
+                "setup_commands": ["test -e /run/.containerenv && echo in-container > ~/where"],
+            }
+        )
+    )
+    # Each host imported its own image: the worker's also gets the head's name.
+    for engine in host_engines.values():
+        engine.run("tag", engine.image, image)
+    label = f"rayctl.cluster={name}"
+    try:
+        up = cli("up", config, "--yes")
+        assert up.code == 0, up.text
+        status = json.loads(cli("status", config, "--json").out)
+        assert len(status["nodes"]) == 2, status
+        assert status["monitor_running"]  # in the head's container
+
+        # Each host's engine logged in to the registry; the head keeps the password for the
+        # workers its autoscaler launches, readable by its user only.
+        for engine in host_engines.values():
+            logins = json.loads((engine.root / "auth" / "0" / "auth.json").read_text())
+            assert host_registry.server in logins["auths"]
+        kept = f".rayctl/clusters/{name}/registry_password"
+        (head_container,) = host_engines[head.address].containers(label)
+        mode = host_engines[head.address].run("exec", head_container, "stat", "-c", "%a", kept)
+        assert mode.strip() == "600"
+
+        # One container per host, made by the podman inside that host; a raylet runs in each
+        # (in the container's cgroup, in a PID namespace of its own within the host's).
+        for host in (head, worker):
+            engine = host_engines[host.address]
+            (container,) = engine.containers(label)
+            cid = engine.run("inspect", "--format", "{{.Id}}", container).strip()
+            assert "raylet" in programs_in(f"libpod-{cid}"), f"no raylet in {host.name}'s container"
+
+        job = cli("submit", config, EXAMPLE, "--", "4", "1", "0")
+        assert job.code == 0, job.text
+        assert "4 tasks ran on 2 nodes" in job.out
+        # Setup and exec ran in the head's container; the file mount is there.
+        seen = "test -e /run/.containerenv && cat ~/where ~/data/hello.txt"
+        result = cli("exec", config, f"{seen} > /tmp/seen")
+        assert result.code == 0, result.text
+        copied = host_engines[head.address].run("exec", head_container, "cat", "/tmp/seen")
+        assert copied == "in-container\nfrom the laptop\n"
+    finally:
+        down = cli("down", config, "--yes")
+    assert down.code == 0, down.text
+    for host in (head, worker):
+        engine = host_engines[host.address]
+        assert engine.containers(label) == []
+        assert set(engine.images()) == {image, engine.image}  # rayctl pulled none
+        assert not (host.home / ".rayctl" / "docker").exists()  # the file mounts' copies
+        assert wait_for(lambda h=host: not h.processes(), 30, f"{host.name} quiet")
+
+
+def test_registry_login_runs_on_every_setup(tmp_path):
+    """A node's engine logs in to a real registry each time rayctl sets the node up, the
+    password read from a private copy that is gone afterwards, and never shown."""
+    require_podman()
+    require_registry()
+    with registry(tmp_path / "registry") as reg:
+        password = tmp_path / "password"
+        password.write_text(reg.password)
+        auth = tmp_path / "auth.json"  # where this podman keeps logins (not the machine's)
+        home = tmp_path / "home"
+        home.mkdir()
+        host = LocalRunner(
+            home,
+            {
+                "REGISTRY_AUTH_FILE": str(auth),
+                "CONTAINERS_REGISTRIES_CONF": str(reg.registries_conf),
+            },
+        )
+        login = RegistryLogin(server=reg.server, username=reg.username, password_file=str(password))
+        node = DockerRunner(host, replace(SPEC, login=login))
+
+        staging = home / ".rayctl" / "docker" / "staging"
+        for _ in range(2):  # a second setup logs in again (a login expires)
+            auth.unlink(missing_ok=True)
+            assert node.needs_create()  # no container yet
+            assert reg.server in json.loads(auth.read_text())["auths"]
+            assert not any(staging.iterdir())  # the password's copy is gone
+
+        password.write_text("wrong")
+        auth.unlink()
+        with pytest.raises(ContainerError, match=f"cannot log in to {reg.server}") as failed:
+            node.needs_create()
+        assert "wrong" not in str(failed.value)
+        assert not auth.exists()
+        assert not any(staging.iterdir())

@@ -10,11 +10,13 @@ from typing import Any
 import pytest
 import yaml
 
+from rayctl.config.schema import RegistryLogin
 from rayctl.providers.registry import load_config
 from rayctl.runtime.docker import (
     SHM_MAX_BYTES,
     ContainerSpec,
     exec_command,
+    login_command,
     run_command,
     shm_size_bytes,
 )
@@ -148,6 +150,7 @@ def test_run_command_quotes_every_value(tmp_path):
     assert argv[:4] == ["docker", "run", "-d", "-i"]
     assert argv[argv.index("--name") + 1] == "ray-n1"
     assert "--net=host" in argv and "--init" in argv and "--pid=host" not in argv
+    assert argv[argv.index("-w") + 1] == "/root"  # commands start in the image's home
     assert f"X={NASTY}" in argv  # one word, exactly as given
     staged = made.host_path("~/my data").removeprefix("~")
     assert f"/home/u{staged}:/root/my data" in argv
@@ -185,3 +188,21 @@ def test_shm_size_is_a_third_of_available_memory_capped():
     below = int(cap_kb / (0.3 * 1.1))
     assert shm_size_bytes(below) < SHM_MAX_BYTES
     assert shm_size_bytes(below * 2) == SHM_MAX_BYTES
+
+
+def test_login_command_reads_the_password_on_stdin():
+    login = RegistryLogin(server=f"reg:5000/{NASTY}", username=NASTY, password_file="/p")
+    command = login_command("podman", login, "~/.rayctl/docker/staging/ab/password")
+    words, _, source = command.partition(" < ")
+    assert shlex.split(words) == [
+        "podman", "login", "--username", NASTY, "--password-stdin", f"reg:5000/{NASTY}",
+    ]  # fmt: skip
+    assert source == '"$HOME"/.rayctl/docker/staging/ab/password'
+
+
+def test_registry_login_is_resolved_and_does_not_re_create(tmp_path):
+    login = {"server": "ghcr.io", "username": "me", "password_file": "secrets/pw"}
+    with_login = spec(config(tmp_path, rayctl={"registry_login": login}))
+    assert with_login.login is not None
+    assert with_login.login.password_file == str(tmp_path / "secrets" / "pw")
+    assert with_login.digest == spec(config(tmp_path)).digest
