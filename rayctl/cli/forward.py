@@ -5,15 +5,24 @@ from __future__ import annotations
 
 import contextlib
 import re
-import signal
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import typer
 from pydantic import BaseModel
 
-from rayctl.cli.output import CONFIG_ARG, JSON_OPT, NAME_OPT, emit, err, home, load, out
+from rayctl.cli.output import (
+    CONFIG_ARG,
+    JSON_OPT,
+    NAME_OPT,
+    ClientLost,
+    client_signals,
+    emit,
+    err,
+    home,
+    load,
+    out,
+)
 from rayctl.ops.forward import Forwarder, HeadPort, dashboard_port, head_port
 from rayctl.ops.head import find_head
 from rayctl.providers.registry import make_provider
@@ -34,23 +43,6 @@ class Forwarded(BaseModel):
     held: bool  # the URL works while the command runs (else it returned at once)
 
 
-class _Ended(Exception):
-    """SIGTERM or SIGHUP: end the command as Ctrl-C does."""
-
-
-@contextlib.contextmanager
-def _until_ended() -> Iterator[None]:
-    def ended(_signum: int, _frame: object) -> None:
-        raise _Ended
-
-    previous = {s: signal.signal(s, ended) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-
-
 def _hold(result: Forwarded, local_port: int, as_json: bool) -> None:
     """Print where the port is reached and keep it open until Ctrl-C, SIGTERM or SIGHUP."""
     emit(result, lambda r: out.print(r.url), as_json=as_json)
@@ -60,7 +52,7 @@ def _hold(result: Forwarded, local_port: int, as_json: bool) -> None:
         f"Forwarding 127.0.0.1:{local_port} to the head's port "
         f"{result.head_port} through {how}; Ctrl-C ends it."
     )
-    with contextlib.suppress(KeyboardInterrupt, _Ended), _until_ended():
+    with contextlib.suppress(KeyboardInterrupt, ClientLost), client_signals():
         threading.Event().wait()
     err.print("Closed.")
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,18 @@ from pydantic import BaseModel
 from rich.table import Table
 
 from rayctl.api import Cluster, Job
-from rayctl.cli.output import CONFIG_ARG, JSON_OPT, NAME_OPT, emit, err, home, load, out
+from rayctl.cli.output import (
+    CONFIG_ARG,
+    JSON_OPT,
+    NAME_OPT,
+    ClientLost,
+    client_signals,
+    emit,
+    err,
+    home,
+    load,
+    out,
+)
 from rayctl.config.loader import LoadedConfig
 from rayctl.ops.head import find_head
 from rayctl.providers.registry import make_provider
@@ -39,31 +49,6 @@ class DetachedJob(BaseModel):
 class JobList(BaseModel):
     cluster_name: str
     jobs: list[JobRecord]
-
-
-class ClientLost(Exception):
-    """rayctl itself was told to end (SIGTERM, SIGHUP) or lost its stdout (SIGPIPE): the job
-    on the cluster is not affected."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-@contextlib.contextmanager
-def _client_signals() -> Iterator[None]:
-    """Turn SIGTERM and SIGHUP into ClientLost while a job is followed (Ctrl-C raises
-    KeyboardInterrupt already), so rayctl can say how to find the job again."""
-
-    def lost(signum: int, _frame: object) -> None:
-        raise ClientLost(signum)
-
-    previous = {s: signal.signal(s, lost) for s in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 def _printer() -> Callable[[str], None]:
@@ -204,7 +189,7 @@ def submit(
         err.print(f"Job {job_id} submitted; Ctrl-C leaves it running.")
 
     try:
-        with _client_signals():
+        with client_signals():
             record = cluster.submit(
                 script,
                 *args,

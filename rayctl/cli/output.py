@@ -4,10 +4,12 @@ as JSON (`--json`) or through the command's renderer, so both forms carry the sa
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self, TypeVar
@@ -211,3 +213,29 @@ class DownProgress(NodeProgress):
 
     def __call__(self, node: Node, stage: DownStage) -> None:
         self.show(node, stage.value)
+
+
+class ClientLost(Exception):
+    """rayctl itself was told to end (SIGTERM, SIGHUP) or lost its stdout (SIGPIPE); what
+    runs on the cluster is not affected."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def client_signals() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into ClientLost inside (Ctrl-C raises KeyboardInterrupt
+    already), so a command that waits (a followed job, a held tunnel) can end cleanly and
+    say what it leaves behind."""
+
+    def lost(signum: int, _frame: object) -> None:
+        raise ClientLost(signum)
+
+    previous = {s: signal.signal(s, lost) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

@@ -8,45 +8,23 @@ One cluster for all (starting one costs most of a test's time), taken down at th
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from rayctl.providers.local.memory import fair_share, machine_memory_bytes
-from tests.conftest import REPO, cluster_pids, kill_leftovers, unique_name, write_config
+from tests.cli_cluster import CliCluster
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.integration
 
-RAYCTL = Path(sys.executable).parent / "rayctl"
 EXAMPLES = REPO / "examples"
 MAX_WORKERS = 3  # no worker type: the head alone, with a quarter of the machine's memory
 JOB_TIMEOUT_S = 600  # a loaded 2-core machine starts Serve and runs Tune's trials slowly
 
 
-@dataclass(frozen=True)
-class Cluster:
-    name: str
-    config: Path
-    env: dict[str, str]
-    scratch: Path
-
-    def rayctl(self, *args: object, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [RAYCTL, *map(str, args)],
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-        )
-
+class Cluster(CliCluster):
     def submit(self, example: str, *args: object) -> str:
         """Run examples/<example> on the cluster; its output, once it exited 0."""
         done = self.rayctl(
@@ -58,28 +36,14 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    scratch = tmp_path_factory.mktemp("ecosystem")
-    name = unique_name("eco")
     # Four CPUs: Serve's two replicas hold one each, Tune runs trials side by side.
-    config = write_config(
-        scratch / f"{name}.yaml",
-        name,
+    with Cluster.running(
+        tmp_path_factory.mktemp("ecosystem"),
+        "eco",
         max_workers=MAX_WORKERS,
         available_node_types={"ray.head.default": {"resources": {"CPU": 4}}},
-    )
-    env = {**os.environ, "RAYCTL_HOME": str(scratch / "home")}
-    env.pop("RAYCTL_DEBUG", None)
-    made = Cluster(name, config, env, scratch)
-    try:
-        up = made.rayctl("up", config, "--yes", timeout_s=300)
-        assert up.returncode == 0, up.stderr
+    ) as made:
         yield made
-    finally:
-        made.rayctl("down", config, "--yes", timeout_s=300)
-        deadline = time.monotonic() + 10
-        while cluster_pids(name) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert kill_leftovers(name) == [], "processes outlived `rayctl down`"
 
 
 def test_tasks_and_actors(cluster: Cluster):

@@ -9,22 +9,19 @@ down."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import cluster_pids, kill_leftovers, unique_name, wait_for, write_config
+from tests.cli_cluster import CliCluster
+from tests.conftest import cluster_pids, wait_for
 
 pytestmark = pytest.mark.integration
 
-RAYCTL = Path(sys.executable).parent / "rayctl"
 # Writes its PID to argv[1], prints up to argv[2] ticks 0.3 s apart (fewer once the file
 # argv[4] exists, when given), then "done", and exits with argv[3].
 TICKS = """\
@@ -40,28 +37,7 @@ sys.exit(int(sys.argv[3]))
 """
 
 
-@dataclass(frozen=True)
-class Cluster:
-    name: str
-    config: Path
-    env: dict[str, str]
-    scratch: Path
-
-    def rayctl(self, *args: object, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [RAYCTL, *map(str, args)],
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-        )
-
-    def popen(self, *args: object, **kwargs: object) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [RAYCTL, *map(str, args)], text=True, env=self.env, stdin=subprocess.DEVNULL, **kwargs
-        )
-
+class Cluster(CliCluster):
     def jobs(self) -> dict[str, dict]:
         listed = self.rayctl("jobs", self.name, "--json")
         assert listed.returncode == 0, listed.stderr
@@ -71,27 +47,12 @@ class Cluster:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     scratch = tmp_path_factory.mktemp("jobs")
-    name = unique_name("jobs")
-    # No workers: the jobs here need no task slots, and each node costs a Ray start.
-    config = write_config(
-        scratch / f"{name}.yaml",
-        name,
-        available_node_types={"ray.head.default": {"resources": {"CPU": 1}}},
-    )
-    env = {**os.environ, "RAYCTL_HOME": str(scratch / "home")}
-    env.pop("RAYCTL_DEBUG", None)
-    made = Cluster(name, config, env, scratch)
     (scratch / "ticks.py").write_text(TICKS)
-    try:
-        up = made.rayctl("up", config, "--yes", timeout_s=300)
-        assert up.returncode == 0, up.stderr
+    # No workers: the jobs here need no task slots, and each node costs a Ray start.
+    with Cluster.running(
+        scratch, "jobs", available_node_types={"ray.head.default": {"resources": {"CPU": 1}}}
+    ) as made:
         yield made
-    finally:
-        made.rayctl("down", config, "--yes", timeout_s=300)
-        deadline = time.monotonic() + 10
-        while cluster_pids(name) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert kill_leftovers(name) == [], "processes outlived `rayctl down`"
 
 
 def _pid_file(cluster: Cluster, label: str) -> Path:
