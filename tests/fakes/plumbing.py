@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import ipaddress
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, Self, TypeVar
 
 from werkzeug.serving import WSGIRequestHandler, make_server
 
@@ -42,6 +43,32 @@ class FakeServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
+
+
+class ServedFake:
+    """What tests do with every fake: serve it (`with`), point clients at its endpoint, and
+    count the calls it served. Subclasses set `_server` and `state` (with `lock`, `calls`)."""
+
+    _server: FakeServer
+    state: Any
+
+    @property
+    def endpoint(self) -> str:
+        return self._server.endpoint
+
+    def __enter__(self) -> Self:
+        self._server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.stop()
+
+    @property
+    def calls(self) -> Counter[str]:
+        """Calls served per API operation id (compute.instances.bulkInsert,
+        VirtualMachines_CreateOrUpdate, ...)."""
+        with self.state.lock:
+            return Counter(self.state.calls)
 
 
 @dataclass

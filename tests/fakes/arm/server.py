@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from werkzeug.wrappers import Request, Response
 
-from ..plumbing import FakeServer, Fault
+from ..plumbing import FakeServer, Fault, ServedFake
 from . import compute, network, resources
 from .errors import (
     ArmError,
@@ -123,7 +122,7 @@ def _match(pattern: str, path: str) -> re.Match[str] | None:
     return re.fullmatch(pattern, path, re.IGNORECASE)
 
 
-class ArmFake:
+class ArmFake(ServedFake):
     """A stateful Azure Resource Manager on a random port of `address` (loopback, or an
     address inside a test's network namespace). Use as a context manager; `endpoint` is the
     SDK clients' base_url (see clients.arm_clients)."""
@@ -160,27 +159,10 @@ class ArmFake:
         self._server = FakeServer(self._app, address)
 
     @property
-    def endpoint(self) -> str:
-        return self._server.endpoint
-
-    @property
     def subscription(self) -> str:
         return self.state.subscription
 
-    def __enter__(self) -> ArmFake:
-        self._server.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.stop()
-
     # -- what tests observe ------------------------------------------------------------------
-
-    @property
-    def calls(self) -> Counter[str]:
-        """Calls served per REST operationId (VirtualMachines_CreateOrUpdate, ...)."""
-        with self.state.lock:
-            return Counter(self.state.calls)
 
     def call_times(self, operation: str) -> list[float]:
         """When each call of `operation` arrived, by the fake's clock."""

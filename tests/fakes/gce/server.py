@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable
 
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from ..plumbing import FakeServer, Fault
+from ..plumbing import FakeServer, Fault, ServedFake
 from . import disks, firewalls, iam, instances, operations
 from .errors import ApiError, OperationError, not_found, quota_exceeded, rate_limited, stockout
 from .routing import Call, Route
@@ -26,7 +25,7 @@ ROUTES: list[Route] = [
 ]
 
 
-class GceFake:
+class GceFake(ServedFake):
     """A stateful Compute Engine (plus the IAM and Resource Manager calls a provider makes)
     on a random port of `address`: loopback, or an address inside a network namespace the
     test created (a host network's bridge) so processes in other namespaces reach it. Use as
@@ -68,27 +67,8 @@ class GceFake:
         self._server = FakeServer(self._app, address)
 
     @property
-    def endpoint(self) -> str:
-        return self._server.endpoint
-
-    @property
     def project(self) -> str:
         return self.state.project
-
-    def __enter__(self) -> GceFake:
-        self._server.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.stop()
-
-    # -- what tests observe ------------------------------------------------------------------
-
-    @property
-    def calls(self) -> Counter[str]:
-        """Calls served per API method id (compute.instances.bulkInsert, ...)."""
-        with self.state.lock:
-            return Counter(self.state.calls)
 
     # -- faults --------------------------------------------------------------------------------
 
