@@ -40,6 +40,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 STATE_ROOT = Path("/tmp/rayctl-test-hosts")
 SSHD = "/usr/sbin/sshd"
@@ -286,8 +287,10 @@ class HostNetwork:
     """A bridge with N hosts (at .2, .3, ...), more added and removed at given addresses with
     `add_host`/`remove_host`. Use as a context manager; everything is removed on exit.
 
-    `prefix` ("10.210.1") picks the subnet (prefix.0/24, the bridge at prefix.1); by default
-    a free 10.213.K.0/24 is picked at random."""
+    `prefix` ("10.210.1") picks the subnet (prefix.0/24, the bridge at prefix.1): a network
+    of a subnet another test process's network holds waits for it to be removed (test files
+    run side by side, and the cloud backings each have a fixed subnet); by default a free
+    10.213.K.0/24 is picked at random."""
 
     size: int
     prefix: str | None = None
@@ -297,7 +300,7 @@ class HostNetwork:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._owned = False  # whether the bridge and state dir are this network's to remove
-        _remove_orphaned_networks()
+        self._turn: IO[str] | None = None  # a fixed subnet's lock, held while the network lives
         if self.prefix is None:
             taken = _sh("ip", "-o", "addr").stdout + _sh("ip", "route").stdout
             self.subnet: int | str = next(
@@ -311,7 +314,6 @@ class HostNetwork:
                 raise ValueError(f"prefix {self.prefix!r} is not the private a.b.c of a /24")
             self.subnet = self.prefix
             tag = f"{octets[1]}x{octets[2]}"  # names stay under 15 characters
-            _check_free(self.network)
         self.tag = tag
         self.bridge = f"rcbr{tag}"
         self.dir = STATE_ROOT / tag
@@ -337,6 +339,10 @@ class HostNetwork:
 
     def _create(self) -> None:
         STATE_ROOT.mkdir(parents=True, exist_ok=True)
+        if self.subnet == self.prefix:  # a fixed subnet: wait for its turn
+            self._turn = open(STATE_ROOT / f"{self.tag}.turn", "w")  # noqa: SIM115 - held
+            fcntl.flock(self._turn, fcntl.LOCK_EX)
+        _remove_orphaned_networks()  # after the turn: its last holder may have been killed
         # One creation at a time on this machine: the check and the bridge go together.
         with open(STATE_ROOT / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -423,6 +429,9 @@ class HostNetwork:
         if self._owned:  # never another live network's bridge of the same subnet
             _remove_network(self.dir)
             self._owned = False
+        if self._turn is not None:
+            self._turn.close()  # the next network of this subnet goes on
+            self._turn = None
 
 
 def _check_free(network: ipaddress.IPv4Network) -> None:
