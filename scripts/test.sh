@@ -31,6 +31,6 @@ python3 -m venv .venv
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/lint-imports --no-cache
-# Test files run side by side (most of an end-to-end test's time is waiting on clusters), a
+# Test files run side by side (much of an end-to-end test's time is waiting on clusters), a
 # file's tests in one worker (--dist loadfile: they share its fixtures and fixed subnets).
-exec .venv/bin/pytest -n "${RAYCTL_TEST_WORKERS:-3}" --dist loadfile "$@"
+exec .venv/bin/pytest -n "${RAYCTL_TEST_WORKERS:-2}" --dist loadfile "$@"

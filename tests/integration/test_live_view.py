@@ -34,12 +34,13 @@ def rows(screen: str) -> list[tuple[str, str, str, str]]:
 
 class Terminal:
     """A tmux server of this test's own (its socket in the test's directory, so no other tmux
-    is touched) with one 140x40 window."""
+    is touched), a 140x40 session per command run."""
 
     def __init__(self, directory: Path) -> None:
         self.socket = directory / "tmux.sock"
         # The server inherits this environment (RAYCTL_HOME); TMUX would point at another one.
         self.env = {k: v for k, v in os.environ.items() if k != "TMUX"}
+        self.runs = 0
 
     def tmux(self, *args: str) -> str:
         done = subprocess.run(
@@ -56,17 +57,20 @@ class Terminal:
         """Run `command` in a new window; its exit code and every screen seen while it ran,
         the last one after it ended."""
         line = shlex.join(map(str, command))
+        # A session per run, all kept until close(): killing the last one ends the server,
+        # and a new session started meanwhile would meet it exiting.
+        self.runs += 1
+        view = f"view{self.runs}"
         self.tmux(
-            "new-session", "-d", "-s", "view", "-x", "140", "-y", "40",
+            "new-session", "-d", "-s", view, "-x", "140", "-y", "40",
             f"{line}; echo {EXIT_MARK}$?; sleep 600",
         )  # fmt: skip
         screens: list[str] = []
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            screens.append(self.tmux("capture-pane", "-p", "-t", "view"))
+            screens.append(self.tmux("capture-pane", "-p", "-t", view))
             ended = re.search(rf"{EXIT_MARK}(\d+)", screens[-1])
             if ended:
-                self.tmux("kill-session", "-t", "view")
                 return int(ended[1]), screens
             time.sleep(0.3)
         raise AssertionError(f"{line} did not end in {timeout_s} s; its screen:\n{screens[-1]}")
