@@ -157,6 +157,7 @@ def _config(tmp_path: Path, provider: dict, autostop: dict | None) -> Path:
 
 AWS = {"type": "aws", "region": "us-west-2"}
 GCP = {"type": "gcp", "region": "us-west1", "availability_zone": "us-west1-a", "project_id": "p"}
+AZURE = {"type": "azure", "location": "westus2", "resource_group": "rg"}
 SSH = {"type": "ssh", "head_ip": "10.0.0.1", "worker_ips": ["10.0.0.2"]}
 
 
@@ -220,11 +221,11 @@ def test_the_autostop_flag_is_refused_on_ssh(tmp_path: Path):
     assert "has no autostop yet" in " ".join(result.stderr.split()), result.stderr
 
 
-@pytest.mark.parametrize("cloud", [AWS, GCP], ids=lambda c: c["type"])
+@pytest.mark.parametrize("cloud", [AWS, GCP, AZURE], ids=lambda c: c["type"])
 def test_clouds_take_autostop_with_down_only(tmp_path: Path, cloud: dict):
     """The cloud's head removes its cluster (tests/unit/test_aws_autostop.py,
-    test_gcp_autostop.py); stopped instances to resume later are not offered: without
-    `down` validate says what to do."""
+    test_gcp_autostop.py, test_azure_autostop.py); stopped instances to resume later are
+    not offered: without `down` validate says what to do."""
     ok = _rayctl("validate", str(_config(tmp_path, cloud, {"idle_minutes": 5, "down": True})))
     assert ok.returncode == 0, ok.stderr
     keep = _config(tmp_path, cloud, {"idle_minutes": 5})

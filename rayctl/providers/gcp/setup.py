@@ -336,6 +336,14 @@ def wait_global(acc: Access, op: compute_v1.Operation, action: str) -> None:
 # --- the head's service account ---------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Binding:
+    """A role in an allow policy, with the IAM condition it is bound under (None: none)."""
+
+    role: str
+    condition: dict[str, str] | None = None
+
+
 def head_bindings(project: str, cluster: str, network: str) -> list[Binding]:
     """The head's roles on the project: HEAD_ROLES, and FIREWALL_ROLE under a condition that
     names only the cluster's firewall rules and their network."""
@@ -403,12 +411,6 @@ def delete_account(acc: Access, cluster: str) -> None:
     as `deleted:` members, until IAM drops them or `rayctl down` removes them)."""
     url = _account_url(acc, service_account_email(cluster, acc.project))
     _rest(acc.session(), "DELETE", url, "iam.serviceAccounts.delete")
-
-
-@dataclass(frozen=True)
-class Binding:
-    role: str
-    condition: dict[str, str] | None = None
 
 
 def _project_url(acc: Access) -> str:
