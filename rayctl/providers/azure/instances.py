@@ -646,10 +646,11 @@ class AzureProvider:
         created goes whole, in one call not waited for (the head is in it; its identity's
         role on the group goes with the group). In a shared group: the other VMs (deallocated,
         failed) with their NICs and IPs, then the head's VM (not waited for: that shuts this
-        machine down), then its identity rayctl made, last: its credentials work until then.
-        The head's NIC and IP, the vnet and NSG (in use by that NIC) and the role assignment
-        (which the Contributor role may not delete) stay for the next `rayctl down`, as does
-        whatever a head stopped midway leaves."""
+        machine down; its NIC goes with it), then its identity rayctl made, last: its
+        credentials work until then. The head's public IP, the vnet and NSG (in use by its
+        NIC until the VM is gone) and the role assignment (which the Contributor role may not
+        delete) stay for the next `rayctl down`, as does whatever a head stopped midway
+        leaves."""
         vms = self._list()
         others = [vm.name for vm in vms if vm.state is not None and vm.name != head.id]
         if others:
