@@ -318,3 +318,35 @@ def nothing_runs_after_down(cloud: Backed, name: str, *, hosts_s: float = 10) ->
         "every process to go",
     )
     assert cloud.errors == []
+
+
+def a_job_keeps_it_then_the_idle_head_removes_it(
+    cli: Callable[..., Any],
+    cloud: Backed,
+    name: str,
+    config: Path,
+    tmp_path: Path,
+    *,
+    timeout_s: float,
+    gone: Callable[[], bool],
+) -> None:
+    """`up --autostop --down`; a job runs past the timeout and keeps the cluster (`status`
+    says why); once it ends and the timeout passes, the head's monitor removes the cluster,
+    itself included, until `gone` says nothing is left."""
+    up = cli("up", config, "--yes", "--autostop", timeout_s / 60, "--down")
+    assert up.code == 0, (up.text, cloud.errors)
+    up_at = time.monotonic()
+    job_s = timeout_s + 25  # past the status check below, with margin for a loaded machine
+    job = tmp_path / "job.py"
+    job.write_text(f"import time\ntime.sleep({job_s})\nprint('done')\n")
+    submitted = cli("submit", config, "--detach", job)
+    assert submitted.code == 0, submitted.text
+
+    # Past the timeout (and some of the monitor's ticks) the job still holds it.
+    time.sleep(max(0.0, up_at + timeout_s + 10 - time.monotonic()))
+    status = json.loads(cli("status", config, "--json").out)
+    assert status["autostop"]["down"] is True, status["autostop"]
+    assert status["autostop"]["busy"].startswith("job(s) running"), status["autostop"]
+    assert sum(map(len, cloud.cluster_nodes(name).values())) == 2 and len(cloud.hosts()) == 2
+
+    wait_for(gone, job_s + timeout_s + 240, "the cluster to go")

@@ -30,11 +30,13 @@ UP = ("PROVISIONING", "STAGING", "RUNNING")
 class BackedGce(Backed):
     """The fake on the network's bridge and (with `boot`) a host for every running instance."""
 
-    def __init__(self, network: HostNetwork, fake: GceFake, *, boot: bool) -> None:
+    def __init__(
+        self, network: HostNetwork, fake: GceFake, *, boot: bool, shutdown_s: float = 0.0
+    ) -> None:
         self.network = network
         self.fake = fake
         self.clients: ComputeClients = compute_clients(fake.endpoint)
-        self._hosts = InstanceHosts(network, self._observe, boot=boot)
+        self._hosts = InstanceHosts(network, self._observe, boot=boot, shutdown_s=shutdown_s)
 
     def cloud_env(self) -> dict[str, str]:
         return {gcp_setup.ENDPOINT_ENV: self.fake.endpoint, gcp_setup.CREDENTIALS_ENV: "anonymous"}
@@ -60,36 +62,45 @@ class BackedGce(Backed):
         return found
 
     def leftovers(self, cluster: str) -> dict[str, list[str]]:
-        """Everything of the cluster left: instances, labelled disks, its firewall rules, its
-        service account and the account's role bindings."""
-        mine = labels.encode_value(cluster)
-        state = self.fake.state
-        with state.lock:
-            found = {
-                "instances": [
-                    f"{i.name} {i.status}"
-                    for i in state.instances.values()
-                    if i.labels.get("rayctl-cluster") == mine
-                ],
-                "disks": [
-                    d.name for d in state.disks.values() if d.labels.get("rayctl-cluster") == mine
-                ],
-                "firewalls": [
-                    n for n in state.firewalls if n.startswith(gcp_setup.network_tag(cluster))
-                ],
-                "service accounts": [
-                    e
-                    for e in state.service_accounts
-                    if e == gcp_setup.service_account_email(cluster, PROJECT)
-                ],
-            }
-        return {k: v for k, v in found.items() if v}
+        return leftovers(self.fake, cluster)
+
+
+def leftovers(fake: GceFake, cluster: str) -> dict[str, list[str]]:
+    """Everything of the cluster left in the fake: instances, labelled disks, its firewall
+    rules, its service account and the account's role bindings (also those a deleted account
+    left, as `deleted:` members)."""
+    mine = labels.encode_value(cluster)
+    email = gcp_setup.service_account_email(cluster, fake.state.project)
+    member = f"serviceAccount:{email}"
+    state = fake.state
+    with state.lock:
+        found = {
+            "instances": [
+                f"{i.name} {i.status}"
+                for i in state.instances.values()
+                if i.labels.get("rayctl-cluster") == mine
+            ],
+            "disks": [
+                d.name for d in state.disks.values() if d.labels.get("rayctl-cluster") == mine
+            ],
+            "firewalls": [
+                n for n in state.firewalls if n.startswith(gcp_setup.network_tag(cluster))
+            ],
+            "service accounts": [e for e in state.service_accounts if e == email],
+            "bindings": [
+                f"{role} {m}"
+                for (role, _), members in sorted(state.policy.bindings.items())
+                for m in sorted(members)
+                if m == member or m.startswith(f"deleted:{member}?uid=")
+            ],
+        }
+    return {k: v for k, v in found.items() if v}
 
 
 @contextlib.contextmanager
-def backed_gce(*, boot: bool = True) -> Iterator[BackedGce]:
+def backed_gce(*, boot: bool = True, shutdown_s: float = 0.0) -> Iterator[BackedGce]:
     """A host network on 10.220.1.0/24 with the GCE fake on its bridge and hosts for
-    instances."""
+    instances (each running on `shutdown_s` after its instance goes)."""
     with HostNetwork(0, prefix=PREFIX) as network:
         address = network.gateway
         with (
@@ -100,6 +111,6 @@ def backed_gce(*, boot: bool = True) -> Iterator[BackedGce]:
                 subnet=f"{PREFIX}.0/24",
                 first_ip=f"{PREFIX}.4",
             ) as fake,
-            BackedGce(network, fake, boot=boot) as gce,
+            BackedGce(network, fake, boot=boot, shutdown_s=shutdown_s) as gce,
         ):
             yield gce

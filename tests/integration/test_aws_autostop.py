@@ -6,8 +6,6 @@ no host runs on."""
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import pytest
 
 from tests import cloud_backing as e2e
 from tests.aws_backing import MotoEC2, backed_ec2
-from tests.conftest import kill_leftovers, wait_for
+from tests.conftest import kill_leftovers
 from tests.integration.test_aws_cluster import write_config
 
 pytestmark = pytest.mark.integration
@@ -24,12 +22,6 @@ TIMEOUT_S = 30  # --autostop 0.5
 # A real instance's OS takes seconds to shut down after TerminateInstances: the head's
 # monitor deletes its role in that time.
 SHUTDOWN_S = 10.0
-# Runs past the timeout (with margin for a loaded machine), then ends: the cluster goes idle.
-JOB = """\
-import time
-time.sleep(75)
-print("done")
-"""
 
 
 @pytest.fixture
@@ -42,23 +34,15 @@ def test_a_job_keeps_the_cluster_then_the_idle_head_removes_it(
 ) -> None:
     name, config = write_config(ec2, tmp_path)
     try:
-        up = cli("up", config, "--yes", "--autostop", TIMEOUT_S / 60, "--down")
-        assert up.code == 0, (up.text, ec2.errors)
-        up_at = time.monotonic()
-        job = tmp_path / "job.py"
-        job.write_text(JOB)
-        submitted = cli("submit", config, "--detach", job)
-        assert submitted.code == 0, submitted.text
-
-        # Past the timeout (and some of the monitor's ticks) the job still holds it.
-        time.sleep(max(0.0, up_at + TIMEOUT_S + 10 - time.monotonic()))
-        status = json.loads(cli("status", config, "--json").out)
-        assert status["autostop"]["down"] is True, status["autostop"]
-        assert status["autostop"]["busy"].startswith("job(s) running"), status["autostop"]
-        assert len(ec2.cluster_instances(name)) == 2 and len(ec2.hosts()) == 2
-
-        # The job ends; after the timeout the head removes everything, itself included.
-        wait_for(lambda: ec2.leftovers(name) == {}, 75 + TIMEOUT_S + 240, "the cluster to go")
+        e2e.a_job_keeps_it_then_the_idle_head_removes_it(
+            cli,
+            ec2,
+            name,
+            config,
+            tmp_path,
+            timeout_s=TIMEOUT_S,
+            gone=lambda: ec2.leftovers(name) == {},
+        )
         e2e.nothing_runs_after_down(ec2, name, hosts_s=SHUTDOWN_S + 30)
 
         down = cli("down", config, "--yes")  # this machine forgets it; nothing to remove

@@ -148,7 +148,7 @@ def test_a_failed_autostop_is_tried_again_and_removing_writes_no_status(tmp_path
 
 def _config(tmp_path: Path, provider: dict, autostop: dict | None) -> Path:
     path = tmp_path / "cluster.yaml"
-    raw: dict = {"cluster_name": "as", "provider": provider}
+    raw: dict = {"cluster_name": "as", "provider": provider, "auth": {"ssh_user": "ray"}}
     if autostop is not None:
         raw["rayctl"] = {"autostop": autostop}
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -157,6 +157,8 @@ def _config(tmp_path: Path, provider: dict, autostop: dict | None) -> Path:
 
 AWS = {"type": "aws", "region": "us-west-2"}
 GCP = {"type": "gcp", "region": "us-west1", "availability_zone": "us-west1-a", "project_id": "p"}
+AZURE = {"type": "azure", "location": "westus2", "resource_group": "rg"}
+SSH = {"type": "ssh", "head_ip": "10.0.0.1", "worker_ips": ["10.0.0.2"]}
 
 
 def test_the_config_key_takes_fractions_of_minutes(tmp_path: Path):
@@ -171,11 +173,11 @@ def _rayctl(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_autostop_is_refused_where_the_head_cannot_remove_the_cluster(tmp_path: Path):
-    path = _config(tmp_path, GCP, {"idle_minutes": 30, "down": True})
+    path = _config(tmp_path, SSH, {"idle_minutes": 30, "down": True})
     result = _rayctl("validate", str(path))
     assert result.returncode == 2, result.stderr
     assert f"{path}:" in result.stderr and "rayctl.autostop" in result.stderr
-    assert "the gcp provider has no autostop yet" in result.stderr
+    assert "the ssh provider has no autostop yet" in result.stderr
     bad = _config(tmp_path, {"type": "local"}, {"idle_minutes": 0})
     result = _rayctl("validate", str(bad))
     assert result.returncode == 2 and "idle_minutes" in result.stderr, result.stderr
@@ -212,23 +214,25 @@ def test_bad_autostop_flags_exit_2_before_anything_is_created(
     assert message in " ".join(result.stderr.split()), result.stderr
 
 
-def test_the_autostop_flag_is_refused_on_gcp(tmp_path: Path):
-    path = _config(tmp_path, GCP, None)
+def test_the_autostop_flag_is_refused_on_ssh(tmp_path: Path):
+    path = _config(tmp_path, SSH, None)
     result = _rayctl("up", str(path), "--autostop", "5", "--down")
     assert result.returncode == 2, result.stderr
     assert "has no autostop yet" in " ".join(result.stderr.split()), result.stderr
 
 
-def test_aws_takes_autostop_with_down_only(tmp_path: Path):
-    """The AWS head removes its cluster (tests/unit/test_aws_autostop.py); stopped instances
-    to resume later are not offered: without `down` validate says what to do."""
-    ok = _rayctl("validate", str(_config(tmp_path, AWS, {"idle_minutes": 5, "down": True})))
+@pytest.mark.parametrize("cloud", [AWS, GCP, AZURE], ids=lambda c: c["type"])
+def test_clouds_take_autostop_with_down_only(tmp_path: Path, cloud: dict):
+    """The cloud's head removes its cluster (tests/unit/test_aws_autostop.py,
+    test_gcp_autostop.py, test_azure_autostop.py); stopped instances to resume later are
+    not offered: without `down` validate says what to do."""
+    ok = _rayctl("validate", str(_config(tmp_path, cloud, {"idle_minutes": 5, "down": True})))
     assert ok.returncode == 0, ok.stderr
-    keep = _config(tmp_path, AWS, {"idle_minutes": 5})
+    keep = _config(tmp_path, cloud, {"idle_minutes": 5})
     result = _rayctl("validate", str(keep))
     assert result.returncode == 2, result.stderr
     assert f"{keep}:" in result.stderr and "rayctl.autostop" in result.stderr
     assert "--autostop MINUTES --down" in " ".join(result.stderr.split()), result.stderr
-    result = _rayctl("up", str(_config(tmp_path, AWS, None)), "--autostop", "5")
+    result = _rayctl("up", str(_config(tmp_path, cloud, None)), "--autostop", "5")
     assert result.returncode == 2, result.stderr
     assert "cannot stop nodes" in " ".join(result.stderr.split()), result.stderr

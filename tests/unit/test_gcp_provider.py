@@ -253,7 +253,7 @@ def test_bootstrap_makes_firewall_rules_and_the_heads_own_account(
     assert len(keys) == 1 and keys[0].startswith("ubuntu:ssh-ed25519 ")
     roles = {b["role"] for b in gce.state.policy.resource()["bindings"]
              if f"serviceAccount:{email}" in b["members"]}  # fmt: skip
-    assert roles == set(gcp_setup.HEAD_ROLES)
+    assert roles == {*gcp_setup.HEAD_ROLES, gcp_setup.FIREWALL_ROLE}  # that one conditional
 
 
 @pytest.mark.parametrize(

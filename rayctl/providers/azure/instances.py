@@ -169,9 +169,7 @@ class AzureProvider:
             name, group = provider.msi_name, provider.msi_resource_group
         else:
             name, group = setup.names(self.cluster_name)["msi"], self.group
-        return self._resource_id(
-            "Microsoft.ManagedIdentity/userAssignedIdentities", name, group=group
-        )
+        return setup.identity_id(self.azure, group, name)
 
     # -- listing ------------------------------------------------------------------------
 
@@ -643,8 +641,39 @@ class AzureProvider:
             self.key_path.unlink(missing_ok=True)
         shutil.rmtree(self._access_ssh.state_dir, ignore_errors=True)
 
-    def _delete_leftover_network(self) -> None:
-        """NICs and public IPs tagged with the cluster that no VM took with it."""
+    def remove_from_head(self, head: Node) -> None:
+        """Autostop with `down`, on the head once the workers are deleted. A group rayctl
+        created goes whole, in one call not waited for (the head is in it; its identity's
+        role on the group goes with the group). In a shared group: the other VMs (deallocated,
+        failed) with their NICs and IPs, then the head's VM (not waited for: that shuts this
+        machine down; its NIC goes with it), then its identity rayctl made, last: its
+        credentials work until then. The head's public IP, the vnet and NSG (in use by its
+        NIC until the VM is gone) and the role assignment (which the Contributor role may not
+        delete) stay for the next `rayctl down`, as does whatever a head stopped midway
+        leaves."""
+        vms = self._list()
+        others = [vm.name for vm in vms if vm.state is not None and vm.name != head.id]
+        if others:
+            raise ProviderError(
+                f"cluster {self.cluster_name} still has running workers ({', '.join(others)})"
+            )
+        if setup.owns_group(self.azure, self.group, self.cluster_name):
+            setup.delete_group(self.azure, self.group, wait=False)
+            return
+        self._each([vm.name for vm in vms if vm.name != head.id], self._delete_vm_parts)
+        self._delete_leftover_network(keep=head.id)
+        vm_client = self.azure.compute.virtual_machines
+        call(
+            lambda: vm_client.begin_delete(self.group, head.id, polling=False),
+            f"delete VM {head.id}",
+            missing_ok=True,
+        )
+        if not (self._provider.msi_name and self._provider.msi_resource_group):
+            setup.delete_identity(self.azure, self._provider, self.cluster_name)
+
+    def _delete_leftover_network(self, keep: str | None = None) -> None:
+        """NICs and public IPs tagged with the cluster that no VM took with it (but those of
+        VM `keep`)."""
         network = self.azure.network
 
         def tagged(items: Any) -> list[str]:
@@ -655,10 +684,16 @@ class AzureProvider:
             f"list the network interfaces of {self.group}",
             missing_ok=True,
         )
-        self._each([n.removesuffix("-nic") for n in nics or []], self._delete_vm_parts)
+        self._each(
+            [n for n in (x.removesuffix("-nic") for x in nics or []) if n != keep],
+            self._delete_vm_parts,
+        )
         ips = call(
             lambda: tagged(network.public_ip_addresses.list(self.group)),
             f"list the public IPs of {self.group}",
             missing_ok=True,
         )
-        self._each([n.removesuffix("-ip") for n in ips or []], self._delete_vm_parts)
+        self._each(
+            [n for n in (x.removesuffix("-ip") for x in ips or []) if n != keep],
+            self._delete_vm_parts,
+        )

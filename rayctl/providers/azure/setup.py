@@ -365,42 +365,36 @@ def owns_group(clients: Clients, group: str, cluster_name: str) -> bool:
     return found is not None and (found.tags or {}).get(OWNER_TAG) == cluster_name
 
 
-def delete_group(clients: Clients, group: str) -> None:
-    """The whole group and everything in it, waited for."""
-    call(
-        lambda: clients.resources.resource_groups.begin_delete(group).result(),
-        f"delete resource group {group}",
-        missing_ok=True,
-    )
+def delete_group(clients: Clients, group: str, *, wait: bool = True) -> None:
+    """The whole group and everything in it, waited for; without `wait` (the caller is in
+    it), the request only: its poller would poll on in a thread of its own."""
+
+    def delete() -> None:
+        if wait:
+            clients.resources.resource_groups.begin_delete(group).result()
+        else:
+            clients.resources.resource_groups.begin_delete(group, polling=False)
+
+    call(delete, f"delete resource group {group}", missing_ok=True)
 
 
 def delete_cluster_resources(
     clients: Clients, provider: AzureProviderConfig, cluster_name: str
 ) -> None:
-    """In a shared group: the role assignment and identity rayctl made, then the vnet, then
-    the NSG (each gone already is fine)."""
+    """In a shared group: the role assignment and identity rayctl made (the assignment found
+    by its name, also when its identity is gone already), then the vnet, then the NSG (each
+    gone already is fine)."""
     group = provider.resource_group
     name = names(cluster_name)
     if not (provider.msi_name and provider.msi_resource_group):
-        identity = call(
-            lambda: clients.msi.user_assigned_identities.get(group, name["msi"]),
-            f"read managed identity {name['msi']}",
+        scope = group_scope(clients, group)
+        assignment = role_assignment_name(identity_id(clients, group, name["msi"]), scope)
+        call(
+            lambda: clients.authorization.role_assignments.delete(scope, assignment),
+            f"delete the role assignment of {name['msi']}",
             missing_ok=True,
         )
-        if identity is not None:
-            scope = group_scope(clients, group)
-            call(
-                lambda: clients.authorization.role_assignments.delete(
-                    scope, role_assignment_name(identity.id, scope)
-                ),
-                f"delete the role assignment of {name['msi']}",
-                missing_ok=True,
-            )
-            call(
-                lambda: clients.msi.user_assigned_identities.delete(group, name["msi"]),
-                f"delete managed identity {name['msi']}",
-                missing_ok=True,
-            )
+        delete_identity(clients, provider, cluster_name)
     call(
         lambda: clients.network.virtual_networks.begin_delete(group, name["vnet"]).result(),
         f"delete virtual network {name['vnet']}",
@@ -409,5 +403,22 @@ def delete_cluster_resources(
     call(
         lambda: clients.network.network_security_groups.begin_delete(group, name["nsg"]).result(),
         f"delete network security group {name['nsg']}",
+        missing_ok=True,
+    )
+
+
+def identity_id(clients: Clients, group: str, name: str) -> str:
+    return (
+        f"{group_scope(clients, group)}/providers/Microsoft.ManagedIdentity/"
+        f"userAssignedIdentities/{name}"
+    )
+
+
+def delete_identity(clients: Clients, provider: AzureProviderConfig, cluster_name: str) -> None:
+    """The head's identity rayctl made (gone already is fine)."""
+    name = names(cluster_name)["msi"]
+    call(
+        lambda: clients.msi.user_assigned_identities.delete(provider.resource_group, name),
+        f"delete managed identity {name}",
         missing_ok=True,
     )

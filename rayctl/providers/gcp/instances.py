@@ -520,9 +520,14 @@ class GCPProvider:
         self._access_ssh.check_key()
         rules = gcp_setup.firewall_rules(self.cluster_name, self._provider)
         gcp_setup.ensure_firewall(self.gcp, self.cluster_name, rules)
+        if self._makes_head_account:
+            gcp_setup.ensure_service_account(self.gcp, self.cluster_name, self._provider.network)
+
+    @property
+    def _makes_head_account(self) -> bool:
+        """Whether the head runs as an account rayctl makes (and removes) for it."""
         head_names_one = "serviceAccounts" in self._config.head_type.node_config
-        if self._provider.service_account is None and not head_names_one:
-            gcp_setup.ensure_service_account(self.gcp, self.cluster_name)
+        return self._provider.service_account is None and not head_names_one
 
     def cleanup(self) -> None:
         """Once no node is left: delete the stopped instances, wait until none of the
@@ -546,9 +551,44 @@ class GCPProvider:
             self.key_path.unlink(missing_ok=True)
         shutil.rmtree(self._access_ssh.state_dir, ignore_errors=True)
 
-    def _delete_disks(self) -> None:
+    def remove_from_head(self, head: Node) -> None:
+        """Autostop with `down`, on the head once the workers are deleted: delete the stopped
+        instances, the cluster's disks but the head's, its firewall rules (by name: the head
+        may delete them, not list the project's; its own calls go out as egress, which the
+        rules never restrict), then the head's instance without waiting (deleting it shuts
+        this machine down), and last the account it runs as, when rayctl made it: the
+        credentials work until then. The account's roles on the project stay, inert, as
+        `deleted:` members (the head may not edit the project's policy): IAM drops them
+        within 60 days, `rayctl down` at once. What a head stopped midway leaves (the
+        account, a head disk with autoDelete false) the next `rayctl down` removes."""
+        instances = self._list()
+        others = [i.name for i in instances if i.status in _STATES and i.name != head.id]
+        if others:
+            raise ProviderError(
+                f"cluster {self.cluster_name} still has running workers ({', '.join(others)})"
+            )
+        stopped = [i for i in instances if i.name != head.id]
+        self._each(stopped, self.instances.delete_unary, "compute.instances.delete")
+        self._confirm({i.name for i in stopped}, gone=True)
+        self._delete_disks(keep=head.id)
+        rules = gcp_setup.firewall_rules(self.cluster_name, self._provider)
+        gcp_setup.delete_firewall(self.gcp, [r.name for r in rules])
+        zone = self._zone(head.id)
+        if zone is not None:
+            call(
+                self.instances.delete_unary,
+                "compute.instances.delete",
+                allow=(gexc.NotFound,),
+                project=self.project,
+                zone=zone,
+                instance=head.id,
+            )
+        if self._makes_head_account:
+            gcp_setup.delete_account(self.gcp, self.cluster_name)
+
+    def _delete_disks(self, keep: str | None = None) -> None:
         """Disks made with autoDelete false outlive their instance: `down` leaves nothing
-        labelled with the cluster."""
+        labelled with the cluster. Those attached to instance `keep` stay with it."""
         disks = self.gcp.compute(compute_v1.DisksClient)
         request = compute_v1.AggregatedListDisksRequest(
             project=self.project, filter=self._cluster_filter(), max_results=PAGE
@@ -560,6 +600,7 @@ class GCPProvider:
                 for zone, scoped in disks.aggregated_list(request=request)
                 for d in scoped.disks
                 if labels.from_labels(dict(d.labels)).get(Tag.CLUSTER) == self.cluster_name
+                and all(user.rsplit("/", 1)[-1] != keep for user in d.users)
             ]
 
         for zone, name in call(fetch, "compute.disks.list"):

@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,8 +42,14 @@ ANYWHERE = "0.0.0.0/0"  # SSH's default source, as in Ray
 _IAM = "https://iam.googleapis.com"
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 # What the head's autoscaler does: instances (and their disks) of the cluster, and attach
-# service accounts workers name. Nothing project-wide.
+# service accounts workers name.
 HEAD_ROLES = ("roles/compute.instanceAdmin.v1", "roles/iam.serviceAccountUser")
+# Autostop with `down`, the head removing its cluster: it deletes the cluster's firewall
+# rules with this role, bound under a condition naming those rules and their network
+# (deleting a rule needs compute.networks.updatePolicy on it), and last its own account with
+# OWN_ACCOUNT_ROLE, granted on that account alone.
+FIREWALL_ROLE = "roles/compute.securityAdmin"
+OWN_ACCOUNT_ROLE = "roles/iam.serviceAccountAdmin"
 # What `up` and `down` call, checked before anything is created.
 LAUNCH_PERMISSIONS = (
     "compute.instances.create",
@@ -72,6 +78,8 @@ SERVICE_ACCOUNT_PERMISSIONS = (
     "iam.serviceAccounts.get",
     "iam.serviceAccounts.delete",
     "iam.serviceAccounts.actAs",
+    "iam.serviceAccounts.getIamPolicy",
+    "iam.serviceAccounts.setIamPolicy",
     "compute.instances.setServiceAccount",
     "resourcemanager.projects.getIamPolicy",
     "resourcemanager.projects.setIamPolicy",
@@ -328,16 +336,46 @@ def wait_global(acc: Access, op: compute_v1.Operation, action: str) -> None:
 # --- the head's service account ---------------------------------------------------------------
 
 
-def ensure_service_account(acc: Access, cluster: str) -> str:
-    """The head's own service account, with HEAD_ROLES on the project and nothing else."""
+@dataclass(frozen=True)
+class Binding:
+    """A role in an allow policy, with the IAM condition it is bound under (None: none)."""
+
+    role: str
+    condition: dict[str, str] | None = None
+
+
+def head_bindings(project: str, cluster: str, network: str) -> list[Binding]:
+    """The head's roles on the project: HEAD_ROLES, and FIREWALL_ROLE under a condition that
+    names only the cluster's firewall rules and their network."""
+    rules = f"projects/{project}/global/firewalls/{network_tag(cluster)}-"
+    condition = {
+        "title": f"rayctl {cluster_slug(cluster)} firewall",
+        "description": f"rayctl cluster {cluster}: its firewall rules, removed by its head",
+        "expression": f'resource.name.startsWith("{rules}") || '
+        f'resource.name == "{network_resource(network, project)}"',
+    }
+    return [Binding(role) for role in HEAD_ROLES] + [Binding(FIREWALL_ROLE, condition)]
+
+
+def network_resource(network: str, project: str) -> str:
+    """The network's IAM resource name (`projects/P/global/networks/N`) from the forms a
+    config gives it in (`default`, `global/networks/default`, a URL)."""
+    if "projects/" in network:
+        return "projects/" + network.split("projects/", 1)[1]
+    return f"projects/{project}/global/networks/{network.rsplit('/', 1)[-1]}"
+
+
+def ensure_service_account(acc: Access, cluster: str, network: str) -> str:
+    """The head's own service account: head_bindings on the project, OWN_ACCOUNT_ROLE on
+    itself, and nothing else."""
     email = service_account_email(cluster, acc.project)
     session = acc.session()
-    base = f"{acc.iam_endpoint}/v1/projects/{acc.project}/serviceAccounts"
-    if _rest(session, "GET", f"{base}/{email}", "iam.serviceAccounts.get") is None:
+    url = _account_url(acc, email)
+    if _rest(session, "GET", url, "iam.serviceAccounts.get") is None:
         _rest(
             session,
             "POST",
-            base,
+            url.rsplit("/", 1)[0],
             "iam.serviceAccounts.create",
             json={
                 "accountId": email.split("@")[0],
@@ -347,47 +385,110 @@ def ensure_service_account(acc: Access, cluster: str) -> str:
                 },
             },
         )
-    _update_bindings(acc, f"serviceAccount:{email}", add=True)
+    member = f"serviceAccount:{email}"
+    _edit_policy(
+        acc,
+        _project_url(acc),
+        "resourcemanager.projects",
+        _binding(member, head_bindings(acc.project, cluster, network)),
+    )
+    _edit_policy(acc, url, "iam.serviceAccounts", _binding(member, [Binding(OWN_ACCOUNT_ROLE)]))
     return email
 
 
 def delete_service_account(acc: Access, cluster: str) -> None:
+    """The head's account and its roles on the project (those of the account, and those a
+    deleted account left)."""
     email = service_account_email(cluster, acc.project)
-    _update_bindings(acc, f"serviceAccount:{email}", add=False)
-    url = f"{acc.iam_endpoint}/v1/projects/{acc.project}/serviceAccounts/{email}"
+    _edit_policy(
+        acc, _project_url(acc), "resourcemanager.projects", _unbinding(f"serviceAccount:{email}")
+    )
+    delete_account(acc, cluster)
+
+
+def delete_account(acc: Access, cluster: str) -> None:
+    """The head's account only (what the head may do: its roles on the project stay, inert,
+    as `deleted:` members, until IAM drops them or `rayctl down` removes them)."""
+    url = _account_url(acc, service_account_email(cluster, acc.project))
     _rest(acc.session(), "DELETE", url, "iam.serviceAccounts.delete")
 
 
-def _update_bindings(acc: Access, member: str, *, add: bool) -> None:
-    """Give `member` HEAD_ROLES on the project (or take every role it has away)."""
-    session = acc.session()
-    project_url = f"{acc.crm_endpoint}/v1/projects/{acc.project}"
-    policy = _rest(
-        session, "POST", f"{project_url}:getIamPolicy", "resourcemanager.projects.getIamPolicy"
-    )
-    policy = policy or {}
-    bindings = policy.setdefault("bindings", [])
-    changed = False
-    for binding in bindings:
-        members = binding.setdefault("members", [])
-        if not add and member in members:
-            members.remove(member)
-            changed = True
-    if add:
-        for role in HEAD_ROLES:
-            binding = next((b for b in bindings if b.get("role") == role), None)
+def _project_url(acc: Access) -> str:
+    return f"{acc.crm_endpoint}/v1/projects/{acc.project}"
+
+
+def _account_url(acc: Access, email: str) -> str:
+    return f"{acc.iam_endpoint}/v1/projects/{acc.project}/serviceAccounts/{email}"
+
+
+PolicyEdit = Callable[[list[dict[str, Any]]], bool]
+
+
+def _binding(member: str, wanted: Sequence[Binding]) -> PolicyEdit:
+    """An edit that gives `member` each of `wanted` (a role with its condition)."""
+
+    def edit(bindings: list[dict[str, Any]]) -> bool:
+        changed = False
+        for want in wanted:
+            binding = next(
+                (
+                    b
+                    for b in bindings
+                    if b.get("role") == want.role and b.get("condition") == want.condition
+                ),
+                None,
+            )
             if binding is None:
-                binding = {"role": role, "members": []}
+                binding = {"role": want.role, "members": []}
+                if want.condition is not None:
+                    binding["condition"] = want.condition
                 bindings.append(binding)
             if member not in binding["members"]:
                 binding["members"].append(member)
                 changed = True
+        return changed
+
+    return edit
+
+
+def _unbinding(member: str) -> PolicyEdit:
+    """An edit that takes every role away from `member`, also as a deleted principal."""
+    deleted = f"deleted:{member}?uid="
+
+    def edit(bindings: list[dict[str, Any]]) -> bool:
+        changed = False
+        for binding in bindings:
+            members = binding.get("members", [])
+            kept = [m for m in members if m != member and not m.startswith(deleted)]
+            changed |= kept != members
+            binding["members"] = kept
+        return changed
+
+    return edit
+
+
+def _edit_policy(acc: Access, resource_url: str, api: str, edit: PolicyEdit) -> None:
+    """Read the resource's allow policy (version 3: bindings may carry conditions), apply
+    `edit` to its bindings, and write it back if that changed them (with the etag read, so a
+    concurrent change fails rather than being lost)."""
+    session = acc.session()
+    policy = _rest(
+        session,
+        "POST",
+        f"{resource_url}:getIamPolicy",
+        f"{api}.getIamPolicy",
+        json={"options": {"requestedPolicyVersion": 3}},
+    )
+    policy = policy or {}
+    bindings = policy.setdefault("bindings", [])
+    if not edit(bindings):
+        return
     policy["bindings"] = [b for b in bindings if b.get("members")]
-    if changed:
-        _rest(
-            session,
-            "POST",
-            f"{project_url}:setIamPolicy",
-            "resourcemanager.projects.setIamPolicy",
-            json={"policy": policy},
-        )
+    policy["version"] = 3
+    _rest(
+        session,
+        "POST",
+        f"{resource_url}:setIamPolicy",
+        f"{api}.setIamPolicy",
+        json={"policy": policy},
+    )

@@ -261,6 +261,7 @@ class ArmFake(ServedFake):
             s.advance()
             name, handler = self._route(request.method, call.path)
             s.calls[name] += 1
+            s.log.append((name, call.path))
             s.call_times.setdefault(name, []).append(s.clock())
             if request.headers.get("Authorization") != f"Bearer {self.token}":
                 raise ArmError(

@@ -95,6 +95,7 @@ class State:
         self.operation_seconds = operation_seconds
         self.nic_reservation_seconds = nic_reservation_seconds
         self.calls: Counter[str] = Counter()
+        self.log: list[tuple[str, str]] = []  # (operation id, path), in order
         self.call_times: dict[str, list[float]] = {}
         self.faults = Faults()
         self.unavailable: set[tuple[str | None, str]] = set()  # (zone, vm size)

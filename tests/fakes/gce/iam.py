@@ -1,15 +1,16 @@
 """The project and its identities: compute.projects.get, Resource Manager's
-testIamPermissions / getIamPolicy / setIamPolicy (v1 and v3 paths), and IAM's service
-accounts (create, get, list, delete)."""
+testIamPermissions / getIamPolicy / setIamPolicy (v1 and v3 paths; bindings may carry IAM
+conditions), and IAM's service accounts (create, get, list, delete, and each account's own
+getIamPolicy / setIamPolicy). A deleted account's project bindings stay, as `deleted:` members."""
 
 from __future__ import annotations
 
 import re
 
-from .errors import ApiError, already_exists, invalid, not_found
+from .errors import already_exists, invalid, not_found
 from .records import COMPUTE, ServiceAccount, fingerprint
 from .routing import Call, Route
-from .state import State
+from .state import Policy, State
 
 _ACCOUNT_ID = re.compile(r"[a-z]([-a-z0-9]{4,28}[a-z0-9])")
 PROJECT_NUMBER = "123456789012"
@@ -42,19 +43,7 @@ def get_iam_policy(s: State, call: Call, project: str) -> dict:
 
 
 def set_iam_policy(s: State, call: Call, project: str) -> dict:
-    policy = call.body.get("policy", {})
-    if policy.get("etag", s.policy.etag) != s.policy.etag:
-        raise ApiError(
-            409,
-            "There were concurrent policy changes. Please retry the whole "
-            "read-modify-write with exponential backoff.",
-            "aborted",
-        )
-    bindings: dict[str, set[str]] = {}
-    for binding in policy.get("bindings", []):
-        bindings.setdefault(binding["role"], set()).update(binding.get("members", []))
-    s.policy.bindings = bindings
-    s.policy.version += 1
+    s.policy.replace(call.body.get("policy", {}))
     return s.policy.resource()
 
 
@@ -96,13 +85,28 @@ def account_list(s: State, call: Call, project: str) -> dict:
 
 
 def account_delete(s: State, call: Call, project: str, email: str) -> dict:
-    _account(s, email)
+    account = _account(s, email)
     del s.service_accounts[email]
+    s.account_policies.pop(email, None)
+    s.policy.member_deleted(f"serviceAccount:{email}", account.unique_id)
     return {}
+
+
+def account_get_iam_policy(s: State, call: Call, project: str, email: str) -> dict:
+    _account(s, email)
+    return s.account_policies.get(email, Policy()).resource()
+
+
+def account_set_iam_policy(s: State, call: Call, project: str, email: str) -> dict:
+    _account(s, email)
+    policy = s.account_policies.setdefault(email, Policy())
+    policy.replace(call.body.get("policy", {}))
+    return policy.resource()
 
 
 _CRM = "cloudresourcemanager.projects"
 _ACCOUNTS = "/v1/projects/<project>/serviceAccounts"
+_IAM_ACCOUNTS = "iam.projects.serviceAccounts"
 ROUTES = [
     Route("GET", "/compute/v1/projects/<project>", "compute.projects.get", project_get),
     *(
@@ -118,4 +122,11 @@ ROUTES = [
     Route("GET", _ACCOUNTS, "iam.projects.serviceAccounts.list", account_list),
     Route("GET", f"{_ACCOUNTS}/<email>", "iam.projects.serviceAccounts.get", account_get),
     Route("DELETE", f"{_ACCOUNTS}/<email>", "iam.projects.serviceAccounts.delete", account_delete),
+    *(
+        Route("POST", f"{_ACCOUNTS}/<email>:{verb}", f"{_IAM_ACCOUNTS}.{verb}", handler)
+        for verb, handler in (
+            ("getIamPolicy", account_get_iam_policy),
+            ("setIamPolicy", account_set_iam_policy),
+        )
+    ),
 ]

@@ -153,6 +153,7 @@ class GceFake(ServedFake):
         with s.lock:
             s.advance()
             s.calls[route.name] += 1
+            s.log.append((route.name, dict(path)))
             if path["project"] != s.project and not (
                 route.name.startswith("iam.") and path["project"] == "-"
             ):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import json
 import threading
 import time
 import uuid
@@ -21,7 +22,10 @@ E = TypeVar("E", ApiError, OperationError)
 
 @dataclass
 class Policy:
-    bindings: dict[str, set[str]] = field(default_factory=dict)  # role -> members
+    """An allow policy: bindings of a role (with an IAM condition or none) to members."""
+
+    # (role, condition's JSON or "") -> members
+    bindings: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     version: int = 1
 
     @property
@@ -29,15 +33,48 @@ class Policy:
         return f"BwY{self.version:08d}="
 
     def resource(self) -> dict:
-        return {
-            "version": 1,
-            "etag": self.etag,
-            "bindings": [
-                {"role": role, "members": sorted(members)}
-                for role, members in sorted(self.bindings.items())
-                if members
-            ],
-        }
+        bindings = []
+        for (role, condition), members in sorted(self.bindings.items()):
+            if members:
+                binding = {"role": role, "members": sorted(members)}
+                if condition:
+                    binding["condition"] = json.loads(condition)
+                bindings.append(binding)
+        conditional = any("condition" in b for b in bindings)
+        return {"version": 3 if conditional else 1, "etag": self.etag, "bindings": bindings}
+
+    def replace(self, policy: dict) -> None:
+        """setIamPolicy: `policy` replaces the bindings if its etag is current. A conditional
+        binding needs the policy's version 3, as IAM requires."""
+        if policy.get("etag", self.etag) != self.etag:
+            raise ApiError(
+                409,
+                "There were concurrent policy changes. Please retry the whole "
+                "read-modify-write with exponential backoff.",
+                "aborted",
+            )
+        bindings: dict[tuple[str, str], set[str]] = {}
+        for binding in policy.get("bindings", []):
+            condition = binding.get("condition")
+            if condition and policy.get("version", 1) < 3:
+                raise ApiError(
+                    400,
+                    "Conditional role bindings require policy version 3 or greater.",
+                    "badRequest",
+                )
+            key = (binding["role"], json.dumps(condition, sort_keys=True) if condition else "")
+            bindings.setdefault(key, set()).update(binding.get("members", []))
+        self.bindings = bindings
+        self.version += 1
+
+    def member_deleted(self, member: str, unique_id: str) -> None:
+        """What IAM does to the bindings of a deleted service account: they stay, naming it
+        `deleted:...?uid=` (inert: a new account of that email is another principal), until
+        IAM drops them (within 60 days) or someone removes them."""
+        for members in self.bindings.values():
+            if member in members:
+                members.remove(member)
+                members.add(f"deleted:{member}?uid={unique_id}")
 
 
 class State:
@@ -64,6 +101,7 @@ class State:
         self.boot_seconds = boot_seconds
         self.granted_permissions = granted_permissions  # None: every permission
         self.calls: Counter[str] = Counter()
+        self.log: list[tuple[str, dict[str, str]]] = []  # (API method id, path), in order
         self.faults = Faults()
         self.unavailable: set[tuple[str, str]] = set()  # (zone, machine type)
         self.private_ips = AddressPool.of(subnet, first_ip)
@@ -74,6 +112,7 @@ class State:
         self.operations: dict[str, Operation] = {}
         self.service_accounts: dict[str, ServiceAccount] = {}  # email
         self.policy = Policy()
+        self.account_policies: dict[str, Policy] = {}  # email -> the account's own policy
         self._ids = itertools.count(4_000_000_000_000_000_001)
         self._events: list[tuple[float, int, Callable[[], None]]] = []
         self._event_seq = itertools.count()
