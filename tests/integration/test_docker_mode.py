@@ -16,7 +16,7 @@ import yaml
 
 from rayctl.config.schema import RegistryLogin
 from rayctl.providers.local.instances import marked_pids
-from rayctl.runtime.docker import ContainerError, ContainerSpec, DockerRunner
+from rayctl.runtime.docker import LABEL_REGISTRY, ContainerError, ContainerSpec, DockerRunner
 from rayctl.runtime.runner import LocalRunner
 from tests.conftest import REPO, unique_name, wait_for
 from tests.podman import Podman, host_engine, podman_engine, require_podman
@@ -304,3 +304,41 @@ def test_registry_login_runs_on_every_setup(tmp_path):
         assert "wrong" not in str(failed.value)
         assert not auth.exists()
         assert not any(staging.iterdir())
+
+
+def test_the_last_container_on_a_host_logs_its_engine_out(podman, tmp_path):
+    """Nodes that share a host (the local provider's) share its engine's login: removing one
+    node's container keeps the login for the other, removing the last logs the engine out."""
+    require_registry()
+    with registry(tmp_path / "registry") as reg:
+        password = tmp_path / "password"
+        password.write_text(reg.password)
+        auth = tmp_path / "auth.json"
+        home = tmp_path / "home"
+        home.mkdir()
+        env = {
+            "REGISTRY_AUTH_FILE": str(auth),
+            "CONTAINERS_REGISTRIES_CONF": str(reg.registries_conf),
+        }
+        host = LocalRunner(home, env)
+        login = RegistryLogin(server=reg.server, username=reg.username, password_file=str(password))
+        spec = replace(
+            SPEC,
+            image=podman.image,
+            run_options=("-v", "/usr:/usr:ro"),  # the test image's bash (tests/podman.py)
+            labels=((LABEL_REGISTRY, reg.server),),
+            login=login,
+        )
+        first, last = (
+            DockerRunner(host, replace(spec, name=f"{unique_name('dk')}-{n}")) for n in (1, 2)
+        )
+        for node in (first, last):
+            assert node.needs_create()
+            node.create()
+
+        first.remove()
+        assert podman.containers(f"{LABEL_REGISTRY}={reg.server}") == [last.spec.name]
+        assert reg.server in json.loads(auth.read_text())["auths"]
+        last.remove()
+        assert podman.containers(f"{LABEL_REGISTRY}={reg.server}") == []
+        assert json.loads(auth.read_text())["auths"] == {}
