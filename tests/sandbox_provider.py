@@ -19,6 +19,7 @@ from rayctl.config.schema import Capabilities, ClusterConfig, ProviderSettings
 from rayctl.providers.base import Node
 from rayctl.providers.local.instances import LocalProvider
 from rayctl.providers.registry import PLUGINS_ENV
+from rayctl.runtime.runner import CommandRunner
 
 SHELF_TAG = "sandbox-shelf"
 REPO = Path(__file__).resolve().parent.parent
@@ -52,11 +53,11 @@ class SandboxProvider(LocalProvider):
         return super().create_nodes(node_type, count, {**tags, SHELF_TAG: self.shelf})
 
     def prepare_head(
-        self, config: ClusterConfig, head: Node
+        self, config: ClusterConfig, head: Node, runner: CommandRunner
     ) -> tuple[ClusterConfig, dict[str, str]]:
         """The head's monitor is another process: it learns of this provider from the
         registry's plugin variable, and finds this module on its path."""
-        config, env = super().prepare_head(config, head)
+        config, env = super().prepare_head(config, head, runner)
         path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
         return config, {**env, PLUGINS_ENV: f"{__name__}:SPEC", "PYTHONPATH": path}
 

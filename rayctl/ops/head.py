@@ -38,7 +38,7 @@ def stop_monitor(provider: NodeProvider, heads: list[Node] | None = None) -> Non
 def start_monitor(loaded: LoadedConfig, provider: NodeProvider, head: Node) -> None:
     """Start the autoscaler on the head with the validated config (file mounts resolved)."""
     runner = monitor_runner(provider, head)
-    head_config, env = provider.prepare_head(loaded.config, head)
+    head_config, env = provider.prepare_head(loaded.config, head, runner)
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as snapshot:
         yaml.safe_dump(head_config.model_dump(mode="json"), snapshot, sort_keys=False)
         snapshot.flush()

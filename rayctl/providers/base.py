@@ -70,10 +70,12 @@ class NodeProvider(Protocol):
         freshly chosen GCS port)."""
 
     def prepare_head(
-        self, config: ClusterConfig, head: Node
+        self, config: ClusterConfig, head: Node, runner: CommandRunner
     ) -> tuple[ClusterConfig, dict[str, str]]:
         """Give the head what the autoscaler there needs to reach the provider (keys,
-        credentials). Returns the config as seen from the head and the monitor's environment."""
+        credentials), through `runner`, which runs where that autoscaler runs (the head, or
+        its container in docker mode). Returns the config as seen from the head and the
+        monitor's environment."""
 
     def cleanup(self) -> None:
         """Remove per-cluster resources once the last node is gone. Idempotent."""

@@ -87,16 +87,16 @@ class ContainerNodes:
         return self.inner.ray_start_args(node)
 
     def prepare_head(
-        self, config: ClusterConfig, head: Node
+        self, config: ClusterConfig, head: Node, runner: CommandRunner
     ) -> tuple[ClusterConfig, dict[str, str]]:
         """As the provider does, and the registry password goes where the head's autoscaler
         runs, with the cluster's other secrets (its nodes log in too)."""
-        config, env = self.inner.prepare_head(config, head)
+        config, env = self.inner.prepare_head(config, head, runner)
         login = config.rayctl.registry_login
         if login is None or self._config.provider.capabilities.shares_filesystem:
             return config, env
         on_head = posixpath.join(head_paths.cluster_secrets(self.cluster_name), "registry_password")
-        put_private(self.monitor_runner(head), {login.password_file: on_head})
+        put_private(runner, {login.password_file: on_head})
         login = login.model_copy(update={"password_file": f"~/{on_head}"})
         rayctl = config.rayctl.model_copy(update={"registry_login": login})
         return config.model_copy(update={"rayctl": rayctl}), env

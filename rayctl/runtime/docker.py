@@ -36,6 +36,7 @@ LABEL_CLUSTER = "rayctl.cluster"
 LABEL_NODE = "rayctl.node"
 LABEL_HASH = "rayctl.hash"
 LABEL_PULLED = "rayctl.pulled"  # "1": rayctl pulled the image, so `down` removes it too
+LABEL_REGISTRY = "rayctl.registry"  # the registry the host's engine logged in to for it
 # Ray's sizing of /dev/shm (the object store lives there): 30 % of the host's available
 # memory plus 10 %, at most 200 GB.
 SHM_FRACTION = 0.3 * 1.1
@@ -75,6 +76,7 @@ class ContainerSpec:
         assert image and docker.container_name  # the loader refuses docker mode without them
         share = config.provider.capabilities.shares_filesystem
         own = docker.head_run_options if head else docker.worker_run_options
+        login = config.rayctl.registry_login
         return cls(
             engine="podman" if docker.use_podman else "docker",
             name=f"{docker.container_name}-{node.id}",
@@ -87,8 +89,12 @@ class ContainerSpec:
             share_host=share,
             detect_shm=not docker.disable_shm_size_detection,
             detect_gpu=not docker.disable_automatic_runtime_detection,
-            labels=((LABEL_CLUSTER, config.cluster_name), (LABEL_NODE, node.id)),
-            login=config.rayctl.registry_login,
+            labels=(
+                (LABEL_CLUSTER, config.cluster_name),
+                (LABEL_NODE, node.id),
+                *(() if login is None else ((LABEL_REGISTRY, login.server),)),
+            ),
+            login=login,
         )
 
     @property
@@ -262,7 +268,7 @@ class DockerRunner:
         """(Re-)create the container: pull its image as the config says, remove any old one,
         then start it with the host's detected shm size and GPU runtime."""
         pulled = self._ensure_image()
-        self.remove(remove_image=False, remove_mounts=False)
+        self.remove(remove_image=False, remove_mounts=False, logout=False)
         host_home = self._host('printf "%s\\n" "$HOME"', "cannot read the host's HOME").strip()
         container_home = host_home if self.spec.share_host else self._image_home()
         detected = self._detect()
@@ -312,18 +318,21 @@ class DockerRunner:
                 found.append("--runtime=nvidia")
         return found
 
-    def remove(self, *, remove_image: bool = True, remove_mounts: bool = True) -> None:
-        """Remove the container (its processes end), and the image when rayctl pulled it
-        and the host's file-mount copies. Idempotent."""
+    def remove(
+        self, *, remove_image: bool = True, remove_mounts: bool = True, logout: bool = True
+    ) -> None:
+        """Remove the container (its processes end), and the image when rayctl pulled it,
+        the host's file-mount copies and the engine's registry login. Idempotent."""
         name = self.spec.name
-        label = '{{index .Config.Labels "' + LABEL_PULLED + '"}}'
-        pulled = self.host.run(self._engine("inspect", "--format", label, name))
+        made_with = self._labels()
+        if logout:  # first: a head's own autoscaler that removes its container ends with it
+            self.logout(made_with.get(LABEL_REGISTRY))
         self._host(
             f"{self._engine('rm', '-f', '-t', str(STOP_TIMEOUT_S), name)} >/dev/null 2>&1 || "
             f"! {self._engine('inspect', name)} >/dev/null 2>&1",
             f"cannot remove the container {name}",
         )
-        if remove_image and pulled.ok and pulled.tail.strip().endswith("1"):
+        if remove_image and made_with.get(LABEL_PULLED) == "1":
             # Another container may still use it (refused then); the last one removes it.
             self.host.run(self._engine("rmi", self.spec.image))
         if remove_mounts and self.spec.mounts:
@@ -336,6 +345,31 @@ class DockerRunner:
         self.host.run(
             "rmdir ~/.rayctl/docker/mounts ~/.rayctl/docker/staging ~/.rayctl/docker 2>/dev/null"
         )
+
+    def _labels(self) -> dict[str, str]:
+        """The labels of the node's container; empty when there is none."""
+        fmt = "{{json .Config.Labels}}"
+        found = self.host.run(
+            f"{self._engine('inspect', '--format', fmt, self.spec.name)} 2>/dev/null"
+        )
+        return (json.loads(found.tail.strip() or "null") or {}) if found.ok else {}
+
+    def logout(self, logged_in: str | None = None) -> None:
+        """Log the host's engine out of the config's registry and `logged_in` (the one the
+        container was made with, if the config changed since), so that no credentials stay on
+        the host; but not while another container there carries the login (nodes sharing a
+        host: the last one out logs out)."""
+        servers = {self.spec.login.server} if self.spec.login else set()
+        if logged_in:
+            servers.add(logged_in)
+        for server in sorted(servers):
+            users = self.host.run(
+                self._engine("ps", "-a", "--filter", f"label={LABEL_REGISTRY}={server}")
+                + " --format '{{.Names}}' 2>/dev/null"
+            )
+            if users.ok and set(users.tail.split()) <= {self.spec.name}:
+                # An engine that is not logged in refuses (podman) or says so (docker).
+                self.host.run(f"{self._engine('logout', server)} >/dev/null 2>&1")
 
     # -- CommandRunner ---------------------------------------------------------------------
 

@@ -3,6 +3,7 @@ Ray runs inside one container per node, jobs run there, and `down` leaves nothin
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -16,7 +17,7 @@ import yaml
 
 from rayctl.config.schema import RegistryLogin
 from rayctl.providers.local.instances import marked_pids
-from rayctl.runtime.docker import ContainerError, ContainerSpec, DockerRunner
+from rayctl.runtime.docker import LABEL_REGISTRY, ContainerError, ContainerSpec, DockerRunner
 from rayctl.runtime.runner import LocalRunner
 from tests.conftest import REPO, unique_name, wait_for
 from tests.podman import Podman, host_engine, podman_engine, require_podman
@@ -162,6 +163,24 @@ def host_engines(host_network: HostNetwork, host_registry: Registry) -> Iterator
         yield {h.address: stack.enter_context(host_engine(h, conf)) for h in host_network.hosts[:2]}
 
 
+def logins(engine: Podman) -> dict[str, object]:
+    """The registries a test host's engine is logged in to (its auth file, which the host
+    keeps in its own /run/containers: tests/podman.py)."""
+    auth = engine.root / "auth" / "0" / "auth.json"
+    return json.loads(auth.read_text())["auths"] if auth.exists() else {}
+
+
+def files_holding(root: Path, *secrets: str) -> list[Path]:
+    """The files under `root` (links not followed) that contain any of `secrets`."""
+    found = []
+    for parent, _, names in os.walk(root):
+        for path in (Path(parent) / name for name in names):
+            if path.is_file() and not path.is_symlink():
+                data = path.read_bytes()
+                found += [path] if any(s.encode() in data for s in secrets) else []
+    return found
+
+
 def test_ssh_cluster_runs_ray_in_containers(
     host_network: HostNetwork,
     host_engines: dict[str, Podman],
@@ -184,7 +203,7 @@ def test_ssh_cluster_runs_ray_in_containers(
             {
                 "cluster_name": name,
                 "max_workers": 1,
-                "idle_timeout_minutes": 0.1,
+                "idle_timeout_minutes": 10,  # the worker stays until `down`
                 "provider": {
                     "type": "ssh",
                     "head_ip": head.address,
@@ -193,7 +212,7 @@ def test_ssh_cluster_runs_ray_in_containers(
                 "auth": {"ssh_user": "root", "ssh_private_key": str(host_network.client_key)},
                 "available_node_types": {
                     "head": {"resources": {"CPU": 1}},
-                    "worker": {"resources": {"CPU": 1}, "min_workers": 1, "max_workers": 1},
+                    "worker": {"resources": {"CPU": 1}, "min_workers": 0, "max_workers": 1},
                 },
                 "head_node_type": "head",
                 # The hosts share this machine's files: its Python and this checkout, read-only.
@@ -224,22 +243,34 @@ def test_ssh_cluster_runs_ray_in_containers(
     for engine in host_engines.values():
         engine.run("tag", engine.image, image)
     label = f"rayctl.cluster={name}"
+    # What a host keeps of the password: the password itself, or the engine's login entry.
+    kept_forms = (
+        host_registry.password,
+        base64.b64encode(f"{host_registry.username}:{host_registry.password}".encode()).decode(),
+    )
     try:
         up = cli("up", config, "--yes")
         assert up.code == 0, up.text
         status = json.loads(cli("status", config, "--json").out)
-        assert len(status["nodes"]) == 2, status
+        assert [n["kind"] for n in status["nodes"]] == ["head"], status  # no worker yet
         assert status["monitor_running"]  # in the head's container
 
-        # Each host's engine logged in to the registry; the head keeps the password for the
+        # The head's engine logged in to the registry; the head keeps the password for the
         # workers its autoscaler launches, readable by its user only.
-        for engine in host_engines.values():
-            logins = json.loads((engine.root / "auth" / "0" / "auth.json").read_text())
-            assert host_registry.server in logins["auths"]
+        assert host_registry.server in logins(host_engines[head.address])
+        assert logins(host_engines[worker.address]) == {}
         kept = f".rayctl/clusters/{name}/registry_password"
         (head_container,) = host_engines[head.address].containers(label)
         mode = host_engines[head.address].run("exec", head_container, "stat", "-c", "%a", kept)
         assert mode.strip() == "600"
+        assert files_holding(head.dir, *kept_forms)  # what the check after `down` looks for
+
+        # The job needs a second CPU: the head's autoscaler launches the worker, on the other
+        # host, and logs that host's engine in with the head's copy of the password.
+        job = cli("submit", config, EXAMPLE, "--", "4", "1", "180")
+        assert job.code == 0, job.text
+        assert "tasks ran on 2 nodes (1 joined while the job ran)" in job.out
+        assert host_registry.server in logins(host_engines[worker.address])
 
         # One container per host, made by the podman inside that host; a raylet runs in each
         # (in the container's cgroup, in a PID namespace of its own within the host's).
@@ -249,9 +280,6 @@ def test_ssh_cluster_runs_ray_in_containers(
             cid = engine.run("inspect", "--format", "{{.Id}}", container).strip()
             assert "raylet" in programs_in(f"libpod-{cid}"), f"no raylet in {host.name}'s container"
 
-        job = cli("submit", config, EXAMPLE, "--", "4", "1", "0")
-        assert job.code == 0, job.text
-        assert "4 tasks ran on 2 nodes" in job.out
         # Setup and exec ran in the head's container; the file mount is there.
         seen = "test -e /run/.containerenv && cat ~/where ~/data/hello.txt"
         result = cli("exec", config, f"{seen} > /tmp/seen")
@@ -267,6 +295,9 @@ def test_ssh_cluster_runs_ray_in_containers(
         assert set(engine.images()) == {image, engine.image}  # rayctl pulled none
         assert not (host.home / ".rayctl" / "docker").exists()  # the file mounts' copies
         assert wait_for(lambda h=host: not h.processes(), 30, f"{host.name} quiet")
+        # Logged out; no copy of the password is left on the host.
+        assert host_registry.server not in logins(engine)
+        assert files_holding(host.dir, *kept_forms) == []
 
 
 def test_registry_login_runs_on_every_setup(tmp_path):
@@ -304,3 +335,41 @@ def test_registry_login_runs_on_every_setup(tmp_path):
         assert "wrong" not in str(failed.value)
         assert not auth.exists()
         assert not any(staging.iterdir())
+
+
+def test_the_last_container_on_a_host_logs_its_engine_out(podman, tmp_path):
+    """Nodes that share a host (the local provider's) share its engine's login: removing one
+    node's container keeps the login for the other, removing the last logs the engine out."""
+    require_registry()
+    with registry(tmp_path / "registry") as reg:
+        password = tmp_path / "password"
+        password.write_text(reg.password)
+        auth = tmp_path / "auth.json"
+        home = tmp_path / "home"
+        home.mkdir()
+        env = {
+            "REGISTRY_AUTH_FILE": str(auth),
+            "CONTAINERS_REGISTRIES_CONF": str(reg.registries_conf),
+        }
+        host = LocalRunner(home, env)
+        login = RegistryLogin(server=reg.server, username=reg.username, password_file=str(password))
+        spec = replace(
+            SPEC,
+            image=podman.image,
+            run_options=("-v", "/usr:/usr:ro"),  # the test image's bash (tests/podman.py)
+            labels=((LABEL_REGISTRY, reg.server),),
+            login=login,
+        )
+        first, last = (
+            DockerRunner(host, replace(spec, name=f"{unique_name('dk')}-{n}")) for n in (1, 2)
+        )
+        for node in (first, last):
+            assert node.needs_create()
+            node.create()
+
+        first.remove()
+        assert podman.containers(f"{LABEL_REGISTRY}={reg.server}") == [last.spec.name]
+        assert reg.server in json.loads(auth.read_text())["auths"]
+        last.remove()
+        assert podman.containers(f"{LABEL_REGISTRY}={reg.server}") == []
+        assert json.loads(auth.read_text())["auths"] == {}

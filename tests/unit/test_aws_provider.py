@@ -988,10 +988,9 @@ def test_prepare_head_copies_the_key_but_no_credentials(
     # The head's monitor pinned a worker (i-9) this machine never saw, and holds an older
     # pin of the head (i-1): ours wins for the hosts we know, theirs stay for the others.
     known.write_text("i-1 ssh-ed25519 OLD\ni-9 ssh-ed25519 BBBB\n")
-    monkeypatch.setattr(provider, "runner", lambda node: LocalRunner(head_home))
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:5000")
     head = Node("i-1", "head", NodeKind.HEAD, NodeState.RUNNING, "10.0.0.5", None)
-    head_config, env = provider.prepare_head(config, head)
+    head_config, env = provider.prepare_head(config, head, LocalRunner(head_home))
     key = head_home / ".rayctl" / "keys" / provider.key_path.name
     assert key.read_bytes() == provider.key_path.read_bytes()
     assert stat.S_IMODE(key.stat().st_mode) == 0o600

@@ -13,6 +13,7 @@ import yaml
 from rayctl.config.schema import RegistryLogin
 from rayctl.providers.registry import load_config
 from rayctl.runtime.docker import (
+    LABEL_REGISTRY,
     SHM_MAX_BYTES,
     ContainerSpec,
     exec_command,
@@ -205,4 +206,8 @@ def test_registry_login_is_resolved_and_does_not_re_create(tmp_path):
     with_login = spec(config(tmp_path, rayctl={"registry_login": login}))
     assert with_login.login is not None
     assert with_login.login.password_file == str(tmp_path / "secrets" / "pw")
-    assert with_login.digest == spec(config(tmp_path)).digest
+    without = spec(config(tmp_path))
+    assert with_login.digest == without.digest
+    # The container says which registry its host logged in to (the last one out logs out).
+    assert (LABEL_REGISTRY, "ghcr.io") in with_login.labels
+    assert LABEL_REGISTRY not in dict(without.labels)

@@ -42,6 +42,7 @@ from rayctl.providers.cloud import await_address, create_reusing, reusable
 from rayctl.providers.ssh_access import SSHAccess, connect_attempts_s, write_private_key
 from rayctl.providers.ssh_access import key_path as ssh_key_path
 from rayctl.runtime import head_paths
+from rayctl.runtime.runner import CommandRunner
 from rayctl.runtime.ssh_runner import SSHRunner, check_key_mode
 
 LIVE = ("pending", "running")
@@ -360,13 +361,13 @@ class AWSProvider:
         return self._access.cloud_ray_start_args(node)
 
     def prepare_head(
-        self, config: ClusterConfig, head: Node
+        self, config: ClusterConfig, head: Node, runner: CommandRunner
     ) -> tuple[ClusterConfig, dict[str, str]]:
         """The monitor on the head calls AWS with the head's instance profile (no credentials
         are copied); it reaches workers with the cluster's SSH key and pinned host keys,
         copied to where its own provider looks for them (mode 0600)."""
         head_config = self._access.prepare_head(
-            config, self.runner(head), created_key=head_paths.key_pair(self.key_name)
+            config, runner, created_key=head_paths.key_pair(self.key_name)
         )
         env = {k: os.environ[k] for k in _ENDPOINT_VARS if os.environ.get(k)}
         return head_config, env

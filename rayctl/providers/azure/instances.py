@@ -61,6 +61,7 @@ from rayctl.providers.cloud import await_address, create_reusing, reusable
 from rayctl.providers.ssh_access import SSHAccess, connect_attempts_s, public_key_line
 from rayctl.providers.ssh_access import key_path as ssh_key_path
 from rayctl.runtime import head_paths
+from rayctl.runtime.runner import CommandRunner
 from rayctl.runtime.ssh_runner import SSHRunner
 
 PARALLEL_CALLS = 16  # VM creates/deletes in flight at once
@@ -593,13 +594,13 @@ class AzureProvider:
         return self._access_ssh.cloud_ray_start_args(node)
 
     def prepare_head(
-        self, config: ClusterConfig, head: Node
+        self, config: ClusterConfig, head: Node, runner: CommandRunner
     ) -> tuple[ClusterConfig, dict[str, str]]:
         """The head's monitor calls Azure as the head's managed identity (its client id in
         AZURE_CLIENT_ID, which DefaultAzureCredential reads); no credentials are copied. An
         endpoint and token given in the environment go along instead."""
         head_config = self._access_ssh.prepare_head(
-            config, self.runner(head), created_key=head_paths.key_pair(self.key_name)
+            config, runner, created_key=head_paths.key_pair(self.key_name)
         )
         env = {k: os.environ[k] for k in setup.ENV_VARS if os.environ.get(k)}
         env["AZURE_SUBSCRIPTION_ID"] = self.azure.subscription

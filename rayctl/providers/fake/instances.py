@@ -231,7 +231,7 @@ class FakeProvider:
         return RayStart([])
 
     def prepare_head(
-        self, config: ClusterConfig, head: Node
+        self, config: ClusterConfig, head: Node, runner: CommandRunner
     ) -> tuple[ClusterConfig, dict[str, str]]:
         return config, {}
 

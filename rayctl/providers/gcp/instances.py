@@ -45,6 +45,7 @@ from rayctl.providers.gcp.errors import call, operation_error
 from rayctl.providers.ssh_access import SSHAccess, connect_attempts_s, public_key_line
 from rayctl.providers.ssh_access import key_path as ssh_key_path
 from rayctl.runtime import head_paths
+from rayctl.runtime.runner import CommandRunner
 from rayctl.runtime.ssh_runner import SSHRunner
 
 _STATES = {
@@ -489,12 +490,12 @@ class GCPProvider:
         return self._access_ssh.cloud_ray_start_args(node)
 
     def prepare_head(
-        self, config: ClusterConfig, head: Node
+        self, config: ClusterConfig, head: Node, runner: CommandRunner
     ) -> tuple[ClusterConfig, dict[str, str]]:
         """The head's monitor calls GCP as the head's service account (no credentials are
         copied); it reaches workers with the cluster's key and pinned host keys."""
         head_config = self._access_ssh.prepare_head(
-            config, self.runner(head), created_key=head_paths.key_pair(self.key_name)
+            config, runner, created_key=head_paths.key_pair(self.key_name)
         )
         env = {k: os.environ[k] for k in gcp_setup.ENV_VARS if os.environ.get(k)}
         return head_config, env

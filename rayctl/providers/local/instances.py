@@ -34,7 +34,7 @@ from rayctl.paths import cluster_dir, keep_copy, write_atomic
 from rayctl.providers.base import Node, NodeKind, NodeState, NodeStatus, RayStart, Tag
 from rayctl.providers.local import loopback
 from rayctl.runtime import detached, head_paths
-from rayctl.runtime.runner import LocalRunner, NodeUnreachable
+from rayctl.runtime.runner import CommandRunner, LocalRunner, NodeUnreachable
 
 DASHBOARD_PORT = 8265
 # How long processes of a node whose home is gone get to exit on SIGTERM before SIGKILL.
@@ -240,7 +240,7 @@ class LocalProvider:
         return RayStart(args, tags)
 
     def prepare_head(
-        self, config: ClusterConfig, head: Node
+        self, config: ClusterConfig, head: Node, runner: CommandRunner
     ) -> tuple[ClusterConfig, dict[str, str]]:
         # The head is this machine: its monitor shares this rayctl home (the nodes' state).
         return config, {"RAYCTL_HOME": str(self._home)}

@@ -28,7 +28,7 @@ from rayctl.providers.ssh import claims, pool
 from rayctl.providers.ssh.config import SSHProviderConfig
 from rayctl.providers.ssh_access import SSHAccess, connect_attempts_s
 from rayctl.runtime import detached, head_paths
-from rayctl.runtime.runner import NodeUnreachable
+from rayctl.runtime.runner import CommandRunner, NodeUnreachable
 from rayctl.runtime.ssh_runner import SSHRunner
 
 _POOL_SCRIPT = Path(pool.__file__).read_text()
@@ -228,11 +228,11 @@ class SSHProvider:
         return self._access.ray_start_args(node)
 
     def prepare_head(
-        self, config: ClusterConfig, head: Node
+        self, config: ClusterConfig, head: Node, runner: CommandRunner
     ) -> tuple[ClusterConfig, dict[str, str]]:
         """The monitor on the head reaches workers with this cluster's key and pinned host
         keys (see SSHAccess.prepare_head)."""
-        return self._access.prepare_head(config, self.runner(head)), {}
+        return self._access.prepare_head(config, runner), {}
 
     def cleanup(self) -> None:
         """Drop the pool, then let the head go (also when `up` failed before the head was
