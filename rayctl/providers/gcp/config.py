@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -18,7 +18,7 @@ from rayctl.config.exposure import check_ssh_sources, ray_exposure
 from rayctl.config.findings import Findings
 from rayctl.config.loader import resolve_private_key
 from rayctl.config.provider_spec import ProviderSpec
-from rayctl.config.schema import ClusterConfig, ProviderSettings, StrictModel
+from rayctl.config.schema import Capabilities, ClusterConfig, ProviderSettings, StrictModel
 from rayctl.config.yaml_positions import Path as KeyPath
 from rayctl.providers.gcp import labels
 
@@ -51,6 +51,8 @@ class GCPProviderConfig(ProviderSettings):
     account) or `gcp_credentials`."""
 
     type: Literal["gcp"]
+    # The head stops its instances (autostop without `down`): GCPProvider.stop_nodes.
+    capabilities: ClassVar[Capabilities] = Capabilities(stops_nodes=True)
     project_id: str | None = Field(
         None,
         description="The GCP project. Default (as `null` in Ray's examples): the project of "
