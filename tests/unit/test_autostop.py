@@ -233,7 +233,7 @@ def test_the_autostop_flag_is_refused_where_there_is_no_autostop(tmp_path: Path)
     assert "has no autostop yet" in " ".join(result.stderr.split()), result.stderr
 
 
-@pytest.mark.parametrize("provider", [AWS, GCP], ids=["aws", "gcp"])
+@pytest.mark.parametrize("provider", [AWS, GCP, AZURE], ids=["aws", "gcp", "azure"])
 def test_the_clouds_take_autostop_without_down(tmp_path: Path, provider: dict):
     """Their heads stop the instances for a later `up` (providers.base.StopsNodes)."""
     loaded = registry.load_config(_config(tmp_path, provider, {"idle_minutes": 5}))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import pydantic
 from pydantic import Field
@@ -20,7 +20,7 @@ from rayctl.config.exposure import check_ssh_sources
 from rayctl.config.findings import Findings
 from rayctl.config.loader import resolve_private_key
 from rayctl.config.provider_spec import ProviderSpec
-from rayctl.config.schema import ClusterConfig, ProviderSettings, StrictModel
+from rayctl.config.schema import Capabilities, ClusterConfig, ProviderSettings, StrictModel
 from rayctl.config.yaml_positions import Path as KeyPath
 
 # Ray's zone words: "auto" lets Azure place the VM, "none" asks for no zone.
@@ -48,6 +48,8 @@ class AzureProviderConfig(ProviderSettings):
     identity)."""
 
     type: Literal["azure"]
+    # The head deallocates its VMs (autostop without `down`): AzureProvider.stop_nodes.
+    capabilities: ClassVar[Capabilities] = Capabilities(stops_nodes=True)
     location: str = Field(min_length=1, description="The Azure region, e.g. westus2.")
     resource_group: str = Field(
         min_length=1,
