@@ -361,6 +361,7 @@ def test_stopped_vms_are_deallocated_keep_their_tags_and_start_again(
     workers = sorted(n.id for n in p.create_nodes("worker", 2, launch_tags(NodeKind.WORKER)))
     p.set_tags(head.id, {Tag.AUTOSTOPPED: "1000"})
     p.stop_nodes(workers)
+    assert [n.id for n in p.list_nodes()] == [head.id]  # only those asked
     p.stop_nodes([head.id])
     assert p.list_nodes() == [] and len(in_group(fake, VM)) == 3
     stopped = {n.id: n for n in p.stopped_nodes()}

@@ -343,6 +343,7 @@ def test_a_stopped_cluster_keeps_its_labels_starts_again_and_down_removes_it(
     workers = sorted(n.id for n in p.create_nodes(WORKER, 2, launch_tags(NodeKind.WORKER)))
     p.set_tags(head.id, {Tag.AUTOSTOPPED: "1000"})
     p.stop_nodes(workers)
+    assert [n.id for n in p.list_nodes()] == [head.id]  # only those asked
     p.stop_nodes([head.id])
     assert p.list_nodes() == []
     stopped = {n.id: n for n in p.stopped_nodes()}
