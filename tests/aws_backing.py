@@ -7,8 +7,9 @@ both this process and a monitor on a host (another process, in another namespace
 http://10.210.1.1:<port> through AWS_ENDPOINT_URL. A VPC 10.210.0.0/16 with that subnet makes
 moto hand out 10.210.1.4, .5, ... A pending or running instance gets a host, the head's with
 `~/.aws/credentials` (the fake credentials a real head gets from its instance profile); a
-stopping, stopped, shutting-down or terminated instance has its host powered off and
-removed. moto's public addresses are never contacted: configs use internal IPs only.
+stopping or stopped instance has its host powered off, kept for a start; a shutting-down or
+terminated one has its host powered off and removed. moto's public addresses are never
+contacted: configs use internal IPs only.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ REGION = "us-west-2"
 IMAGE = "ami-1e749f67"  # one of moto's images
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 BOOTED = ("pending", "running")
+KEPT = ("stopping", "stopped")
 OFF = ("stopping", "stopped", "shutting-down", "terminated")
 
 
@@ -114,7 +116,13 @@ class MotoEC2(Backed):
 
     def _observe(self) -> list[Seen]:
         return [
-            Seen(i["InstanceId"], i.get("PrivateIpAddress"), i["State"]["Name"] in BOOTED, _tags(i))
+            Seen(
+                i["InstanceId"],
+                i.get("PrivateIpAddress"),
+                i["State"]["Name"] in BOOTED,
+                _tags(i),
+                kept=i["State"]["Name"] in KEPT,
+            )
             for i in self.instances()
         ]
 

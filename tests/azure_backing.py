@@ -1,11 +1,11 @@
 """Azure VMs backed by real machines: the ARM fake (tests/fakes/arm) plays Azure Resource
 Manager on the bridge of a host network on 10.230.1.0/24, and every VM it runs is a
-namespace host at its NIC's private IP (tests/cloud_backing.py boots and removes them).
-This process and the head's monitor (another process, on the head host) reach the fake at
-http://10.230.1.1:<port> through RAYCTL_AZURE_ENDPOINT with the fake's token in
-RAYCTL_AZURE_ACCESS_TOKEN (a real head uses its managed identity). The fake gives NICs
-10.230.1.4, .5, ...; its public addresses are documentation ones (203.0.113.x), never
-contacted: configs use internal IPs only.
+namespace host at its NIC's private IP (tests/cloud_backing.py boots them, powers them off
+while they are deallocated, and removes them). This process and the head's monitor
+(another process, on the head host) reach the fake at http://10.230.1.1:<port> through
+RAYCTL_AZURE_ENDPOINT with the fake's token in RAYCTL_AZURE_ACCESS_TOKEN (a real head uses
+its managed identity). The fake gives NICs 10.230.1.4, .5, ...; its public addresses are
+documentation ones (203.0.113.x), never contacted: configs use internal IPs only.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ PREFIX = "10.230.1"
 LOCATION = "eastus"
 ZONES = ("1", "2", "3")
 UP = ("Creating", "Updating", "Succeeded")
+KEPT = ("stopping", "stopped", "deallocating", "deallocated")  # power states
 
 
 class BackedArm(Backed):
@@ -40,9 +41,10 @@ class BackedArm(Backed):
             "AZURE_SUBSCRIPTION_ID": self.fake.subscription,
         }
 
-    def vms(self) -> list[tuple[str, bool, str, dict[str, str]]]:
-        """(name, up, private IP, tags) of every VM in the subscription, read from the
-        fake's state: up is created or being created, and running or starting."""
+    def vms(self) -> list[tuple[str, bool, bool, str, dict[str, str]]]:
+        """(name, up, kept, private IP, tags) of every VM in the subscription, read from the
+        fake's state: up is created or being created, and running or starting; kept is
+        stopped or deallocated (or on the way), its disk kept to start again."""
         state = self.fake.state
         found = []
         with state.lock:
@@ -55,18 +57,19 @@ class BackedArm(Backed):
                     "starting",
                     "running",
                 )
+                kept = props["provisioningState"] != "Deleting" and props["powerState"] in KEPT
                 nic = state.find(props["networkProfile"]["networkInterfaces"][0]["id"])
                 config = nic.properties["ipConfigurations"][0] if nic else {"properties": {}}
                 ip = config["properties"].get("privateIPAddress", "")
-                found.append((vm.name, up, ip, dict(vm.tags)))
+                found.append((vm.name, up, kept, ip, dict(vm.tags)))
         return found
 
     def _observe(self) -> list[Seen]:
-        return [Seen(name, ip, up, tags) for name, up, ip, tags in self.vms()]
+        return [Seen(name, ip, up, tags, kept=kept) for name, up, kept, ip, tags in self.vms()]
 
     def cluster_nodes(self, cluster: str) -> dict[str, list[str]]:
         found: dict[str, list[str]] = {}
-        for name, up, _, tags in self.vms():
+        for name, up, _, _, tags in self.vms():
             if up and tags.get(Tag.CLUSTER) == cluster:
                 found.setdefault(tags.get(Tag.KIND, ""), []).append(name)
         return found

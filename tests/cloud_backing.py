@@ -4,9 +4,10 @@ Azure), and the steps those tests share (up, a job that adds a worker, idle scal
 
 A watcher thread polls the fake cloud's instances: one that is booting or running with a
 private IP gets a namespace host (tests/sshhosts.py) at that IP ("the VM boots"); one that
-stops or goes has its host powered off and removed. The fakes give instances addresses in
-the host network's subnet, and configs use internal IPs only: a fake's public addresses are
-never contacted.
+stops has its host powered off with its disk (its state: keys, home) kept, and booted again
+when it starts; one that goes has its host powered off and removed. The fakes give
+instances addresses in the host network's subnet, and configs use internal IPs only: a
+fake's public addresses are never contacted.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class Seen:
     address: str | None
     up: bool  # booting or running (else stopping, stopped or going)
     tags: dict[str, str]
+    kept: bool = False  # stopping or stopped, its disk kept to start again
 
 
 @dataclass
@@ -73,6 +75,9 @@ class InstanceHosts:
         self._boot_hosts = boot
         self._on_head = on_head
         self.booted: dict[str, Booted] = {}  # instance id -> its host now
+        self.stopped: dict[str, Booted] = {}  # instance id -> its host, off, state kept
+        # Instance id -> Ray's processes that ran on its host when the instance stopped.
+        self.ray_at_stop: dict[str, list[str]] = {}
         self.ever_booted: dict[str, str] = {}  # instance id -> private IP
         self.errors: list[str] = []  # hosts the watcher could not boot or remove
         self.list_failures = 0  # a fake server may answer 500 under concurrent calls
@@ -90,9 +95,10 @@ class InstanceHosts:
         if self._thread is not None:
             self._thread.join(timeout=30)
         with self._lock:
-            for booted in self.booted.values():
+            for booted in [*self.booted.values(), *self.stopped.values()]:
                 self.network.remove_host(booted.host)
             self.booted.clear()
+            self.stopped.clear()
 
     def _watch(self) -> None:
         while not self._stop.is_set():
@@ -111,15 +117,30 @@ class InstanceHosts:
             return
         with self._lock:
             up = {s.id for s in seen if s.up}
+            kept = {s.id for s in seen if s.kept}
             now = time.monotonic()
             for instance_id, booted in list(self.booted.items()):
                 if instance_id in up:
+                    continue
+                if instance_id in kept:  # off at once, as a real stop; its disk stays
+                    self.ray_at_stop[instance_id] = [
+                        c for c in booted.host.processes().values() if _is_ray(c)
+                    ]
+                    booted.host.stop()
+                    self.stopped[instance_id] = self.booted.pop(instance_id)
                     continue
                 going = self._going.setdefault(instance_id, now)
                 if now - going >= self._shutdown_s:
                     self.network.remove_host(booted.host)
                     del self.booted[instance_id]
                     del self._going[instance_id]
+            for instance_id, off in list(self.stopped.items()):
+                if instance_id in up:  # started again: the same machine boots
+                    off.host.start()
+                    self.booted[instance_id] = self.stopped.pop(instance_id)
+                elif instance_id not in kept:
+                    self.network.remove_host(off.host)
+                    del self.stopped[instance_id]
             for instance in seen:
                 if not instance.up or not instance.address or instance.id in self.booted:
                     continue
@@ -140,6 +161,11 @@ class InstanceHosts:
         """Instance id -> its running host."""
         with self._lock:
             return {i: b.host for i, b in self.booted.items()}
+
+
+def _is_ray(command: str) -> bool:
+    """Whether a host's process is one of Ray's own (its GCS, a raylet)."""
+    return any(name in command for name in ("gcs_server", "/raylet "))
 
 
 class Backed:
@@ -181,6 +207,11 @@ class Backed:
     @property
     def ever_booted(self) -> dict[str, str]:
         return self._hosts.ever_booted
+
+    @property
+    def ray_at_stop(self) -> dict[str, list[str]]:
+        """Instance id -> Ray's processes that ran on its host when it stopped."""
+        return self._hosts.ray_at_stop
 
     def hosts(self) -> dict[str, SSHHost]:
         """Instance id -> its running host."""
@@ -288,6 +319,62 @@ def an_idle_worker_goes(cloud: Backed, name: str, workers: set[str]) -> str:
     (gone,) = workers - set(cloud.cluster_nodes(name)[NodeKind.WORKER.value])
     wait_for(lambda: gone not in cloud.hosts(), 10, "the idle worker's host to go")
     return gone
+
+
+# A task needs a CPU, which only workers have: it prints the worker's host name.
+WORKER_JOB = """\
+import socket, ray
+ray.init()
+
+@ray.remote(num_cpus=1)
+def where():
+    return socket.gethostname()
+
+print("ran on", ray.get(where.remote(), timeout=120))
+"""
+
+
+def stopped_then_resumed(
+    cli: Callable[..., Any],
+    cloud: Backed,
+    name: str,
+    config: Path,
+    tmp_path: Path,
+    rayctl_home: Path,
+) -> None:
+    """Autostop without `down`: `up --autostop` (6 s); idle, the head's monitor stops Ray on
+    every node, then the worker's instance and its own (their hosts power off with Ray
+    already gone); `status` says so from the tags; `up` starts both again (Ray runs on each,
+    a job runs on the worker); `down` removes it (the caller checks that nothing is left)."""
+    up = cli("up", config, "--yes", "--autostop", 0.1)
+    assert up.code == 0, (up.text, cloud.errors)
+    nodes = cloud.cluster_nodes(name)
+    (head,), (worker,) = nodes[NodeKind.HEAD.value], nodes[NodeKind.WORKER.value]
+    wait_for(lambda: cloud.ray_at_stop.keys() == {head, worker}, 120, "the instances to stop")
+    assert cloud.ray_at_stop == {head: [], worker: []}  # Ray was stopped first
+    assert cloud.cluster_nodes(name) == {} and cloud.hosts() == {}
+    status = json.loads(cli("status", config, "--json").out)
+    assert [(n["id"], n["state"]) for n in status["nodes"]] == [
+        (head, "stopped"),
+        (worker, "stopped"),
+    ]
+    assert status["autostop"]["stopped_at"] is not None, status["autostop"]
+    assert status["autostop"]["down"] is False and not status["ray_reachable"]
+
+    again = cli("up", config, "--yes", "--json")  # without --autostop: it stays up
+    assert again.code == 0, (again.text, cloud.errors)
+    assert json.loads(again.out)["outcomes"] == {head: "started", worker: "started"}
+    hosts = cloud.hosts()
+    check_ray_nodes(cli, config, rayctl_home, {head: hosts[head], worker: hosts[worker]})
+    job = tmp_path / "job.py"
+    job.write_text(WORKER_JOB)
+    ran = cli("submit", config, job)
+    assert ran.code == 0 and f"ran on {hosts[worker].name}" in ran.out, ran.text
+    status = json.loads(cli("status", config, "--json").out)
+    assert status["autostop"] is None
+
+    down = cli("down", config, "--yes")
+    assert down.code == 0, down.text
 
 
 def down_from_a_fresh_machine(

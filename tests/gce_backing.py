@@ -1,11 +1,12 @@
 """Compute Engine instances backed by real machines: the GCE fake (tests/fakes/gce) plays
 Compute Engine, IAM and Resource Manager on the bridge of a host network on 10.220.1.0/24,
 and every instance it runs is a namespace host at the instance's internal IP
-(tests/cloud_backing.py boots and removes them). This process and the head's monitor (another
-process, on the head host) reach the fake at http://10.220.1.1:<port> through
-RAYCTL_GCP_ENDPOINT, with RAYCTL_GCP_CREDENTIALS=anonymous (a real head uses its service
-account). The fake gives instances 10.220.1.4, .5, ...; its public addresses are
-documentation ones (203.0.113.x), never contacted: configs use internal IPs only.
+(tests/cloud_backing.py boots them, powers them off while they are stopped, and removes
+them). This process and the head's monitor (another process, on the head host) reach the
+fake at http://10.220.1.1:<port> through RAYCTL_GCP_ENDPOINT, with
+RAYCTL_GCP_CREDENTIALS=anonymous (a real head uses its service account). The fake gives
+instances 10.220.1.4, .5, ...; its public addresses are documentation ones (203.0.113.x),
+never contacted: configs use internal IPs only.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ PROJECT = "test-project"
 REGION = "us-central1"
 ZONES = ("us-central1-a", "us-central1-b", "us-central1-c")
 UP = ("PROVISIONING", "STAGING", "RUNNING")
+KEPT = ("STOPPING", "TERMINATED", "SUSPENDING", "SUSPENDED")  # a delete goes STOPPING, then gone
 
 
 class BackedGce(Backed):
@@ -52,7 +54,10 @@ class BackedGce(Backed):
         return found
 
     def _observe(self) -> list[Seen]:
-        return [Seen(n, ip, status in UP, tags) for n, status, ip, tags in self.instances()]
+        return [
+            Seen(n, ip, status in UP, tags, kept=status in KEPT)
+            for n, status, ip, tags in self.instances()
+        ]
 
     def cluster_nodes(self, cluster: str) -> dict[str, list[str]]:
         found: dict[str, list[str]] = {}

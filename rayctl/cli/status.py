@@ -135,7 +135,8 @@ def _render_autostop(report: ClusterStatus) -> None:
     if autostop is None:
         return
     action = "remove the cluster" if autostop.down else "stop its nodes"
-    out.print(f"\nautostop: {action} after {autostop.idle_minutes:g} min idle")
+    after = "" if autostop.idle_minutes is None else f" after {autostop.idle_minutes:g} min idle"
+    out.print(f"\nautostop: {action}{after}")
     if autostop.stopped_at is not None:
         stopped = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(autostop.stopped_at))
         out.print(f"  stopped at {stopped}; `rayctl up` starts it again")

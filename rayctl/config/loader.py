@@ -228,18 +228,24 @@ def check_autostop(autostop: AutostopSettings | None, spec: ProviderSpec) -> str
     """Why `autostop` cannot be had from this provider, if it cannot."""
     if autostop is None:
         return None
-    if not spec.capabilities.removes_itself:
+    capabilities = spec.capabilities
+    if not capabilities.removes_itself and not capabilities.stops_nodes:
         return (
-            f"the {spec.kind} provider has no autostop yet: its head cannot remove what "
-            "the provider made for the cluster once its own node is gone; remove "
-            "rayctl.autostop and run `rayctl down` when done"
+            f"the {spec.kind} provider has no autostop yet: its head can neither remove what "
+            "the provider made for the cluster nor stop its nodes; remove rayctl.autostop "
+            "and run `rayctl down` when done"
         )
-    if autostop.down or spec.capabilities.stops_nodes:
-        return None
-    return (
-        f"the {spec.kind} provider cannot stop nodes to resume them later: autostop needs "
-        "`down: true` (`rayctl up --autostop MINUTES --down`), which removes the cluster"
-    )
+    if autostop.down and not capabilities.removes_itself:
+        return (
+            f"the {spec.kind} provider's head cannot remove the cluster itself: autostop "
+            "without `down` (`rayctl up --autostop MINUTES`) stops its nodes for a later `up`"
+        )
+    if not autostop.down and not capabilities.stops_nodes:
+        return (
+            f"the {spec.kind} provider cannot stop nodes to resume them later: autostop needs "
+            "`down: true` (`rayctl up --autostop MINUTES --down`), which removes the cluster"
+        )
+    return None
 
 
 def _docker_problems(config: ClusterConfig, node_type: str) -> list[Finding]:

@@ -1,9 +1,11 @@
 """What autostop does to an idle cluster, run by the head's monitor (cli.monitor hands it to
 the autoscaler, which cannot import orchestration): with `down`, remove the cluster as
 `rayctl down` does; without, stop Ray on every node and keep the nodes, marked on the head
-(Tag.AUTOSTOPPED) so that `status` says so and a later `up` starts them again. Only
-providers whose nodes stay resumable that way (Capabilities.stops_nodes) take autostop
-without `down`: config validation refuses it on the others."""
+(Tag.AUTOSTOPPED) so that `status` says so and a later `up` starts them again. Where nodes
+are machines that stop (providers.base.StopsNodes: cloud instances), the machines stop too,
+the head's own last. Only providers whose nodes stay resumable that way
+(Capabilities.stops_nodes) take autostop without `down`: config validation refuses it on
+the others."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from rayctl.config.loader import LoadedConfig
 from rayctl.errors import ProviderError
 from rayctl.ops.down import down
 from rayctl.ops.lock import cluster_lock
-from rayctl.providers.base import NodeKind, Tag
+from rayctl.providers.base import NodeKind, Tag, node_stopper
 from rayctl.providers.registry import make_provider
 from rayctl.runtime import detached
 
@@ -33,6 +35,10 @@ def autostop(loaded: LoadedConfig, *, home: Path) -> None:
             result = detached.stop(provider.runner(node), node.id)
             if not result.ok:
                 raise ProviderError(f"could not stop Ray on {node.id}:\n{result.tail}")
-        for node in nodes:
-            if node.kind is NodeKind.HEAD:
-                provider.set_tags(node.id, {Tag.AUTOSTOPPED: f"{time.time():.0f}"})
+        heads = [n.id for n in nodes if n.kind is NodeKind.HEAD]
+        for head in heads:
+            provider.set_tags(head, {Tag.AUTOSTOPPED: f"{time.time():.0f}"})
+        stopper = node_stopper(provider)
+        if stopper is not None:  # the head's machine last: this runs there
+            stopper.stop_nodes([n.id for n in nodes if n.kind is NodeKind.WORKER])
+            stopper.stop_nodes(heads)

@@ -25,7 +25,14 @@ from rayctl.ops import known
 from rayctl.ops.head import stop_monitor
 from rayctl.ops.lock import cluster_lock
 from rayctl.paths import ray_token_file
-from rayctl.providers.base import Node, NodeKind, NodeProvider, Tag, removal_from_head
+from rayctl.providers.base import (
+    Node,
+    NodeKind,
+    NodeProvider,
+    Tag,
+    removal_from_head,
+    stopped_nodes,
+)
 from rayctl.providers.registry import make_provider
 from rayctl.runtime.jobs import HeadJobs
 from rayctl.runtime.runner import NodeUnreachable
@@ -156,6 +163,8 @@ class _Down:
         if monitor_stopped and not self.workers_only and not self.by_monitor:
             self._stop_jobs(heads)
         nodes = provider.list_nodes()
+        if not self.workers_only and not self.by_monitor:
+            nodes += stopped_nodes(provider)  # an autostopped cluster's machines go too
         targets = [n for n in nodes if not self.workers_only or n.kind is NodeKind.WORKER]
         if self.by_monitor:  # the head last: the monitor runs there
             self._terminate([n for n in targets if n.kind is NodeKind.WORKER])

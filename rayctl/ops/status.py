@@ -15,7 +15,7 @@ from rayctl.config.schema import ClusterConfig
 from rayctl.errors import ClusterNotFound
 from rayctl.ops.head import autoscaler_off_hint
 from rayctl.ops.head import monitor_running as is_monitor_running
-from rayctl.providers.base import Node, NodeKind, Tag
+from rayctl.providers.base import Node, NodeKind, NodeState, Tag, stopped_nodes
 from rayctl.providers.registry import make_provider
 from rayctl.runtime import head_paths
 from rayctl.runtime.ray_adapter import RayNode, RayUnreachable, list_ray_nodes
@@ -49,7 +49,7 @@ class NodeTypeRow(BaseModel):
 class AutostopView(BaseModel):
     """Autostop as the head's monitor runs it (its last status document)."""
 
-    idle_minutes: float
+    idle_minutes: float | None  # None: not known here (the head is stopped, the config says none)
     down: bool  # remove the cluster (else stop its nodes for a later `up`)
     idle_s: float | None  # idle so far (None: not idle)
     left_s: float | None  # before it stops, now (None: not counting down)
@@ -75,21 +75,27 @@ class ClusterStatus(BaseModel):
 
 def cluster_status(loaded: LoadedConfig, *, home: Path) -> ClusterStatus:
     provider = make_provider(loaded.config, home=home)
-    nodes = sorted(provider.list_nodes(), key=lambda n: (n.kind is not NodeKind.HEAD, n.id))
+    nodes = provider.list_nodes()
+    if not any(n.kind is NodeKind.HEAD for n in nodes):  # a stopped cluster: its machines
+        nodes += stopped_nodes(provider)
+    nodes.sort(key=lambda n: (n.kind is not NodeKind.HEAD, n.id))
     if not nodes:
         raise ClusterNotFound(f"cluster '{loaded.name}' has no nodes; start it with `rayctl up`")
     head = next((n for n in nodes if n.kind is NodeKind.HEAD), None)
+    # A stopped head is not asked anything: a machine that is off would not answer.
+    stopped = head is not None and head.state is NodeState.STOPPED
     ray_nodes: dict[str, RayNode] = {}
-    ray_error: str | None = None
+    ray_error: str | None = "the head is stopped; `rayctl up` starts it" if stopped else None
     gcs_address = dashboard_url = None
     if head is not None:
         gcs_address = head.gcs_address
         if Tag.DASHBOARD_PORT in head.tags:
             dashboard_url = f"http://{head.internal_ip}:{head.tags[Tag.DASHBOARD_PORT]}"
+    if head is not None and not stopped:
         try:
             # A restarted node registers again under the same instance id: prefer the live one.
             token_file = ClusterAuth.local(loaded.config, home=home).require_token()
-            for r in list_ray_nodes(gcs_address, token_file=token_file):
+            for r in list_ray_nodes(head.gcs_address, token_file=token_file):
                 if r.instance_id not in ray_nodes or r.status != "DEAD":
                     ray_nodes[r.instance_id] = r
         except (RayUnreachable, TokenError) as exc:
@@ -115,7 +121,7 @@ def cluster_status(loaded: LoadedConfig, *, home: Path) -> ClusterStatus:
             )
         )
     monitor_running, autoscaler, hint = False, None, None
-    if head is not None:
+    if head is not None and not stopped:
         monitor_running = is_monitor_running(provider, head)
         hint = None if monitor_running else autoscaler_off_hint(loaded)
         lines: list[str] = []
@@ -139,7 +145,27 @@ def cluster_status(loaded: LoadedConfig, *, home: Path) -> ClusterStatus:
         monitor_running=monitor_running,
         autoscaler_hint=hint,
         autoscaler=autoscaler,
-        autostop=_autostop(head, autoscaler, running=monitor_running),
+        autostop=_autostopped(head, loaded.config)
+        if stopped
+        else _autostop(head, autoscaler, running=monitor_running),
+    )
+
+
+def _autostopped(head: Node | None, config: ClusterConfig) -> AutostopView | None:
+    """Autostop of a stopped head (its status document cannot be read): when its tag says
+    autostop stopped it, with the config's timeout if the config has one (`up --autostop`
+    may have given it instead)."""
+    stopped = head.tags.get(Tag.AUTOSTOPPED) if head is not None else None
+    if not stopped:
+        return None
+    given = config.rayctl.autostop
+    return AutostopView(
+        idle_minutes=given.idle_minutes if given is not None else None,
+        down=False,
+        idle_s=None,
+        left_s=None,
+        busy=None,
+        stopped_at=float(stopped),
     )
 
 

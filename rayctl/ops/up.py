@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rayctl.config.loader import LoadedConfig
+from rayctl.config.schema import ClusterConfig
 from rayctl.errors import BootstrapError, ConfigError, ProviderError, RayctlError
 from rayctl.ops import known
 from rayctl.ops.head import (
@@ -33,7 +35,15 @@ from rayctl.ops.head import (
 )
 from rayctl.ops.lock import cluster_lock
 from rayctl.paths import log_dir
-from rayctl.providers.base import Node, NodeKind, NodeProvider, Tag, recording, simulated_ray
+from rayctl.providers.base import (
+    Node,
+    NodeKind,
+    NodeProvider,
+    Tag,
+    node_stopper,
+    recording,
+    simulated_ray,
+)
 from rayctl.providers.registry import make_provider
 from rayctl.runtime.bootstrap import (
     Bootstrapper,
@@ -104,6 +114,7 @@ def _up(
         )
     known.record(home, loaded)  # first: a failed `up` is found by name and removed by `down`
     provider.bootstrap()
+    _resume(config, provider)
     heads = provider.list_nodes(**{Tag.KIND: NodeKind.HEAD.value})
     # The autoscaler to restore if this `up` fails.
     previous = next((h for h in heads if monitor_running(provider, h)), None)
@@ -125,6 +136,46 @@ def _up(
         if previous is not None or _has_head(provider):
             exc.add_note(autoscaler_note(loaded, restored))
         raise
+
+
+def _resume(config: ClusterConfig, provider: NodeProvider) -> None:
+    """A cluster whose machines stopped (autostop without `down`) starts again: its head and
+    the stopped workers min_workers asks for (the others stay stopped: launches reuse them
+    with cache_stopped_nodes, `down` removes them). Bootstrap then starts Ray on them."""
+    stopper = node_stopper(provider)
+    if stopper is None:
+        return
+    chosen = to_resume(config, stopper.stopped_nodes(), provider.list_nodes())
+    if chosen:
+        log.info("starting the stopped nodes %s", ", ".join(chosen))
+        stopper.start_nodes(chosen)
+
+
+def to_resume(config: ClusterConfig, stopped: list[Node], running: list[Node]) -> list[str]:
+    """Which of a stopped cluster's nodes to start: a head (when none runs), and the stopped
+    workers of each worker type of the config (with its launch hash) that its min_workers
+    needs besides the `running` ones."""
+    heads = sorted(n.id for n in stopped if n.kind is NodeKind.HEAD)
+    if not heads or any(n.kind is NodeKind.HEAD for n in running):
+        return []
+    types = config.worker_types()
+    hashes = {name: NodeSpec.of(config, name, NodeKind.WORKER).launch_hash for name in types}
+
+    def counts_for(node: Node) -> str | None:
+        """The worker type whose min_workers the node counts for, if any."""
+        current = node.kind is NodeKind.WORKER and node.node_type in hashes
+        if current and node.tags.get(Tag.LAUNCH_HASH) == hashes[node.node_type]:
+            return node.node_type
+        return None
+
+    have = Counter(counts_for(n) for n in running)
+    chosen = heads[:1]
+    for node in sorted(stopped, key=lambda n: n.id):
+        type_name = counts_for(node)
+        if type_name is not None and have[type_name] < types[type_name].min_workers:
+            chosen.append(node.id)
+            have[type_name] += 1
+    return chosen
 
 
 def _restore_autoscaler(provider: NodeProvider, previous: Node | None) -> AutoscalerState:

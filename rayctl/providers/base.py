@@ -102,6 +102,35 @@ class RemovesFromHead(Protocol):
         this runs on. The last calls may not return (the node is going)."""
 
 
+class StopsNodes(Protocol):
+    """A provider whose nodes' machines stop and start again keeping their disks, addresses
+    and tags (autostop without `down` stops them; `up` starts them). A stopped node is no
+    node to `list_nodes`: `stopped_nodes` lists it."""
+
+    def stopped_nodes(self, **tag_filters: str) -> list[Node]:
+        """This cluster's stopped (or stopping) nodes, filtered by exact tag values."""
+
+    def stop_nodes(self, ids: Sequence[str]) -> None:
+        """Stop the nodes' machines, keeping them to start again, and confirm they stopped.
+        The node this runs on may be among them: then the call may not return."""
+
+    def start_nodes(self, ids: Sequence[str]) -> list[Node]:
+        """Start stopped nodes (waiting for any still stopping); returns them, pending or
+        running."""
+
+
+def node_stopper(provider: NodeProvider) -> StopsNodes | None:
+    """The provider, if its nodes' machines stop and start again (else stopping a node is
+    stopping its Ray)."""
+    return cast("StopsNodes", provider) if hasattr(provider, "stop_nodes") else None
+
+
+def stopped_nodes(provider: NodeProvider, **tag_filters: str) -> list[Node]:
+    """The cluster's stopped nodes, for a provider whose machines stop (else none)."""
+    stopper = node_stopper(provider)
+    return stopper.stopped_nodes(**tag_filters) if stopper is not None else []
+
+
 def removal_from_head(provider: NodeProvider) -> RemovesFromHead | None:
     """The provider, if a head removes its cluster in a way of its own (else `down` does:
     terminate the head, then `cleanup`)."""

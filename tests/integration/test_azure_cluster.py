@@ -1,12 +1,13 @@
 """The Azure provider end to end: the ARM fake plays Azure Resource Manager (on a namespace
 bridge) and every VM it runs is a real sshd host at its NIC's private IP, booted when the VM
-appears and powered off when it goes (tests/azure_backing.py).
+appears, powered off while it is deallocated and removed when it goes (tests/azure_backing.py).
 
 up -> bootstrap over SSH -> Ray on every VM's private IP -> submit -> the monitor on the
 head (another process, on the head host) launches a worker through the fake for the demand
--> idle scale-down deletes it -> down deletes the resource group rayctl created. And a
-failed `up` (no zone can hold the head, or no quota for it) in a shared resource group is
-cleaned by `down` resource by resource, the group kept.
+-> idle scale-down deletes it -> down deletes the resource group rayctl created. Autostop
+without `down` deallocates the VMs and `up` resumes them. And a failed `up` (no zone can
+hold the head, or no quota for it) in a shared resource group is cleaned by `down` resource
+by resource, the group kept.
 """
 
 from __future__ import annotations
@@ -69,6 +70,20 @@ def test_azure_lifecycle(
         e2e.down_from_a_fresh_machine(cli, config, arm.network.wrong_key, tmp_path, monkeypatch)
         assert arm.leftovers(group) == {}
         assert group.lower() not in arm.fake.state.groups  # rayctl made it: it went whole
+        e2e.nothing_runs_after_down(arm, name)
+    finally:
+        if arm.leftovers(group):
+            cli("down", config, "--yes")
+        kill_leftovers(name)
+
+
+def test_the_idle_head_deallocates_the_vms_and_up_resumes_them(
+    arm: BackedArm, cli, tmp_path: Path, rayctl_home: Path
+) -> None:
+    name, group, config = write_config(arm, tmp_path)
+    try:
+        e2e.stopped_then_resumed(cli, arm, name, config, tmp_path, rayctl_home)
+        assert arm.leftovers(group) == {}
         e2e.nothing_runs_after_down(arm, name)
     finally:
         if arm.leftovers(group):

@@ -75,6 +75,21 @@ def test_gcp_lifecycle(
         kill_leftovers(name)
 
 
+def test_the_idle_head_stops_the_instances_and_up_resumes_them(
+    booted_gce: BackedGce, cli, tmp_path: Path, rayctl_home: Path
+) -> None:
+    gce = booted_gce
+    name, config = write_config(gce, tmp_path)
+    try:
+        e2e.stopped_then_resumed(cli, gce, name, config, tmp_path, rayctl_home)
+        assert gce.leftovers(name) == {}
+        e2e.nothing_runs_after_down(gce, name)
+    finally:
+        if gce.leftovers(name):
+            cli("down", config, "--yes")
+        kill_leftovers(name)
+
+
 def test_failed_up_is_cleaned_by_down(
     dead_gce: BackedGce, cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

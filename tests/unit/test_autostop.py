@@ -3,6 +3,7 @@ no Ray), and the settings: config key, provider check, `up --autostop` flag."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,10 @@ from rayctl.autoscaler.status import AutoscalerStatus
 from rayctl.config.loader import check_autostop
 from rayctl.config.provider_spec import ProviderSpec
 from rayctl.config.schema import AutostopSettings, Capabilities, ProviderSettings
+from rayctl.ops.up import to_resume
 from rayctl.providers import registry
+from rayctl.providers.base import Node, NodeKind, NodeState, Tag
+from rayctl.runtime.bootstrap import NodeSpec
 from rayctl.runtime.ray_adapter import ClusterSnapshot, RayActivity, RayNode
 from tests.unit.test_reconciler import CPU1, Clock, Sim
 
@@ -158,7 +162,7 @@ def _config(tmp_path: Path, provider: dict, autostop: dict | None) -> Path:
 AWS = {"type": "aws", "region": "us-west-2"}
 GCP = {"type": "gcp", "region": "us-west1", "availability_zone": "us-west1-a", "project_id": "p"}
 AZURE = {"type": "azure", "location": "westus2", "resource_group": "rg"}
-SSH = {"type": "ssh", "head_ip": "10.0.0.1", "worker_ips": ["10.0.0.2"]}
+FAKE = {"type": "fake"}
 
 
 def test_the_config_key_takes_fractions_of_minutes(tmp_path: Path):
@@ -172,12 +176,12 @@ def _rayctl(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_autostop_is_refused_where_the_head_cannot_remove_the_cluster(tmp_path: Path):
-    path = _config(tmp_path, SSH, {"idle_minutes": 30, "down": True})
+def test_autostop_is_refused_where_the_head_can_neither_remove_nor_stop(tmp_path: Path):
+    path = _config(tmp_path, FAKE, {"idle_minutes": 30, "down": True})
     result = _rayctl("validate", str(path))
     assert result.returncode == 2, result.stderr
     assert f"{path}:" in result.stderr and "rayctl.autostop" in result.stderr
-    assert "the ssh provider has no autostop yet" in result.stderr
+    assert "the fake provider has no autostop yet" in result.stderr
     bad = _config(tmp_path, {"type": "local"}, {"idle_minutes": 0})
     result = _rayctl("validate", str(bad))
     assert result.returncode == 2 and "idle_minutes" in result.stderr, result.stderr
@@ -187,13 +191,21 @@ class _Removes(ProviderSettings):
     capabilities: ClassVar[Capabilities] = Capabilities(removes_itself=True)
 
 
-def test_autostop_without_down_needs_a_provider_that_stops_nodes():
+class _Stops(ProviderSettings):
+    capabilities: ClassVar[Capabilities] = Capabilities(stops_nodes=True)
+
+
+def test_autostop_takes_what_the_provider_can_do():
     removes = ProviderSpec(kind="removes", model=_Removes, factory="x:y")
-    stops = ProviderSpec(kind="local", model=registry.specs()["local"].model, factory="x:y")
+    stops = ProviderSpec(kind="stops", model=_Stops, factory="x:y")
+    both = ProviderSpec(kind="local", model=registry.specs()["local"].model, factory="x:y")
     keep = AutostopSettings(idle_minutes=1)
+    remove = keep.model_copy(update={"down": True})
     assert "cannot stop nodes" in (check_autostop(keep, removes) or "")
-    assert check_autostop(keep.model_copy(update={"down": True}), removes) is None
+    assert check_autostop(remove, removes) is None
+    assert "cannot remove the cluster itself" in (check_autostop(remove, stops) or "")
     assert check_autostop(keep, stops) is None
+    assert check_autostop(keep, both) is None and check_autostop(remove, both) is None
     assert check_autostop(None, removes) is None
 
 
@@ -214,25 +226,64 @@ def test_bad_autostop_flags_exit_2_before_anything_is_created(
     assert message in " ".join(result.stderr.split()), result.stderr
 
 
-def test_the_autostop_flag_is_refused_on_ssh(tmp_path: Path):
-    path = _config(tmp_path, SSH, None)
+def test_the_autostop_flag_is_refused_where_there_is_no_autostop(tmp_path: Path):
+    path = _config(tmp_path, FAKE, None)
     result = _rayctl("up", str(path), "--autostop", "5", "--down")
     assert result.returncode == 2, result.stderr
     assert "has no autostop yet" in " ".join(result.stderr.split()), result.stderr
 
 
-@pytest.mark.parametrize("cloud", [AWS, GCP, AZURE], ids=lambda c: c["type"])
-def test_clouds_take_autostop_with_down_only(tmp_path: Path, cloud: dict):
-    """The cloud's head removes its cluster (tests/unit/test_aws_autostop.py,
-    test_gcp_autostop.py, test_azure_autostop.py); stopped instances to resume later are
-    not offered: without `down` validate says what to do."""
-    ok = _rayctl("validate", str(_config(tmp_path, cloud, {"idle_minutes": 5, "down": True})))
-    assert ok.returncode == 0, ok.stderr
-    keep = _config(tmp_path, cloud, {"idle_minutes": 5})
-    result = _rayctl("validate", str(keep))
-    assert result.returncode == 2, result.stderr
-    assert f"{keep}:" in result.stderr and "rayctl.autostop" in result.stderr
-    assert "--autostop MINUTES --down" in " ".join(result.stderr.split()), result.stderr
-    result = _rayctl("up", str(_config(tmp_path, cloud, None)), "--autostop", "5")
-    assert result.returncode == 2, result.stderr
-    assert "cannot stop nodes" in " ".join(result.stderr.split()), result.stderr
+@pytest.mark.parametrize("provider", [AWS, GCP, AZURE], ids=["aws", "gcp", "azure"])
+def test_the_clouds_take_autostop_with_and_without_down(tmp_path: Path, provider: dict):
+    """Their heads remove the cluster (tests/unit/test_aws_autostop.py, test_gcp_autostop.py,
+    test_azure_autostop.py) or stop the instances for a later `up` (providers.base.StopsNodes)."""
+    for down in (True, False):
+        loaded = registry.load_config(
+            _config(tmp_path, provider, {"idle_minutes": 5, "down": down})
+        )
+        assert loaded.config.rayctl.autostop == AutostopSettings(idle_minutes=5, down=down)
+
+
+# -- `up` after autostop stopped the machines: what it starts --------------------------------
+
+
+def _node(node_id: str, kind: NodeKind, node_type: str, launch_hash: str) -> Node:
+    tags = {Tag.KIND: kind.value, Tag.NODE_TYPE: node_type, Tag.LAUNCH_HASH: launch_hash}
+    return Node(node_id, node_type, kind, NodeState.STOPPED, "10.0.0.1", None, tags)
+
+
+def test_up_starts_the_stopped_head_and_the_workers_min_workers_needs(tmp_path: Path):
+    path = tmp_path / "cluster.yaml"
+    machine = {"InstanceType": "m5.large"}
+    types = {
+        "head": {"node_config": machine},
+        "a": {"node_config": machine, "min_workers": 2},
+        "b": {"node_config": {"InstanceType": "m5.xlarge"}},
+    }
+    raw = {"cluster_name": "r", "provider": AWS, "available_node_types": types}
+    path.write_text(yaml.safe_dump({**raw, "head_node_type": "head"}))
+    config = registry.load_config(path).config
+    head_hash = NodeSpec.of(config, "head", NodeKind.HEAD).launch_hash
+    a_hash = NodeSpec.of(config, "a", NodeKind.WORKER).launch_hash
+    b_hash = NodeSpec.of(config, "b", NodeKind.WORKER).launch_hash
+    head = _node("h", NodeKind.HEAD, "head", head_hash)
+    workers = [
+        _node("w3", NodeKind.WORKER, "a", a_hash),
+        _node("w1", NodeKind.WORKER, "a", a_hash),
+        _node("w2", NodeKind.WORKER, "a", a_hash),
+        _node("w0", NodeKind.WORKER, "a", "an-older-node-config"),
+        _node("w4", NodeKind.WORKER, "b", b_hash),  # b needs none
+        _node("w5", NodeKind.WORKER, "gone", a_hash),  # a type no longer in the config
+    ]
+    assert to_resume(config, [head, *workers], []) == ["h", "w1", "w2"]
+    # Workers that run already count: min_workers 2 needs one more.
+    running = [_node("r1", NodeKind.WORKER, "a", a_hash), _node("r2", NodeKind.WORKER, "b", b_hash)]
+    assert to_resume(config, [head, *workers], running) == ["h", "w1"]
+    stale = _node("r0", NodeKind.WORKER, "a", "an-older-node-config")
+    assert to_resume(config, [head, *workers], [stale, *running]) == ["h", "w1"]
+    assert to_resume(config, [head, *workers], running * 2) == ["h"]
+    # No stopped head, or a running one: not a stopped cluster (its stopped workers are
+    # cached ones, for launches to reuse).
+    assert to_resume(config, workers, []) == []
+    running_head = dataclasses.replace(head, id="h2", state=NodeState.RUNNING)
+    assert to_resume(config, [head, *workers], [running_head]) == []

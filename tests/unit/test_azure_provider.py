@@ -350,6 +350,38 @@ def test_cached_workers_are_deallocated_and_started_again_never_spot(
     assert [vm.id.rsplit("/", 1)[-1] for vm in in_group(fake, VM)] == [node.id]
 
 
+def test_stopped_vms_are_deallocated_keep_their_tags_and_start_again(
+    fake: ArmFake, tmp_path: Path
+) -> None:
+    """What autostop without `down` leaves (ops.autostop deallocates the workers, then the
+    head), what `up` starts again, and what `down` removes (the head among them)."""
+    p = provider(fake, tmp_path)
+    p.bootstrap()
+    (head,) = p.create_nodes("ray.head.default", 1, launch_tags(NodeKind.HEAD))
+    workers = sorted(n.id for n in p.create_nodes("worker", 2, launch_tags(NodeKind.WORKER)))
+    p.set_tags(head.id, {Tag.AUTOSTOPPED: "1000"})
+    p.stop_nodes(workers)
+    assert [n.id for n in p.list_nodes()] == [head.id]  # only those asked
+    p.stop_nodes([head.id])
+    assert p.list_nodes() == [] and len(in_group(fake, VM)) == 3
+    stopped = {n.id: n for n in p.stopped_nodes()}
+    assert sorted(stopped) == sorted([head.id, *workers])
+    assert {n.state for n in stopped.values()} == {NodeState.STOPPED}
+    assert stopped[head.id].tags[Tag.AUTOSTOPPED] == "1000"
+    assert stopped[head.id].internal_ip == head.internal_ip
+    assert [n.id for n in p.stopped_nodes(**{Tag.KIND: NodeKind.HEAD.value})] == [head.id]
+
+    started = p.start_nodes([head.id, workers[0]])
+    assert sorted(n.id for n in started) == sorted([head.id, workers[0]])
+    assert sorted(n.id for n in p.list_nodes()) == sorted([head.id, workers[0]])
+    assert [n.id for n in p.stopped_nodes()] == [workers[1]]
+
+    p.stop_nodes([head.id, workers[0]])
+    p.terminate_nodes([n.id for n in p.stopped_nodes()])  # `down` of a stopped cluster
+    p.cleanup()
+    assert fake.state.groups == {} and tagged(fake) == []
+
+
 def test_down_deletes_the_group_rayctl_created(fake: ArmFake, tmp_path: Path) -> None:
     p = provider(fake, tmp_path, more="cache_stopped_nodes: true")
     p.bootstrap()

@@ -13,7 +13,10 @@ import pytest
 from google.api_core import retry as gretry
 
 from rayctl.errors import AuthError, CapacityError, QuotaError
-from rayctl.providers.base import NodeKind, Tag
+from rayctl.ops import status as status_module
+from rayctl.ops.down import down
+from rayctl.ops.status import cluster_status
+from rayctl.providers.base import NodeKind, NodeState, Tag
 from rayctl.providers.gcp import errors as gcp_errors
 from rayctl.providers.gcp import instances as gcp_instances
 from rayctl.providers.gcp import labels
@@ -325,3 +328,44 @@ def test_tagging_a_vanished_instance_is_nothing_to_do(gce: GceFake, tmp_path: Pa
     assert p.list_nodes() == []
     p._zones.clear()
     p.set_tags(node.id, {Tag.STATUS: "ready"})  # not listed any more
+
+
+def test_a_stopped_cluster_keeps_its_labels_starts_again_and_down_removes_it(
+    gce: GceFake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What autostop without `down` leaves (ops.autostop stops the instances, the head's
+    last), read by `status` without reaching any instance, started by `up`, removed by
+    `down`."""
+    path = write_config(tmp_path)
+    p = GCPProvider(load_config(path).config, home=tmp_path / "home")
+    p.bootstrap()
+    (head,) = p.create_nodes(HEAD, 1, launch_tags(NodeKind.HEAD))
+    workers = sorted(n.id for n in p.create_nodes(WORKER, 2, launch_tags(NodeKind.WORKER)))
+    p.set_tags(head.id, {Tag.AUTOSTOPPED: "1000"})
+    p.stop_nodes(workers)
+    assert [n.id for n in p.list_nodes()] == [head.id]  # only those asked
+    p.stop_nodes([head.id])
+    assert p.list_nodes() == []
+    stopped = {n.id: n for n in p.stopped_nodes()}
+    assert sorted(stopped) == sorted([head.id, *workers])
+    assert {n.state for n in stopped.values()} == {NodeState.STOPPED}
+    assert stopped[head.id].tags[Tag.AUTOSTOPPED] == "1000"
+    assert [n.id for n in p.stopped_nodes(**{Tag.KIND: NodeKind.HEAD.value})] == [head.id]
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"a node was reached: {args}")
+
+    monkeypatch.setattr(GCPProvider, "runner", refuse)
+    monkeypatch.setattr(status_module, "list_ray_nodes", refuse)
+    status = cluster_status(load_config(path), home=tmp_path / "home")
+    assert [r.state for r in status.nodes] == ["stopped"] * 3
+    assert status.autostop is not None and status.autostop.stopped_at == 1000.0
+
+    started = p.start_nodes([head.id, workers[0]])
+    assert sorted(n.id for n in started) == sorted([head.id, workers[0]])
+    assert sorted(n.id for n in p.list_nodes()) == sorted([head.id, workers[0]])
+    assert [n.id for n in p.stopped_nodes()] == [workers[1]]
+
+    p.stop_nodes([head.id, workers[0]])
+    report = down(load_config(path), home=tmp_path / "home")
+    assert len(report.removed) == 3 and p._list() == []

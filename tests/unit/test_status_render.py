@@ -4,6 +4,7 @@ demand it cannot place), whether it runs at all, and every node type it may laun
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +21,7 @@ from rayctl.cli.output import emit
 from rayctl.ops import status as status_op
 from rayctl.ops.status import ClusterStatus, NodeRow, NodeTypeRow
 from rayctl.providers.base import Node, NodeKind, NodeState, Tag
+from rayctl.providers.registry import load_config
 
 HINT = "autoscaler: off: nothing adds, replaces or removes workers; `rayctl up c.yaml -n c` ..."
 
@@ -165,3 +167,28 @@ def test_autostop_shows_its_settings_and_the_time_left_now(
     status_cli._render_autostop(report(autostop=view))
     assert "`rayctl up` starts it again" in capsys.readouterr().out
     assert status_op._autostop(head, AutoscalerStatus(updated_at=1.0), running=True) is None
+
+
+def test_a_stopped_head_shows_autostop_from_its_tag(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+):
+    """The head's status document cannot be read while its machine is stopped: the tag says
+    when, the config the timeout when it has one (`up --autostop` may have given it)."""
+    path = tmp_path / "c.yaml"
+    path.write_text("cluster_name: c\nprovider: {type: local}\n")
+    plain = load_config(path).config
+    head = Node("head-1", "h", NodeKind.HEAD, NodeState.STOPPED, "10.0.0.2", None, {})
+    assert status_op._autostopped(head, plain) is None  # stopped, but not by autostop
+    stopped = Node(**{**head.__dict__, "tags": {Tag.AUTOSTOPPED: "1000"}})
+    view = status_op._autostopped(stopped, plain)
+    assert view is not None and (view.stopped_at, view.idle_minutes, view.down) == (
+        1000.0,
+        None,
+        False,
+    )
+    status_cli._render_autostop(report(autostop=view))
+    shown = capsys.readouterr().out
+    assert "autostop: stop its nodes\n" in shown and "`rayctl up` starts it again" in shown
+    path.write_text(path.read_text() + "rayctl: {autostop: {idle_minutes: 0.5}}\n")
+    view = status_op._autostopped(stopped, load_config(path).config)
+    assert view is not None and view.idle_minutes == 0.5

@@ -35,8 +35,9 @@ class AWSProviderConfig(ProviderSettings):
     profile, SSO, or the head's instance profile)."""
 
     type: Literal["aws"]
-    # The head removes its cluster (autostop with `down`): AWSProvider.remove_from_head.
-    capabilities: ClassVar[Capabilities] = Capabilities(removes_itself=True)
+    # The head removes its cluster (autostop with `down`): AWSProvider.remove_from_head;
+    # or stops its instances (without): AWSProvider.stop_nodes.
+    capabilities: ClassVar[Capabilities] = Capabilities(removes_itself=True, stops_nodes=True)
     region: str = Field(min_length=1, description="The AWS region, e.g. us-west-2.")
     availability_zone: str | None = Field(
         None,

@@ -204,15 +204,44 @@ class AWSProvider:
             return []
         stopped = self._instances(("stopped",), tags=match)
         ids = sorted(i["InstanceId"] for i in stopped)[:count]
-        if not ids:
-            return []
-        started = call(
-            self.ec2, "start_instances", InstanceIds=ids, allow=("IncorrectInstanceState",)
-        )
-        if started is None:
+        if not ids or not self._start(ids):
             return []  # one of them is no longer stopped (another rayctl took it): launch anew
         self._tag(ids, tags)
         return [self._node(i, tags) for i in self._instances(LIVE, ids=ids)]
+
+    def _start(self, ids: Sequence[str]) -> bool:
+        """Start stopped instances; False when one of them is not stopped (nothing started)."""
+        allow = ("IncorrectInstanceState",)
+        return call(self.ec2, "start_instances", InstanceIds=list(ids), allow=allow) is not None
+
+    def _batched(self, action: str, ids: Sequence[str]) -> None:
+        """`action` (stop_instances, terminate_instances) on `ids`, BATCH at a time."""
+        for start in range(0, len(ids), BATCH):
+            call(self.ec2, action, InstanceIds=list(ids[start : start + BATCH]))
+
+    # -- StopsNodes (autostop without `down`) -----------------------------------------------
+
+    def stopped_nodes(self, **tag_filters: str) -> list[Node]:
+        nodes = [self._node(i) for i in self._instances(CACHED, tags=tag_filters)]
+        return [n for n in nodes if all(n.tags.get(k) == v for k, v in tag_filters.items())]
+
+    def stop_nodes(self, ids: Sequence[str]) -> None:
+        """Stop on-demand instances; spot ones, which EC2 does not stop, are terminated
+        (`up` launches new ones for min_workers)."""
+        instances = self._instances(LIVE, ids=ids)
+        spot = [i["InstanceId"] for i in instances if i.get("InstanceLifecycle") == "spot"]
+        stop = [i["InstanceId"] for i in instances if i["InstanceId"] not in spot]
+        self._batched("stop_instances", stop)
+        self._batched("terminate_instances", spot)
+        self._await(list(ids), lambda i: i["State"]["Name"] not in LIVE)
+
+    def start_nodes(self, ids: Sequence[str]) -> list[Node]:
+        self._await(list(ids), lambda i: i["State"]["Name"] != "stopping")
+        if ids and not self._start(ids):
+            raise TransientError(
+                f"instances {', '.join(ids)} are not all stopped; run `rayctl up` again"
+            )
+        return [self._node(i) for i in self._instances(LIVE, ids=ids)]
 
     def _tag(self, ids: Sequence[str], tags: Mapping[str, str]) -> None:
         call(self.ec2, "create_tags", Resources=list(ids), Tags=tag_list(tags))
@@ -304,10 +333,8 @@ class AWSProvider:
             and not (cache and i["State"]["Name"] in CACHED)
             and i["State"]["Name"] != "shutting-down"
         ]
-        for start in range(0, len(stop), BATCH):
-            call(self.ec2, "stop_instances", InstanceIds=stop[start : start + BATCH])
-        for start in range(0, len(end), BATCH):
-            call(self.ec2, "terminate_instances", InstanceIds=end[start : start + BATCH])
+        self._batched("stop_instances", stop)
+        self._batched("terminate_instances", end)
         self._await([i["InstanceId"] for i in instances], lambda i: i["State"]["Name"] not in LIVE)
 
     def forget_nodes(self, ids: Sequence[str]) -> None:
@@ -330,8 +357,8 @@ class AWSProvider:
             if time.monotonic() > deadline:
                 states = ", ".join(f"{i['InstanceId']} {i['State']['Name']}" for i in waiting)
                 raise TransientError(
-                    f"instances not terminated after {timeout_s:.0f} s: {states}; "
-                    "run `rayctl down` again"
+                    f"instances still {states} after {timeout_s:.0f} s; "
+                    "run `rayctl up` or `rayctl down` again"
                 )
             time.sleep(delay)
             delay = min(delay * 1.5, 5.0)
@@ -695,9 +722,7 @@ class AWSProvider:
         """Terminate the cached instances, wait until every instance but `keep` is
         terminated, then delete the cluster's volumes (but those attached to `keep`), its
         security groups and the key pair rayctl made, with the local private key."""
-        cached = [i["InstanceId"] for i in self._instances(CACHED)]
-        for start in range(0, len(cached), BATCH):
-            call(self.ec2, "terminate_instances", InstanceIds=cached[start : start + BATCH])
+        self._batched("terminate_instances", [i["InstanceId"] for i in self._instances(CACHED)])
         left = [i["InstanceId"] for i in self._instances(NOT_TERMINATED) if i["InstanceId"] != keep]
         if left:
             self._await(left, lambda i: False, timeout_s=CLEANUP_TIMEOUT_S)

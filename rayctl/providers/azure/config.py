@@ -48,8 +48,9 @@ class AzureProviderConfig(ProviderSettings):
     identity)."""
 
     type: Literal["azure"]
-    # The head removes its cluster (autostop with `down`): AzureProvider.remove_from_head.
-    capabilities: ClassVar[Capabilities] = Capabilities(removes_itself=True)
+    # The head removes its cluster (autostop with `down`: AzureProvider.remove_from_head) or
+    # stops its nodes for a later `up` (without: AzureProvider.stop_nodes).
+    capabilities: ClassVar[Capabilities] = Capabilities(removes_itself=True, stops_nodes=True)
     location: str = Field(min_length=1, description="The Azure region, e.g. westus2.")
     resource_group: str = Field(
         min_length=1,

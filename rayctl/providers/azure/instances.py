@@ -231,8 +231,8 @@ class AzureProvider:
             for ip in self.azure.network.public_ip_addresses.list(self.group)
         }
 
-    def _node(self, vm: _VM) -> Node:
-        state = vm.state
+    def _node(self, vm: _VM, state: NodeState | None = None) -> Node:
+        state = state or vm.state
         assert state is not None
         return Node(
             id=vm.name,
@@ -293,13 +293,7 @@ class AzureProvider:
             if vm.deallocated and not vm.spot and all(vm.tags.get(k) == v for k, v in match.items())
         ]
         chosen = sorted(cached, key=lambda vm: vm.name)[:count]
-        compute = self.azure.compute.virtual_machines
-        self._each(
-            [vm.name for vm in chosen],
-            lambda name: call(
-                lambda: compute.begin_start(self.group, name).result(), f"start VM {name}"
-            ),
-        )
+        self._start([vm.name for vm in chosen])
         for vm in chosen:
             self.set_tags(vm.name, tags)
         names = {vm.name for vm in chosen}
@@ -538,17 +532,62 @@ class AzureProvider:
         keep = [vm.name for vm in found if cache and not vm.spot and vm.state is not None]
         kept = [vm.name for vm in found if cache and not vm.spot and vm.deallocated]
         delete = [vm.name for vm in found if vm.name not in keep and vm.name not in kept]
+        self._deallocate(keep)
+        self._each(delete, self._delete_vm_parts)
+        self._confirm(set(keep) | set(delete))
+
+    def _deallocate(self, names: Sequence[str]) -> None:
         compute = self.azure.compute.virtual_machines
         self._each(
-            keep,
+            names,
             lambda name: call(
                 lambda: compute.begin_deallocate(self.group, name).result(),
                 f"deallocate VM {name}",
                 missing_ok=True,
             ),
         )
-        self._each(delete, self._delete_vm_parts)
-        self._confirm(set(keep) | set(delete))
+
+    def _start(self, names: Sequence[str]) -> None:
+        compute = self.azure.compute.virtual_machines
+        self._each(
+            names,
+            lambda name: call(
+                lambda: compute.begin_start(self.group, name).result(), f"start VM {name}"
+            ),
+        )
+
+    # -- StopsNodes (autostop without `down`): deallocated VMs ---------------------------------
+
+    def stopped_nodes(self, **tag_filters: str) -> list[Node]:
+        nodes = [
+            self._node(vm, NodeState.STOPPED)
+            for vm in self._list()
+            if vm.deallocated and vm.provisioning not in ("Failed", "Deleting")
+        ]
+        return [n for n in nodes if all(n.tags.get(k) == v for k, v in tag_filters.items())]
+
+    def stop_nodes(self, ids: Sequence[str]) -> None:
+        wanted = set(ids)
+        names = [vm.name for vm in self._list() if vm.name in wanted and vm.state]
+        self._deallocate(names)
+        self._confirm(set(names))
+
+    def start_nodes(self, ids: Sequence[str]) -> list[Node]:
+        wanted = set(ids)
+        deadline = time.monotonic() + CONFIRM_TIMEOUT_S
+        while True:  # a VM still deallocating cannot start yet
+            found = [vm for vm in self._list() if vm.name in wanted]
+            busy = [vm.name for vm in found if vm.power == "deallocating"]
+            if not busy:
+                break
+            if time.monotonic() > deadline:
+                raise TransientError(
+                    f"Azure still deallocates {', '.join(busy)} after {CONFIRM_TIMEOUT_S:.0f} s; "
+                    "run `rayctl up` again"
+                )
+            self._sleep(2)
+        self._start([vm.name for vm in found if vm.deallocated])
+        return [self._node(vm) for vm in self._list() if vm.name in wanted and vm.state]
 
     def _confirm(self, names: set[str], timeout_s: float = CONFIRM_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout_s

@@ -51,8 +51,9 @@ class GCPProviderConfig(ProviderSettings):
     account) or `gcp_credentials`."""
 
     type: Literal["gcp"]
-    # The head removes its cluster (autostop with `down`): GCPProvider.remove_from_head.
-    capabilities: ClassVar[Capabilities] = Capabilities(removes_itself=True)
+    # The head removes its cluster (autostop with `down`: GCPProvider.remove_from_head) or
+    # stops its nodes for a later `up` (without: GCPProvider.stop_nodes).
+    capabilities: ClassVar[Capabilities] = Capabilities(removes_itself=True, stops_nodes=True)
     project_id: str | None = Field(
         None,
         description="The GCP project. Default (as `null` in Ray's examples): the project of "

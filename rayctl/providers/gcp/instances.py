@@ -297,7 +297,7 @@ class GCPProvider:
         chosen = sorted(cached, key=lambda i: i.name)[:count]
         if not chosen:
             return []
-        self._each(chosen, self.instances.start_unary, "compute.instances.start")
+        self._start(chosen)
         for instance in chosen:
             self.set_tags(instance.name, tags)
         names = {i.name for i in chosen}
@@ -434,10 +434,33 @@ class GCPProvider:
         stop = [i for i in found if cache and i.status == "RUNNING" and not i.spot]
         cached = [i for i in found if cache and i.status in STOPPED and not i.spot]
         delete = [i for i in found if i not in stop and i not in cached]
-        self._each(stop, self.instances.stop_unary, "compute.instances.stop")
         self._each(delete, self.instances.delete_unary, "compute.instances.delete")
+        self._stop(stop)
         self._confirm({i.name for i in delete}, gone=True)
-        self._confirm({i.name for i in stop}, gone=False)
+
+    def _stop(self, instances: Sequence[_Instance]) -> None:
+        """Stop the instances and confirm they are stopped."""
+        self._each(instances, self.instances.stop_unary, "compute.instances.stop")
+        self._confirm({i.name for i in instances}, gone=False)
+
+    def _start(self, instances: Sequence[_Instance]) -> None:
+        self._each(instances, self.instances.start_unary, "compute.instances.start")
+
+    # -- StopsNodes (autostop without `down`) -------------------------------------------------
+
+    def stopped_nodes(self, **tag_filters: str) -> list[Node]:
+        nodes = [self._node(i) for i in self._list() if i.status in STOPPED]
+        return [n for n in nodes if all(n.tags.get(k) == v for k, v in tag_filters.items())]
+
+    def stop_nodes(self, ids: Sequence[str]) -> None:
+        wanted = set(ids)
+        self._stop([i for i in self._list() if i.name in wanted and i.status in _STATES])
+
+    def start_nodes(self, ids: Sequence[str]) -> list[Node]:
+        wanted = set(ids)
+        self._confirm(wanted, gone=False)  # any still stopping has stopped
+        self._start([i for i in self._list() if i.name in wanted and i.status == "TERMINATED"])
+        return [self._node(i) for i in self._list() if i.name in wanted and i.status in _STATES]
 
     def _confirm(
         self, names: set[str], *, gone: bool, timeout_s: float = CONFIRM_TIMEOUT_S
@@ -456,7 +479,8 @@ class GCPProvider:
             if time.monotonic() > deadline:
                 states = ", ".join(f"{i.name} {i.status}" for i in left)
                 raise TransientError(
-                    f"instances not gone after {timeout_s:.0f} s: {states}; run `rayctl down` again"
+                    f"instances still {states} after {timeout_s:.0f} s; "
+                    "run `rayctl up` or `rayctl down` again"
                 )
             time.sleep(delay)
             delay = min(delay * 1.5, 5.0)
