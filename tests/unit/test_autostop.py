@@ -195,6 +195,14 @@ def test_autostop_without_down_needs_a_provider_that_stops_nodes():
     assert check_autostop(None, removes) is None
 
 
+def test_ssh_hosts_take_autostop_with_and_without_down():
+    """The head stops Ray on the hosts and keeps them, or releases them, its own last."""
+    ssh = registry.specs()["ssh"]
+    keep = AutostopSettings(idle_minutes=1)
+    assert check_autostop(keep, ssh) is None
+    assert check_autostop(keep.model_copy(update={"down": True}), ssh) is None
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
