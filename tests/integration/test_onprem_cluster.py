@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rayctl.paths import ray_token_file
+from rayctl.paths import cluster_record, ray_token_file, removed_record
 from rayctl.runtime.ray_adapter import RayUnreachable, list_ray_nodes
 from tests.conftest import SPREAD_JOB, unique_name, wait_for
 from tests.integration.test_job_packages import tiny_wheel
@@ -550,5 +550,6 @@ def test_autostop_stops_the_hosts_for_up_then_removes_the_cluster(
     down = cli("down", cluster.config, "--yes")
     assert down.code == 0, down.text
     assert not ray_token_file(rayctl_home, cluster.name).exists()
-    assert not (rayctl_home / "clusters" / cluster.name).exists()
+    assert not cluster_record(rayctl_home, cluster.name).exists()
+    assert removed_record(rayctl_home, cluster.name).exists()
     assert not (cluster.head.home / ".rayctl" / "pool" / cluster.name).exists()

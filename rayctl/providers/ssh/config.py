@@ -150,6 +150,17 @@ def check(config: ClusterConfig, base_dir: Path, found: Findings) -> ClusterConf
         )
     if not config.auth.ssh_user:
         problems.append((("auth", "ssh_user"), "the ssh provider needs auth.ssh_user"))
+    autostop = config.rayctl.autostop
+    docker = any(map(config.docker_for, config.available_node_types))
+    if docker and autostop is not None and autostop.down:
+        found.unsupported.append(
+            (
+                ("rayctl", "autostop", "down"),
+                "autostop with `down` in docker mode is not supported on ssh hosts yet: the "
+                "head's autoscaler runs in the container it would have to remove; use "
+                "`down: false`, or run `rayctl down` when done",
+            )
+        )
     return resolve_private_key(config, base_dir)
 
 
