@@ -468,10 +468,11 @@ def test_autostop_stops_the_hosts_for_up_then_removes_the_cluster(
     onprem, cli, tmp_path: Path, rayctl_home: Path, host_network: HostNetwork
 ) -> None:
     """One cluster, both kinds of autostop. Without `down`: Ray stops on every host, the
-    hosts stay the cluster's, and `up` starts it again without setting it up. A wheel added
-    to the wheelhouse after that is installable by a job after the next `up`. With `down`:
-    the running job keeps the cluster past the timeout; once it ends the head releases the
-    worker, then its own host, and nothing of the cluster is left on either."""
+    hosts stay the cluster's, and `up` starts it again without setting it up; a wheel added
+    to the wheelhouse meanwhile reaches the nodes with that `up`, and a job's `--pip`
+    installs it on the worker. With `down`: that running job keeps the cluster past the
+    timeout; once it ends the head releases the worker, then its own host, and nothing of
+    the cluster is left on either."""
     wheelhouse = tmp_path / "wheelhouse"
     wheelhouse.mkdir()
     runtime = {"python": sys.executable, "wheelhouse": str(wheelhouse)}
@@ -491,6 +492,7 @@ def test_autostop_stops_the_hosts_for_up_then_removes_the_cluster(
     for host in hosts:
         assert (host.home / ".rayctl" / "claims" / host.address).exists()
 
+    tiny_wheel(wheelhouse)  # added since the nodes were set up: `up` brings it to them
     config = yaml.safe_load(cluster.config.read_text())
     del config["rayctl"]["autostop"]  # resumed without autostop: it stays up
     cluster.config.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -501,10 +503,6 @@ def test_autostop_stops_the_hosts_for_up_then_removes_the_cluster(
     assert status["monitor_running"]
     assert status["autostop"] is None or status["autostop"]["stopped_at"] is None
 
-    # A wheel added now reaches the nodes, already set up, with the next `up`.
-    tiny_wheel(wheelhouse)
-    again = cli("up", cluster.config, "--yes")
-    assert again.code == 0 and "nothing changed" in again.text, again.text
     job, release = tmp_path / "probe.py", tmp_path / "release"
     job.write_text(PROBE_THEN_WAIT)
     pip = ("--pip", "rayctl-probe-pkg==1.0")
