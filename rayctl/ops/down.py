@@ -113,7 +113,10 @@ def down(
         if not workers_only and not report.may_remain:
             # Nothing uses the token any more; a new cluster of this name gets a new one.
             ray_token_file(home, loaded.name).unlink(missing_ok=True)
-            known.forget(home, loaded)  # before the lock's release removes the empty dir
+            # Before the lock's release removes the empty dir. A head's monitor has no record
+            # to forget (the machine that ran `up` has it): it leaves none on its host.
+            if not by_monitor or known.recorded(home, loaded.name) is not None:
+                known.forget(home, loaded)
         return report
 
 

@@ -95,7 +95,8 @@ class SimulatedRay(Protocol):
 class RemovesFromHead(Protocol):
     """A provider whose head removes its own cluster (autostop with `down`) in a way of its
     own, because terminating the head and then cleaning up would not do: on AWS the head is
-    in the security group it deletes and runs with the role it deletes."""
+    in the security group it deletes and runs with the role it deletes; on ssh hosts its
+    claim and the cluster's secrets there must outlive the monitor."""
 
     def remove_from_head(self, head: Node) -> None:
         """With the workers terminated: remove the cluster's resources and `head`, the node

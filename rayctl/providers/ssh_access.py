@@ -134,7 +134,7 @@ class SSHAccess:
             elif created_key is not None:
                 files[str(self.key_path)] = created_key
             put_private(runner, files)  # no other user of the head reads the key
-        return head_config(config, runner, **update)
+        return head_config(config, **update)
 
     def _merged_known_hosts(self, runner: CommandRunner, head_known: str) -> str:
         """Ours, plus the pins the head's monitor made for hosts we never saw (workers it
@@ -152,13 +152,12 @@ class SSHAccess:
         return merge_known_hosts(ours, "\n".join(lines))
 
 
-def head_config(config: ClusterConfig, runner: CommandRunner, **update: Any) -> ClusterConfig:
-    """The config as the head's monitor sees it: file mounts come from their copies on the
-    head (synced there by bootstrap), and workers install from the head's wheelhouse."""
+def head_config(config: ClusterConfig, **update: Any) -> ClusterConfig:
+    """The config as the head's monitor sees it: file mounts and the wheelhouse come from
+    their copies on the head (bootstrap keeps them there), for the workers it launches."""
     changes: dict[str, Any] = {"file_mounts": {t: t for t in config.file_mounts}, **update}
     runtime = config.rayctl.runtime
     if runtime.wheelhouse:
-        runner.sync(runtime.wheelhouse, head_paths.WHEELHOUSE)
         changes["rayctl"] = config.rayctl.model_copy(
             update={"runtime": runtime.model_copy(update={"wheelhouse": head_paths.WHEELHOUSE})}
         )

@@ -36,6 +36,7 @@ from rayctl.runtime.install import (
     runtime_identity,
     runtime_path_export,
     runtime_python,
+    sync_wheelhouse,
 )
 from rayctl.runtime.nodes import RAY_GCS_PORT, Node, NodeKind, NodeStatus, RayStart, Tag
 from rayctl.runtime.ray_adapter import RayUnreachable, gcs_listening, list_ray_nodes
@@ -243,11 +244,17 @@ class Bootstrapper:
                     # container alone may not stop processes that share this machine's PIDs.
                     detached.stop(runner, node.id)
                     container.create()  # after the sync: its mounts' sources exist now
+                sync_wheelhouse(runner, self._config)
                 stage = NodeStatus.SETTING_UP
                 self._enter(node, stage)
                 self._set_up(runner, host, node)
                 self._record(node, stage, {Tag.RUNTIME_HASH: spec.runtime_hash})
                 outcome = Outcome.SET_UP
+            else:
+                # Set up already, but jobs install from the wheelhouse too (`submit --pip`):
+                # what was added to it since reaches the node (reported only if it fails).
+                stage = NodeStatus.SYNCING_FILES
+                sync_wheelhouse(runner, self._config)
             changed = not alive or node.tags.get(Tag.START_HASH) != spec.start_hash
             if is_head:
                 head, restart = node, False
@@ -273,7 +280,13 @@ class Bootstrapper:
                 unchanged = was_ready and outcome is Outcome.UNCHANGED
                 self._enter(node, NodeStatus.READY, tag=not unchanged)
             return outcome
-        except (NodeUnreachable, AuthError, TransferError, docker.ContainerError) as exc:
+        except (
+            NodeUnreachable,
+            AuthError,
+            TransferError,
+            docker.ContainerError,
+            RuntimeInstallError,  # the wheelhouse went since the config was read
+        ) as exc:
             failure = BootstrapError(node.id, stage.value, str(exc))
             # Tags kept elsewhere (an SSH pool on the head) can still say so; a local node's
             # tags went with its home.

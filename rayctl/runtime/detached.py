@@ -8,6 +8,7 @@ local, SSH and cloud nodes.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping, Sequence
 
 from rayctl.runtime import head_paths
@@ -46,11 +47,25 @@ def is_alive(runner: CommandRunner, slot: str) -> bool:
     ).ok
 
 
+def _stop_script(slot: str, grace_s: float) -> str:
+    return render("stop_detached.sh.j2", slot=slot, dir=slot_dir(slot), grace_s=grace_s)
+
+
 def stop(runner: CommandRunner, slot: str, *, grace_s: float = STOP_GRACE_S) -> CommandResult:
     """SIGTERM the process and give it `grace_s` to finish, then SIGTERM what is left of its
     process group, then SIGKILL. Idempotent."""
-    script = render("stop_detached.sh.j2", slot=slot, dir=slot_dir(slot), grace_s=grace_s)
-    return runner.run(script, timeout_s=grace_s + 15)
+    return runner.run(_stop_script(slot, grace_s), timeout_s=grace_s + 15)
+
+
+def stop_then(runner: CommandRunner, slot: str, then: str, *, grace_s: float) -> CommandResult:
+    """Launch on the node, in a session of its own, a last step that stops the slot's process
+    as `stop` does and then runs the shell command `then`; returns once it is launched. For a
+    process whose remains (`then` removes them) must outlive it: the slot's process launches
+    this itself, ends, and the step goes on without it. The step keeps no file and no output."""
+    step = f"bash -c {shlex.quote(_stop_script(slot, grace_s))}; {then}"
+    return runner.run(
+        f"nohup setsid bash -c {shlex.quote(step)} >/dev/null 2>&1 </dev/null &", timeout_s=30
+    )
 
 
 def output_tail(runner: CommandRunner, slot: str, lines: int = 30) -> str:

@@ -267,13 +267,23 @@ def _local_wheelhouse(configured: str) -> Path:
 
 def node_wheelhouse(config: ClusterConfig) -> str | None:
     """The config's wheelhouse as the nodes see it: this machine's directory where nodes are
-    this machine, else the copy bootstrap syncs to a node whose runtime it installs."""
+    this machine, else the copy bootstrap keeps on each node (sync_wheelhouse)."""
     configured = config.rayctl.runtime.wheelhouse
     if not configured:
         return None
     if config.provider.capabilities.shares_filesystem:
         return str(_local_wheelhouse(configured).resolve())
     return head_paths.WHEELHOUSE
+
+
+def sync_wheelhouse(runner: CommandRunner, config: ClusterConfig) -> None:
+    """Bring the node's copy of the configured wheelhouse up to date (rsync: only what
+    changed; nodes on this machine read the directory itself). Bootstrap does this every
+    time, not only when it installs the runtime: jobs' `--pip` installs from this copy too,
+    so a wheel added to the wheelhouse reaches every node with the next `up`."""
+    configured = config.rayctl.runtime.wheelhouse
+    if configured and not config.provider.capabilities.shares_filesystem:
+        runner.sync(str(_local_wheelhouse(configured)), head_paths.WHEELHOUSE)
 
 
 def ensure_runtime(
@@ -284,9 +294,10 @@ def ensure_runtime(
     cache_dir: Path | None = None,
 ) -> bool:
     """Make the node's runtime Python have this rayctl, Ray with the configured extras, and
-    the configured packages. Returns False when it already had them (one command run), True
-    when it installed any; raises RuntimeInstallError with the failing command's output
-    otherwise. pip's output goes to `stream`."""
+    the configured packages, from the package index or the configured wheelhouse (its copy on
+    the node: sync_wheelhouse first). Returns False when it already had them (one command
+    run), True when it installed any; raises RuntimeInstallError with the failing command's
+    output otherwise. pip's output goes to `stream`."""
     python = runtime_python(config)
     want = runtime_identity()
     requirements = node_requirements(config.rayctl.runtime)
@@ -313,12 +324,12 @@ def ensure_runtime(
 
     def install(command: str, wanted: list[str], *, wheel: str | None = None) -> None:
         """pip install the `wanted` requirements (and rayctl's `wheel` on the node) with
-        `command`, from the package index or the configured wheelhouse (synced first)."""
+        `command`, from the package index or the configured wheelhouse."""
         sources = ""
         wheelhouse = config.rayctl.runtime.wheelhouse
-        if wheelhouse:
-            runner.sync(str(_local_wheelhouse(wheelhouse)), head_paths.WHEELHOUSE)
-            sources = f"--no-index --find-links {shell_path(head_paths.WHEELHOUSE)} "
+        on_node = node_wheelhouse(config)
+        if on_node:
+            sources = f"--no-index --find-links {shell_path(on_node)} "
         words = [shell_path(wheel)] if wheel else []
         words += [shlex.quote(r) for r in wanted]
         result = run(

@@ -25,8 +25,8 @@ print("probe", value, ip)
 """
 
 
-def _tiny_wheel(wheelhouse: Path) -> None:
-    """rayctl_probe_pkg 1.0, a pure-Python wheel no index has."""
+def tiny_wheel(wheelhouse: Path) -> None:
+    """rayctl_probe_pkg 1.0, a pure-Python wheel no index has, into `wheelhouse`."""
     info = "rayctl_probe_pkg-1.0.dist-info"
     files = {
         "rayctl_probe_pkg/__init__.py": 'VALUE = "from-the-wheelhouse"\n',
@@ -35,7 +35,7 @@ def _tiny_wheel(wheelhouse: Path) -> None:
         "Tag: py3-none-any\n",
     }
     files[f"{info}/RECORD"] = "".join(f"{name},,\n" for name in [*files, f"{info}/RECORD"])
-    wheelhouse.mkdir()
+    wheelhouse.mkdir(exist_ok=True)
     with zipfile.ZipFile(wheelhouse / "rayctl_probe_pkg-1.0-py3-none-any.whl", "w") as wheel:
         for name, text in files.items():
             wheel.writestr(name, text)
@@ -47,7 +47,7 @@ def test_submit_pip_installs_from_the_wheelhouse_for_a_worker(
     # Ray tries a failing runtime env 3 times by default (minutes here): once is enough.
     monkeypatch.setenv("RUNTIME_ENV_RETRY_TIMES", "1")
     wheelhouse = tmp_path / "wheelhouse"
-    _tiny_wheel(wheelhouse)
+    tiny_wheel(wheelhouse)
     cluster = make_cluster(
         "pip",
         available_node_types={

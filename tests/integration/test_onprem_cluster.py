@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rayctl.paths import ray_token_file
+from rayctl.paths import cluster_record, ray_token_file, removed_record
 from rayctl.runtime.ray_adapter import RayUnreachable, list_ray_nodes
 from tests.conftest import SPREAD_JOB, unique_name, wait_for
+from tests.integration.test_job_packages import tiny_wheel
 from tests.sshhosts import HostNetwork, SSHHost
 
 pytestmark = pytest.mark.integration
@@ -456,3 +457,108 @@ def test_ray_style_start_commands(onprem, cli, tmp_path: Path, rayctl_home: Path
     assert down.code == 0, down.text
     for host in hosts:
         assert _wait_until_quiet(host) == {}, f"{host.name} still runs processes"
+
+
+AUTOSTOP_S = 12  # `up --autostop 0.2 --down`
+# Runs a task on the worker with a package from the wheelhouse, then waits for argv[1].
+PROBE_THEN_WAIT = """\
+import os, sys, time, ray
+
+@ray.remote(num_cpus=1)  # the head has no CPU: this runs on the worker
+def probe():
+    import rayctl_probe_pkg
+    return rayctl_probe_pkg.VALUE, ray.util.get_node_ip_address()
+
+print("probe", *ray.get(probe.remote()), flush=True)
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.2)
+"""
+
+
+def test_autostop_stops_the_hosts_for_up_then_removes_the_cluster(
+    onprem, cli, tmp_path: Path, rayctl_home: Path, host_network: HostNetwork
+) -> None:
+    """One cluster, both kinds of autostop. Without `down`: Ray stops on every host, the
+    hosts stay the cluster's, and `up` starts it again without setting it up; a wheel added
+    to the wheelhouse meanwhile reaches the nodes with that `up`, and a job's `--pip`
+    installs it on the worker. With `down`: that running job keeps the cluster past the
+    timeout; once it ends the head releases the worker, then its own host, and nothing of
+    the cluster is left on either."""
+    wheelhouse = tmp_path / "wheelhouse"
+    wheelhouse.mkdir()
+    runtime = {"python": sys.executable, "wheelhouse": str(wheelhouse)}
+    cluster = onprem(workers=1, rayctl={"runtime": runtime, "autostop": {"idle_minutes": 0.1}})
+    (worker,) = cluster.workers
+    hosts = (cluster.head, worker)
+    up = cli("up", cluster.config, "--yes")
+    assert up.code == 0, up.text
+    secret = ray_token_file(rayctl_home, cluster.name).read_text()
+
+    # Idle from the start: Ray and the monitor end on both hosts, which stay claimed.
+    wait_for(lambda: not any(h.processes() for h in hosts), 120, "autostop to stop Ray")
+    status = cluster.status(cli)
+    assert status["autostop"]["stopped_at"] is not None and not status["autostop"]["down"]
+    assert not status["monitor_running"] and len(status["nodes"]) == 2
+    assert "`rayctl up` starts it again" in cli("status", cluster.config).out
+    for host in hosts:
+        assert (host.home / ".rayctl" / "claims" / host.address).exists()
+
+    tiny_wheel(wheelhouse)  # added since the nodes were set up: `up` brings it to them
+    config = yaml.safe_load(cluster.config.read_text())
+    del config["rayctl"]["autostop"]  # resumed without autostop: it stays up
+    cluster.config.write_text(yaml.safe_dump(config, sort_keys=False))
+    resumed = cli("up", cluster.config, "--yes", "--json")
+    assert resumed.code == 0, resumed.text
+    assert sorted(json.loads(resumed.out)["outcomes"].values()) == ["started", "started"]
+    status = cluster.status(cli)
+    assert status["monitor_running"]
+    assert status["autostop"] is None or status["autostop"]["stopped_at"] is None
+
+    job, release = tmp_path / "probe.py", tmp_path / "release"
+    job.write_text(PROBE_THEN_WAIT)
+    pip = ("--pip", "rayctl-probe-pkg==1.0")
+    submitted = cli("submit", "--detach", *pip, cluster.config, job, release)
+    assert submitted.code == 0, submitted.text
+    job_id = submitted.out.strip()
+
+    def probed() -> str | None:
+        logs = cli("logs", cluster.config, job_id).out
+        (listed,) = json.loads(cli("jobs", cluster.config, "--json").out)["jobs"]
+        return logs if "probe " in logs or listed["status"] != "RUNNING" else None
+
+    logs = wait_for(probed, 180, "the job's task on the worker")
+    assert f"probe from-the-wheelhouse {worker.address}" in logs, logs
+
+    on = cli("up", cluster.config, "--yes", "--autostop", AUTOSTOP_S / 60, "--down")
+    assert on.code == 0, on.text
+    time.sleep(AUTOSTOP_S + 6)  # past the timeout, and some of the monitor's ticks
+    status = cluster.status(cli)
+    assert status["autostop"]["down"] is True
+    assert status["autostop"]["busy"].startswith("job(s) running"), status["autostop"]
+    assert all(h.processes() for h in hosts)
+
+    release.touch()  # the job ends: idle, and the cluster goes
+    claims = [h.home / ".rayctl" / "claims" / h.address for h in hosts]
+    wait_for(
+        lambda: not any(h.processes() for h in hosts) and not any(c.exists() for c in claims),
+        AUTOSTOP_S + 120,
+        "the head to remove the cluster",
+    )
+    for host in hosts:
+        assert not (host.home / ".rayctl" / "clusters" / cluster.name).exists()  # secrets
+        assert not (host.home / ".rayctl" / "removed").exists()
+    assert not (cluster.head.home / ".rayctl" / "pool" / cluster.name).exists()
+    assert not (cluster.head.home / ".rayctl" / "monitor").exists()
+    key = host_network.client_key
+    assert _files_holding(secret.encode(), host_network.dir, besides=key) == []
+    assert _files_holding(key.read_bytes(), host_network.dir, besides=key) == []
+
+    # This machine still has the cluster: `down` finds nothing left and forgets it.
+    gone = cli("status", cluster.config)
+    assert gone.code == 4 and "has no nodes" in gone.err, gone.text
+    down = cli("down", cluster.config, "--yes")
+    assert down.code == 0, down.text
+    assert not ray_token_file(rayctl_home, cluster.name).exists()
+    assert not cluster_record(rayctl_home, cluster.name).exists()
+    assert removed_record(rayctl_home, cluster.name).exists()
+    assert not (cluster.head.home / ".rayctl" / "pool" / cluster.name).exists()

@@ -1,8 +1,9 @@
 """rayctl and Ray installed for real into a fresh runtime venv on an sshd host that cannot
 reach the internet (a network-namespace host, tests/sshhosts.py), from a wheelhouse.
 
+sync_wheelhouse copies the wheelhouse to ~/.rayctl/wheelhouse, as bootstrap does; then
 ensure_runtime, through the SSH runner, creates ~/.rayctl/runtime with `python3 -m venv`,
-uploads rayctl's own wheel and the wheelhouse, and installs with
+uploads rayctl's own wheel, and installs with
 `pip install --no-index --find-links ~/.rayctl/wheelhouse`.
 """
 
@@ -21,7 +22,12 @@ import rayctl
 from rayctl.config.runtime_packages import node_requirements
 from rayctl.config.schema import ClusterConfig, RuntimeSettings
 from rayctl.providers import registry
-from rayctl.runtime.install import build_wheel, ensure_runtime, runtime_identity
+from rayctl.runtime.install import (
+    build_wheel,
+    ensure_runtime,
+    runtime_identity,
+    sync_wheelhouse,
+)
 from rayctl.runtime.ssh_runner import SSHRunner
 from tests.sshhosts import HostNetwork
 
@@ -83,6 +89,7 @@ def _install_then_check(
     runner: SSHRunner, config: ClusterConfig, home: Path, lines: list[str], tmp_path: Path
 ) -> None:
     started = time.monotonic()
+    sync_wheelhouse(runner, config)
     assert ensure_runtime(runner, config, stream=lines.append, cache_dir=tmp_path / "cache")
     took = time.monotonic() - started
     print(f"\nfresh install of rayctl and Ray from the wheelhouse: {took:.1f} s")

@@ -209,6 +209,28 @@ def test_autostop_takes_what_the_provider_can_do():
     assert check_autostop(None, removes) is None
 
 
+def test_ssh_hosts_take_autostop_with_and_without_down():
+    """The head stops Ray on the hosts and keeps them, or releases them, its own last."""
+    ssh = registry.specs()["ssh"]
+    keep = AutostopSettings(idle_minutes=1)
+    assert check_autostop(keep, ssh) is None
+    assert check_autostop(keep.model_copy(update={"down": True}), ssh) is None
+
+
+def test_docker_mode_on_ssh_hosts_takes_autostop_without_down_only(tmp_path: Path):
+    """Its head's autoscaler runs in the container that `down` would have to remove."""
+    ssh = {"type": "ssh", "head_ip": "10.0.0.2", "worker_ips": ["10.0.0.3"]}
+    docker = {"image": "rayproject/ray:2.60.0", "container_name": "ray"}
+    path = _config(tmp_path, ssh, {"idle_minutes": 1, "down": True})
+    raw = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**raw, "auth": {"ssh_user": "me"}, "docker": docker}))
+    (refused,) = registry.load_config(path).unsupported
+    assert "rayctl.autostop.down" in refused and "not supported on ssh hosts yet" in refused
+    raw["rayctl"]["autostop"]["down"] = False
+    path.write_text(yaml.safe_dump({**raw, "auth": {"ssh_user": "me"}, "docker": docker}))
+    assert registry.load_config(path).unsupported == ()
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [

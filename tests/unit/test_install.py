@@ -35,6 +35,7 @@ from rayctl.runtime.install import (
     runtime_identity,
     runtime_python,
     source_hash,
+    sync_wheelhouse,
 )
 from rayctl.runtime.ray_auth import ClusterAuth
 from rayctl.runtime.runner import LocalRunner
@@ -348,6 +349,7 @@ def test_ensure_runtime_installs_the_wheel_from_the_wheelhouse(tmp_path: Path):
     node = tmp_path / "node"
     node.mkdir()
     lines: list[str] = []
+    sync_wheelhouse(LocalRunner(node), config)  # as bootstrap does first
     assert ensure_runtime(LocalRunner(node), config, stream=lines.append, cache_dir=tmp_path / "c")
     wheel = f"rayctl-{rayctl.__version__}-py3-none-any.whl"
     assert (node / ".rayctl/runtime/wheels" / source_hash() / wheel).is_file()
@@ -421,11 +423,10 @@ def test_a_configured_python_that_is_missing_is_named(tmp_path: Path):
 
 def test_missing_wheelhouse_is_an_install_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("HOME", str(tmp_path / "laptop"))
-    python = fake_python(tmp_path / "python", identity="old")
-    config = ssh_config(tmp_path, python=str(python), wheelhouse=str(tmp_path / "nowhere"))
+    config = ssh_config(tmp_path, wheelhouse=str(tmp_path / "nowhere"))
     (tmp_path / "node").mkdir()
     with pytest.raises(RuntimeInstallError, match=r"wheelhouse: .*nowhere is not a directory"):
-        ensure_runtime(LocalRunner(tmp_path / "node"), config, cache_dir=tmp_path / "c")
+        sync_wheelhouse(LocalRunner(tmp_path / "node"), config)
 
 
 # --- bootstrap: a failed install fails the node with pip's tail ------------------------------
@@ -474,6 +475,35 @@ def test_bootstrap_fails_the_node_with_pips_tail(tmp_path: Path):
     assert not (home / "setup-ran").exists()  # the user's setup waits for the runtime
     log = (tmp_path / "logs" / "n-1.log").read_text()
     assert "pip line 60" in log and "-m pip" in log
+
+
+def test_every_bootstrap_brings_the_nodes_wheelhouse_up_to_date(tmp_path: Path):
+    """Also of a node set up before (runtime hash unchanged, so no setup runs): what was
+    added to the wheelhouse since reaches it, for jobs' `--pip`."""
+    wheelhouse = tmp_path / "wheelhouse"
+    wheelhouse.mkdir()
+    config = ssh_config(tmp_path, wheelhouse=str(wheelhouse))
+    home = tmp_path / "node"
+    home.mkdir()
+    provider = OneNodeProvider(home)
+    spec = NodeSpec.of(config, config.head_node_type, NodeKind.WORKER)
+    tags = {Tag.RUNTIME_HASH: spec.runtime_hash, Tag.STATUS: NodeStatus.READY.value}
+    node = Node("n-1", spec.node_type, NodeKind.WORKER, NodeState.RUNNING, "10.0.0.2", None, tags)
+    (wheelhouse / "added-1.0-py3-none-any.whl").write_text("")
+    gate = HeadGate()
+    gate.fail("no head here")  # the worker stops where it would start Ray
+    boot = Bootstrapper(
+        config, auth=ClusterAuth(config.cluster_name, None), on_stage=lambda *_: None
+    )
+    with pytest.raises(BootstrapError, match="no head here"):
+        boot.bootstrap(node, provider, gate)  # type: ignore[arg-type]
+    assert (home / ".rayctl/wheelhouse/added-1.0-py3-none-any.whl").is_file()
+    # Nodes on this machine read the wheelhouse itself: no copy.
+    local = config_of(
+        provider={"type": "local"}, rayctl={"runtime": {"wheelhouse": str(wheelhouse)}}
+    )
+    sync_wheelhouse(LocalRunner(home / "local"), local)
+    assert not (home / "local").exists()
 
 
 def test_local_nodes_are_not_installed_on(tmp_path: Path):

@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from rayctl.ops.down import down
 from rayctl.providers.base import NodeKind, Tag
 from rayctl.providers.registry import load_config, make_provider
 from rayctl.providers.ssh import claims
 from rayctl.providers.ssh import pool as ssh_pool
 from rayctl.providers.ssh.instances import SSHProvider
-from rayctl.runtime.head_paths import CLAIMS_DIR, pool_dir, released_with_host
+from rayctl.runtime import detached
+from rayctl.runtime.head_paths import (
+    CLAIMS_DIR,
+    MONITOR_SLOT,
+    cluster_secrets,
+    pool_dir,
+    released_with_host,
+)
 from rayctl.runtime.runner import LocalRunner
+from tests.conftest import wait_for
 
 POOL = pool_dir("c")  # as the provider names it
 HOSTS = ["10.0.0.3", "10.0.0.4", "10.0.0.5"]
@@ -65,6 +76,9 @@ def test_drop_removes_the_state_only_once_no_host_is_held(home: Path) -> None:
     assert (home / ".rayctl/pool/c/hosts.json").exists()
     ssh_pool.apply(POOL, "release", {"hosts": [HOSTS[0]]})
     ssh_pool.apply(POOL, "drop", {})
+    assert not (home / ".rayctl/pool/c").exists()
+    # Reading a pool that is gone (`status` or `down` of a removed cluster) leaves none.
+    assert ssh_pool.apply(POOL, "list", {}) == {}
     assert not (home / ".rayctl/pool/c").exists()
 
 
@@ -179,6 +193,41 @@ def test_ssh_down_force_releases_an_unreachable_host_and_forgets_a_corrupt_pool(
     remain = json.loads(forced.out)["may_remain"]
     assert [r["id"] for r in remain] == [HEAD_IP, *HOSTS]  # which it held is unknown
     assert cli("status", ssh_config).code == 4  # forgotten: no cluster any more
+
+
+def test_the_heads_monitor_lets_its_own_host_go_only_once_it_has_ended(
+    ssh_config: Path, home: Path, unreachable: set[str]
+) -> None:
+    """Autostop with `down` as the head's monitor runs it: the workers are released, then
+    the head, whose claim and the cluster's secrets stay until the monitor has ended; then
+    nothing of the cluster is left on the host."""
+    loaded = load_config(ssh_config)
+    head_home = home / ".rayctl"  # the monitor's RAYCTL_HOME on the head
+    provider = make_provider(loaded.config, home=head_home)
+    provider.bootstrap()  # claims the head
+    provider.create_nodes("head", 1, {Tag.KIND: NodeKind.HEAD.value})
+    provider.create_nodes("worker", 2, {Tag.KIND: NodeKind.WORKER.value})
+    key = home / cluster_secrets("c") / "ssh_key"  # as `up` leaves it for the monitor
+    key.write_text("secret")
+    claim = home / CLAIMS_DIR / HEAD_IP
+    # A stand-in monitor that, like the real one, ends a moment after SIGTERM (it returns
+    # from `down` first), noting which of the head's claim and key it leaves behind.
+    note = home / "at-exit"
+    on_term = f"sleep 1; ls {claim} {key} > {note}; exit 0"
+    loop = [f"trap '{on_term}' TERM", "while :; do sleep 0.1; done"]
+    assert detached.start(LocalRunner(home), MONITOR_SLOT, loop, env={}).ok
+    pid = int((home / detached.slot_dir(MONITOR_SLOT).removeprefix("~/") / "pid").read_text())
+    try:
+        report = down(loaded, home=head_home, by_monitor=True)
+
+        assert sorted(n.id for n in report.removed) == sorted([HEAD_IP, *HOSTS[:2]])
+        assert not (home / POOL).exists()
+        wait_for(lambda: not key.exists(), 30, "the head's last step")
+        assert set(note.read_text().split()) == {str(claim), str(key)}  # both outlived it
+        assert [p for p in head_home.rglob("*") if not p.is_dir()] == []  # nor a removed record
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
 
 
 # --- claims: which cluster holds a host (run on each host; here in-process) -----------------

@@ -7,14 +7,14 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, Field
 
 from rayctl.config.findings import Findings
 from rayctl.config.loader import resolve_private_key
 from rayctl.config.provider_spec import ProviderSpec
-from rayctl.config.schema import ClusterConfig, ProviderSettings
+from rayctl.config.schema import Capabilities, ClusterConfig, ProviderSettings
 
 # As Ray's on-prem provider: one type for the head and the workers. Hosts' resources are left
 # to Ray to detect unless the config gives them.
@@ -50,6 +50,9 @@ class SSHProviderConfig(ProviderSettings):
     as this."""
 
     type: Literal["ssh"]
+    # Autostop: the head's monitor stops Ray on the hosts and keeps them, claims and all, for
+    # a later `up`; or releases them (its own host last) as `rayctl down` does.
+    capabilities: ClassVar[Capabilities] = Capabilities(removes_itself=True, stops_nodes=True)
     head_ip: HostAddress | None = Field(
         None, description="Address of the host that runs the head (required)."
     )
@@ -147,6 +150,17 @@ def check(config: ClusterConfig, base_dir: Path, found: Findings) -> ClusterConf
         )
     if not config.auth.ssh_user:
         problems.append((("auth", "ssh_user"), "the ssh provider needs auth.ssh_user"))
+    autostop = config.rayctl.autostop
+    docker = any(map(config.docker_for, config.available_node_types))
+    if docker and autostop is not None and autostop.down:
+        found.unsupported.append(
+            (
+                ("rayctl", "autostop", "down"),
+                "autostop with `down` in docker mode is not supported on ssh hosts yet: the "
+                "head's autoscaler runs in the container it would have to remove; use "
+                "`down: false`, or run `rayctl down` when done",
+            )
+        )
     return resolve_private_key(config, base_dir)
 
 

@@ -35,6 +35,9 @@ _POOL_SCRIPT = Path(pool.__file__).read_text()
 _CLAIMS_SCRIPT = Path(claims.__file__).read_text()
 STOP_THREADS = 32
 CONNECT_ATTEMPTS_S = 60.0  # on-prem hosts are up: a minute of retries is plenty
+# Autostop with `down`: how long the head's last step gives the monitor, sent SIGTERM, to
+# return from `down` and exit before it is killed.
+MONITOR_EXIT_S = 60.0
 
 
 class SSHProvider:
@@ -100,13 +103,16 @@ class SSHProvider:
                 f"the PATH):\n{result.tail}"
             )
 
-    def _release(self, host: str) -> None:
-        """Let the host go: its claim, and what the cluster kept there."""
+    def _release_command(self, host: str) -> str:
+        """The command, run on the host, that lets it go: its claim, and what the cluster
+        kept there."""
         head = host == self._provider.head_ip
         remove = head_paths.released_with_host(self.cluster_name, host, head=head)
         args = {"address": host, "owner": self._owner, "remove": remove}
-        command = _script(_CLAIMS_SCRIPT, head_paths.CLAIMS_DIR, "release", args)
-        result = self._runner_for(host).run(command, timeout_s=60)
+        return _script(_CLAIMS_SCRIPT, head_paths.CLAIMS_DIR, "release", args)
+
+    def _release(self, host: str) -> None:
+        result = self._runner_for(host).run(self._release_command(host), timeout_s=60)
         if not result.ok:
             raise ProviderError(f"could not release host {host}:\n{result.tail}")
 
@@ -239,6 +245,31 @@ class SSHProvider:
         in the pool: bootstrap claimed it first)."""
         self._pool("drop")
         self._release(self._provider.head_ip)
+
+    def remove_from_head(self, head: Node) -> None:
+        """Autostop with `down`, run by the head's monitor once the workers are released:
+        stop the head's Ray and drop the pool; then a last step detached on the head stops
+        the monitor (this process, which heeds SIGTERM once it has returned from here) and
+        only then releases the head with the cluster's secrets and the slots, the monitor's
+        own among them. So nothing of the cluster outlives the monitor there, and no other
+        cluster takes the host while it still runs. What a head stopped midway leaves (a
+        claim, the pool), `rayctl down` removes."""
+        held = [n.id for n in self.list_nodes() if n.id != head.id]
+        if held:
+            raise ProviderError(f"cluster {self.cluster_name} still holds {', '.join(held)}")
+        runner = self._runner_for(head.id)
+        stopped = detached.stop(runner, head.id)
+        if not stopped.ok:
+            raise ProviderError(
+                f"could not stop Ray on {head.id} (exit {stopped.exit_code}):\n{stopped.tail}"
+            )
+        self._pool("release", {"hosts": [head.id]})
+        self._pool("drop")
+        last = detached.stop_then(
+            runner, head_paths.MONITOR_SLOT, self._release_command(head.id), grace_s=MONITOR_EXIT_S
+        )
+        if not last.ok:
+            raise ProviderError(f"could not let the head {head.id} go:\n{last.tail}")
 
 
 def _script(source: str, *args: str | Mapping[str, Any]) -> str:

@@ -87,6 +87,10 @@ def _write(path: str, state: dict[str, Any]) -> None:
 @contextlib.contextmanager
 def _locked(where: str, *, write: bool, reset_corrupt: bool = False):
     directory = _state_dir(where)
+    if not write and not os.path.isdir(directory):
+        # No pool (a cluster gone, or not yet up): reading one leaves nothing on the host.
+        yield {"held": {}, "released": {}}
+        return
     os.makedirs(directory, mode=0o700, exist_ok=True)
     path = os.path.join(directory, "hosts.json")
     with open(os.path.join(directory, "lock"), "a") as lock:
