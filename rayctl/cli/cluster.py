@@ -27,7 +27,7 @@ from rayctl.cli.output import (
     out,
     styled,
 )
-from rayctl.config.loader import LoadedConfig, check_autostop
+from rayctl.config.loader import LoadedConfig, check_autostop, in_docker
 from rayctl.config.schema import AutostopSettings
 from rayctl.errors import RayctlError, StateCorrupted
 from rayctl.ops import down as down_op
@@ -141,7 +141,9 @@ def _with_autostop(loaded: LoadedConfig, minutes: float | None, down: bool) -> L
     if not 0 < minutes < math.inf:  # also refuses nan
         raise typer.BadParameter("must be a number of minutes above 0", param_hint="--autostop")
     settings = AutostopSettings(idle_minutes=minutes, down=down)
-    problem = check_autostop(settings, specs()[loaded.config.provider.type])
+    problem = check_autostop(
+        settings, specs()[loaded.config.provider.type], docker=in_docker(loaded.config)
+    )
     if problem:
         raise typer.BadParameter(problem, param_hint="--autostop")
     rayctl = loaded.config.rayctl.model_copy(update={"autostop": settings})

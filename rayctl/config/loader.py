@@ -195,7 +195,7 @@ def _check(
             )
         mounts[remote] = str(source)
     start_commands.check(config, shares_machine=shares_machine, found=found)
-    autostop_problem = check_autostop(config.rayctl.autostop, spec)
+    autostop_problem = check_autostop(config.rayctl.autostop, spec, docker=in_docker(config))
     if autostop_problem:
         problems.append((("rayctl", "autostop"), autostop_problem))
     config = config.model_copy(update={"file_mounts": mounts})
@@ -224,10 +224,25 @@ def _check(
     return spec.check(config, base_dir, found)
 
 
-def check_autostop(autostop: AutostopSettings | None, spec: ProviderSpec) -> str | None:
-    """Why `autostop` cannot be had from this provider, if it cannot."""
+def in_docker(config: ClusterConfig) -> bool:
+    """Whether any node of the config runs in a container (docker mode)."""
+    return any(map(config.docker_for, config.available_node_types))
+
+
+def check_autostop(
+    autostop: AutostopSettings | None, spec: ProviderSpec, *, docker: bool
+) -> str | None:
+    """Why `autostop` cannot be had from this provider (its nodes in containers when
+    `docker`), if it cannot."""
     if autostop is None:
         return None
+    if autostop.down and docker and not spec.capabilities.removes_itself_in_docker:
+        return (
+            f"autostop with `down` in docker mode is not supported by the {spec.kind} provider "
+            "yet: the head's autoscaler runs in the container it would have to remove; use "
+            "`down: false` (`--autostop MINUTES` without `--down`), or run `rayctl down` when "
+            "done"
+        )
     capabilities = spec.capabilities
     if not capabilities.removes_itself and not capabilities.stops_nodes:
         return (

@@ -65,6 +65,8 @@ class Capabilities(StrictModel):
     # a later `up` (`down: false`).
     removes_itself: bool = False
     stops_nodes: bool = False
+    # ... also in docker mode, where the head's monitor runs in the head's container.
+    removes_itself_in_docker: bool = True
 
 
 class ProviderSettings(StrictModel):

@@ -201,34 +201,47 @@ def test_autostop_takes_what_the_provider_can_do():
     both = ProviderSpec(kind="local", model=registry.specs()["local"].model, factory="x:y")
     keep = AutostopSettings(idle_minutes=1)
     remove = keep.model_copy(update={"down": True})
-    assert "cannot stop nodes" in (check_autostop(keep, removes) or "")
-    assert check_autostop(remove, removes) is None
-    assert "cannot remove the cluster itself" in (check_autostop(remove, stops) or "")
-    assert check_autostop(keep, stops) is None
-    assert check_autostop(keep, both) is None and check_autostop(remove, both) is None
-    assert check_autostop(None, removes) is None
+    assert "cannot stop nodes" in (check_autostop(keep, removes, docker=False) or "")
+    assert check_autostop(remove, removes, docker=False) is None
+    assert "cannot remove the cluster itself" in (check_autostop(remove, stops, docker=False) or "")
+    assert check_autostop(keep, stops, docker=False) is None
+    assert (
+        check_autostop(keep, both, docker=False) is None
+        and check_autostop(remove, both, docker=False) is None
+    )
+    assert check_autostop(None, removes, docker=False) is None
+    assert check_autostop(remove, removes, docker=True) is None  # removes itself in docker too
 
 
 def test_ssh_hosts_take_autostop_with_and_without_down():
     """The head stops Ray on the hosts and keeps them, or releases them, its own last."""
     ssh = registry.specs()["ssh"]
     keep = AutostopSettings(idle_minutes=1)
-    assert check_autostop(keep, ssh) is None
-    assert check_autostop(keep.model_copy(update={"down": True}), ssh) is None
+    assert check_autostop(keep, ssh, docker=False) is None
+    remove = keep.model_copy(update={"down": True})
+    assert check_autostop(remove, ssh, docker=False) is None
+    assert check_autostop(keep, ssh, docker=True) is None
+    assert "in docker mode" in (check_autostop(remove, ssh, docker=True) or "")
 
 
 def test_docker_mode_on_ssh_hosts_takes_autostop_without_down_only(tmp_path: Path):
-    """Its head's autoscaler runs in the container that `down` would have to remove."""
+    """Its head's autoscaler runs in the container that `down` would have to remove: refused
+    in the config and as `up --autostop M --down`, before anything is created."""
     ssh = {"type": "ssh", "head_ip": "10.0.0.2", "worker_ips": ["10.0.0.3"]}
     docker = {"image": "rayproject/ray:2.60.0", "container_name": "ray"}
     path = _config(tmp_path, ssh, {"idle_minutes": 1, "down": True})
     raw = yaml.safe_load(path.read_text())
     path.write_text(yaml.safe_dump({**raw, "auth": {"ssh_user": "me"}, "docker": docker}))
-    (refused,) = registry.load_config(path).unsupported
-    assert "rayctl.autostop.down" in refused and "not supported on ssh hosts yet" in refused
+    result = _rayctl("validate", str(path))
+    assert result.returncode == 2, result.stderr
+    assert f"{path}:" in result.stderr and "rayctl.autostop" in result.stderr
+    assert "in docker mode is not supported by the ssh provider" in result.stderr
     raw["rayctl"]["autostop"]["down"] = False
     path.write_text(yaml.safe_dump({**raw, "auth": {"ssh_user": "me"}, "docker": docker}))
-    assert registry.load_config(path).unsupported == ()
+    assert registry.load_config(path).config.rayctl.autostop is not None
+    result = _rayctl("up", str(path), "--autostop", "1", "--down", "--yes")
+    assert result.returncode == 2, result.stderr
+    assert "in docker mode is not supported" in " ".join(result.stderr.split()), result.stderr
 
 
 @pytest.mark.parametrize(

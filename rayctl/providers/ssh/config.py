@@ -51,8 +51,11 @@ class SSHProviderConfig(ProviderSettings):
 
     type: Literal["ssh"]
     # Autostop: the head's monitor stops Ray on the hosts and keeps them, claims and all, for
-    # a later `up`; or releases them (its own host last) as `rayctl down` does.
-    capabilities: ClassVar[Capabilities] = Capabilities(removes_itself=True, stops_nodes=True)
+    # a later `up`; or releases them (its own host last) as `rayctl down` does, which it
+    # cannot do from inside the container it would remove (docker mode).
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        removes_itself=True, stops_nodes=True, removes_itself_in_docker=False
+    )
     head_ip: HostAddress | None = Field(
         None, description="Address of the host that runs the head (required)."
     )
@@ -150,17 +153,6 @@ def check(config: ClusterConfig, base_dir: Path, found: Findings) -> ClusterConf
         )
     if not config.auth.ssh_user:
         problems.append((("auth", "ssh_user"), "the ssh provider needs auth.ssh_user"))
-    autostop = config.rayctl.autostop
-    docker = any(map(config.docker_for, config.available_node_types))
-    if docker and autostop is not None and autostop.down:
-        found.unsupported.append(
-            (
-                ("rayctl", "autostop", "down"),
-                "autostop with `down` in docker mode is not supported on ssh hosts yet: the "
-                "head's autoscaler runs in the container it would have to remove; use "
-                "`down: false`, or run `rayctl down` when done",
-            )
-        )
     return resolve_private_key(config, base_dir)
 
 
