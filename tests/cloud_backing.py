@@ -29,7 +29,7 @@ import yaml
 from rayctl.paths import ray_token_file
 from rayctl.providers.base import NodeKind, Tag
 from rayctl.runtime.ray_adapter import list_ray_nodes
-from tests.conftest import SPREAD_JOB, cluster_pids, require_test_hosts, wait_for
+from tests.conftest import SPREAD_JOB, WHERE_JOB, cluster_pids, require_test_hosts, wait_for
 from tests.sshhosts import HostNetwork, SSHHost, _inits_of
 
 POLL_S = 0.2
@@ -321,19 +321,6 @@ def an_idle_worker_goes(cloud: Backed, name: str, workers: set[str]) -> str:
     return gone
 
 
-# A task needs a CPU, which only workers have: it prints the worker's host name.
-WORKER_JOB = """\
-import socket, ray
-ray.init()
-
-@ray.remote(num_cpus=1)
-def where():
-    return socket.gethostname()
-
-print("ran on", ray.get(where.remote(), timeout=120))
-"""
-
-
 def stopped_then_resumed(
     cli: Callable[..., Any],
     cloud: Backed,
@@ -367,9 +354,9 @@ def stopped_then_resumed(
     hosts = cloud.hosts()
     check_ray_nodes(cli, config, rayctl_home, {head: hosts[head], worker: hosts[worker]})
     job = tmp_path / "job.py"
-    job.write_text(WORKER_JOB)
+    job.write_text(WHERE_JOB)
     ran = cli("submit", config, job)
-    assert ran.code == 0 and f"ran on {hosts[worker].name}" in ran.out, ran.text
+    assert ran.code == 0 and f"ran on: {hosts[worker].name}" in ran.out, ran.text
     status = json.loads(cli("status", config, "--json").out)
     assert status["autostop"] is None
 

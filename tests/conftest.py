@@ -67,6 +67,18 @@ def wait_for(predicate, timeout_s: float = 30, what: str = "condition"):
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
+# A task needs a CPU, which only workers have (heads get none): it prints the worker's host name.
+WHERE_JOB = """\
+import socket, ray
+ray.init()
+
+@ray.remote(num_cpus=1)
+def where():
+    return socket.gethostname()
+
+print("ran on:", ray.get(where.remote(), timeout=120))
+"""
+
 # A job whose two actors hold a CPU each: with one 1-CPU worker up, the second needs another
 # node. Bounded: a monitor that cannot launch fails the job instead of hanging the test.
 SPREAD_JOB = """\

@@ -19,7 +19,7 @@ import yaml
 
 from rayctl.paths import cluster_record, ray_token_file, removed_record
 from rayctl.runtime.ray_adapter import RayUnreachable, list_ray_nodes
-from tests.conftest import SPREAD_JOB, unique_name, wait_for
+from tests.conftest import SPREAD_JOB, WHERE_JOB, unique_name, wait_for
 from tests.integration.test_job_packages import tiny_wheel
 from tests.sshhosts import HostNetwork, SSHHost
 
@@ -377,16 +377,6 @@ RAY_STYLE_WORKER = [
     "ulimit -n 65536; ray start --address=$RAY_HEAD_IP:6390 --num-cpus=1 "
     "--object-manager-port=8076",
 ]
-WHERE_JOB = """\
-import socket, ray
-ray.init()
-
-@ray.remote(num_cpus=1)
-def where():
-    return socket.gethostname()
-
-print("ran on:", ray.get(where.remote(), timeout=120))
-"""
 
 
 def _raylets(host: SSHHost) -> list[int]:
