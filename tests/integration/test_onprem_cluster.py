@@ -253,14 +253,14 @@ def _pins(known_hosts: Path, host: str) -> list[str]:
 
 
 def _files_holding(
-    data: bytes, root: Path, *, besides: Path, skip: tuple[Path, Path]
+    data: bytes, root: Path, *, besides: Path, skip: tuple[Path, Path] | None = None
 ) -> list[Path]:
     """Files under `root` but `besides` whose bytes include `data`; `skip` = (a directory,
     the one of its subdirectories still searched)."""
     found = []
-    skipped, kept = skip
+    skipped, kept = skip or (None, None)
     for directory, dirs, files in os.walk(root):
-        if Path(directory) == skipped:
+        if skipped is not None and Path(directory) == skipped:
             dirs[:] = [d for d in dirs if skipped / d == kept]
         for name in files:
             path = Path(directory, name)
