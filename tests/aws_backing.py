@@ -15,8 +15,9 @@ contacted: configs use internal IPs only.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -46,6 +47,7 @@ class MotoEC2(Backed):
     network: HostNetwork
     boot: bool = True
     shutdown_s: float = 0.0  # how long a going instance's host runs on (InstanceHosts)
+    binds_for: Callable[[Seen], Mapping[str, Path]] | None = None  # InstanceHosts'
 
     def __post_init__(self) -> None:
         self._server: ThreadedMotoServer | None = None
@@ -54,6 +56,7 @@ class MotoEC2(Backed):
             self._observe,
             boot=self.boot,
             on_head=_give_credentials,
+            binds_for=self.binds_for,
             shutdown_s=self.shutdown_s,
         )
 
@@ -181,10 +184,15 @@ def _tags(instance: dict[str, Any]) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def backed_ec2(*, boot: bool = True, shutdown_s: float = 0.0) -> Iterator[MotoEC2]:
+def backed_ec2(
+    *,
+    boot: bool = True,
+    shutdown_s: float = 0.0,
+    binds_for: Callable[[Seen], Mapping[str, Path]] | None = None,
+) -> Iterator[MotoEC2]:
     """A host network on 10.210.1.0/24 with moto on its bridge and hosts for instances."""
     with (
         HostNetwork(0, prefix=PREFIX) as network,
-        MotoEC2(network, boot=boot, shutdown_s=shutdown_s) as ec2,
+        MotoEC2(network, boot=boot, shutdown_s=shutdown_s, binds_for=binds_for) as ec2,
     ):
         yield ec2

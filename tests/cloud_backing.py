@@ -16,7 +16,7 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from ipaddress import ip_address
@@ -64,6 +64,7 @@ class InstanceHosts:
         *,
         boot: bool = True,
         on_head: Callable[[SSHHost], None] | None = None,
+        binds_for: Callable[[Seen], Mapping[str, Path]] | None = None,
         shutdown_s: float = 0.0,
     ) -> None:
         self.network = network
@@ -74,6 +75,7 @@ class InstanceHosts:
         self._observe = observe
         self._boot_hosts = boot
         self._on_head = on_head
+        self._binds_for = binds_for  # what an instance's host binds before its sshd starts
         self.booted: dict[str, Booted] = {}  # instance id -> its host now
         self.stopped: dict[str, Booted] = {}  # instance id -> its host, off, state kept
         # Instance id -> Ray's processes that ran on its host when the instance stopped.
@@ -150,7 +152,9 @@ class InstanceHosts:
     def _boot(self, instance: Seen) -> None:
         assert instance.address
         host = self.network.add_host(
-            instance.address, name="ip-" + instance.address.replace(".", "-")
+            instance.address,
+            name="ip-" + instance.address.replace(".", "-"),
+            binds=self._binds_for(instance) if self._binds_for else None,
         )
         if self._on_head and instance.tags.get(Tag.KIND) == NodeKind.HEAD.value:
             self._on_head(host)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cloud_backing import Seen
 from tests.sshhosts import SSHHost
 
 # Ray's object store and runc's limits: runc cannot raise a limit above this process's
@@ -104,7 +105,14 @@ class Podman:
         )
         return done.stdout.decode()
 
-    def setup(self) -> None:
+    def entered(self, host: SSHHost) -> Podman:
+        """This engine as run inside `host`: in its mounts and PIDs (podman records its
+        processes' PIDs as the host sees them, so only there may it check or stop them)."""
+        engine = Podman(self.root, ["nsenter", "-t", str(host.init_pid), "-m", "-p", "-n", "--"])
+        engine.image = self.image
+        return engine
+
+    def configure(self) -> None:
         # runc, not crun (crun refuses this machine's hybrid cgroups); limits runc can set.
         # Its own temporary directory: podman resets containers it finds there without its
         # marker file (as after a reboot), so two engines never share one.
@@ -117,6 +125,9 @@ class Podman:
             f'[storage]\ndriver = "overlay"\ngraphroot = "{self.root}/storage"\n'
             f'runroot = "{self.root}/run"\n'
         )
+
+    def setup(self) -> None:
+        self.configure()
         self.run(
             "import",
             "--change",
@@ -136,6 +147,12 @@ class Podman:
     def images(self) -> list[str]:
         out = self.run("images", "--format", "{{.Repository}}:{{.Tag}}")
         return out.split()
+
+    def logins(self) -> dict[str, object]:
+        """The registries a test host's engine is logged in to (its auth file, which the host
+        keeps in its own /run/containers: host_binds)."""
+        auth = self.root / "auth" / "0" / "auth.json"
+        return json.loads(auth.read_text())["auths"] if auth.exists() else {}
 
     def teardown(self) -> None:
         with contextlib.suppress(subprocess.CalledProcessError):
@@ -163,28 +180,63 @@ def podman_engine(root: Path) -> Iterator[Podman]:
         engine.teardown()
 
 
+def host_binds(engine: Podman, registries_conf: Path | None = None) -> dict[str, Path]:
+    """What a test host binds over its own paths (SSHHost.binds) so that every podman there
+    (an SSH session's too, which no environment variable reaches) uses `engine`: its
+    configuration over /etc/containers (with `registries_conf`, if given), and its logins
+    kept in the host's own /run/containers (`auth`). After engine.configure()."""
+    shutil.copy("/etc/containers/policy.json", engine.root / "etc")
+    if registries_conf is not None:
+        shutil.copy(registries_conf, engine.root / "etc" / "registries.conf")
+    (engine.root / "auth").mkdir()
+    return {"/etc/containers": engine.root / "etc", "/run/containers": engine.root / "auth"}
+
+
 @contextlib.contextmanager
 def host_engine(host: SSHHost, registries_conf: Path | None = None) -> Iterator[Podman]:
-    """The tests' podman on a test host, with its own storage: every podman there (an SSH
-    session's too, which no environment variable reaches) reads the test's configuration,
-    bound over /etc/containers in the host's own mount namespace only (with
-    `registries_conf`, if given), and keeps its logins in the host's own /run/containers
-    (`auth`)."""
-    # The host's mounts and PIDs: podman records its processes' PIDs as the host sees them.
-    enter = ["nsenter", "-t", str(host.init_pid), "-m", "-p", "-n", "--"]
-    engine = Podman(host.dir / "podman", enter)
+    """The tests' podman on a running test host, with its own storage and the test image,
+    bound in the host's own mount namespace (host_binds)."""
+    engine = Podman(host.dir / "podman").entered(host)
     engine.root.mkdir()
     try:
         engine.setup()
-        shutil.copy("/etc/containers/policy.json", engine.root / "etc")
-        if registries_conf is not None:
-            shutil.copy(registries_conf, engine.root / "etc" / "registries.conf")
-        (engine.root / "auth").mkdir()
-        for private, shared in (("etc", "/etc/containers"), ("auth", "/run/containers")):
-            subprocess.run([*enter, "mount", "--bind", str(engine.root / private), shared],
+        for shared, private in host_binds(engine, registries_conf).items():
+            subprocess.run([*engine.enter, "mount", "--bind", str(private), shared],
                            check=True, capture_output=True)  # fmt: skip
         yield engine
     finally:
         engine.teardown()
         for shared in ("/etc/containers", "/run/containers"):
-            subprocess.run([*enter, "umount", shared], check=False, capture_output=True)
+            subprocess.run([*engine.enter, "umount", shared], check=False, capture_output=True)
+
+
+class InstanceEngines:
+    """The tests' podman on every host of a cloud's instances (tests/cloud_backing.py), each
+    configured before its host's sshd starts (`binds_for`, InstanceHosts' hook). Each engine's
+    storage lives on in `root` after its host is gone, so a test sees what was left there;
+    `remove` removes it all (after the hosts: their mounts went with them)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.registries_conf: Path | None = None
+        self.engines: dict[str, Podman] = {}  # instance id -> its engine, run from here
+
+    def binds_for(self, instance: Seen) -> dict[str, Path]:
+        engine = Podman(self.root / instance.id)
+        engine.root.mkdir(parents=True)
+        engine.configure()
+        self.engines[instance.id] = engine
+        return host_binds(engine, self.registries_conf)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def programs_in(cgroup: str) -> set[str]:
+    """Names of the programs running in cgroups named `cgroup` (whichever PID namespace)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and cgroup in (entry / "cgroup").read_text():
+                found.add(Path((entry / "cmdline").read_bytes().split(b"\0")[0].decode()).name)
+    return found

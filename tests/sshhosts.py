@@ -37,7 +37,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -107,6 +107,9 @@ class SSHHost:
     address: str
     dir: Path  # the host's state on this machine: keys, sshd config, home
     netns: str
+    # This machine's paths bound over the host's own (target -> source) before sshd starts,
+    # in the host's mount namespace only (e.g. a container engine's configuration).
+    binds: dict[str, Path] = field(default_factory=dict)
     _init: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
@@ -152,7 +155,8 @@ class SSHHost:
             f"mount --bind {self.dir}/hosts /etc/hosts && "
             f"mount --bind {self.dir}/ray-tmp /tmp/ray && "
             f"mount --bind {sbin} /usr/local/sbin && "
-            f"exec /usr/bin/python3 {self.dir}/init.py {SSHD} -D -e -f {self.dir}/sshd_config"
+            + "".join(f"mount --bind {src} {target} && " for target, src in self.binds.items())
+            + f"exec /usr/bin/python3 {self.dir}/init.py {SSHD} -D -e -f {self.dir}/sshd_config"
         )
         log = open(self.dir / "init.log", "ab")  # noqa: SIM115 - the host's process owns it
         # nsenter, not `ip netns exec`: that remounts /sys without the cgroup mounts, and a
@@ -366,16 +370,18 @@ class HostNetwork:
         for n in range(2, 2 + self.size):
             self.hosts.append(self._add_host(n))
 
-    def add_host(self, address: str, name: str | None = None) -> SSHHost:
+    def add_host(
+        self, address: str, name: str | None = None, binds: Mapping[str, Path] | None = None
+    ) -> SSHHost:
         """Boot a host at `address` (in this network's subnet, not the bridge's) while the
-        network lives; `name` is its hostname (default host<N>)."""
+        network lives; `name` is its hostname (default host<N>); `binds` as SSHHost's."""
         ip = ipaddress.IPv4Address(address)
         if ip not in self.network or int(ip) & 0xFF in (0, 1, 255):
             raise ValueError(f"{address} is not a host address of {self.network} besides .1")
         with self._lock:
             if any(h.address == address for h in self.hosts):
                 raise ValueError(f"a host already runs at {address}")
-            host = self._add_host(int(ip) & 0xFF, name)
+            host = self._add_host(int(ip) & 0xFF, name, binds)
             self.hosts.append(host)
             return host
 
@@ -386,10 +392,16 @@ class HostNetwork:
                 self.hosts.remove(host)
         self._destroy_host(host)
 
-    def _add_host(self, n: int, name: str | None = None) -> SSHHost:
+    def _add_host(
+        self, n: int, name: str | None = None, binds: Mapping[str, Path] | None = None
+    ) -> SSHHost:
         netns = veth = f"rc{self.tag}h{n}"
         host = SSHHost(
-            name=name or f"host{n}", address=f"{self.prefix}.{n}", dir=self.dir / veth, netns=netns
+            name=name or f"host{n}",
+            address=f"{self.prefix}.{n}",
+            dir=self.dir / veth,
+            netns=netns,
+            binds=dict(binds or {}),
         )
         try:
             host.dir.mkdir()

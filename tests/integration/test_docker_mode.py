@@ -20,7 +20,7 @@ from rayctl.providers.local.instances import marked_pids
 from rayctl.runtime.docker import LABEL_REGISTRY, ContainerError, ContainerSpec, DockerRunner
 from rayctl.runtime.runner import LocalRunner
 from tests.conftest import REPO, unique_name, wait_for
-from tests.podman import Podman, host_engine, podman_engine, require_podman
+from tests.podman import Podman, host_engine, podman_engine, programs_in, require_podman
 from tests.registry import Registry, registry, require_registry
 from tests.sshhosts import HostNetwork
 
@@ -60,16 +60,6 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
 
 def cgroup_of(pid: int) -> str:
     return Path(f"/proc/{pid}/cgroup").read_text()
-
-
-def programs_in(cgroup: str) -> set[str]:
-    """Names of the programs running in cgroups named `cgroup` (whichever PID namespace)."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        with contextlib.suppress(OSError):
-            if entry.name.isdigit() and cgroup in (entry / "cgroup").read_text():
-                found.add(Path((entry / "cmdline").read_bytes().split(b"\0")[0].decode()).name)
-    return found
 
 
 def test_local_cluster_runs_ray_in_containers(podman, make_cluster, cli, rayctl_home, tmp_path):
@@ -163,13 +153,6 @@ def host_engines(host_network: HostNetwork, host_registry: Registry) -> Iterator
         yield {h.address: stack.enter_context(host_engine(h, conf)) for h in host_network.hosts[:2]}
 
 
-def logins(engine: Podman) -> dict[str, object]:
-    """The registries a test host's engine is logged in to (its auth file, which the host
-    keeps in its own /run/containers: tests/podman.py)."""
-    auth = engine.root / "auth" / "0" / "auth.json"
-    return json.loads(auth.read_text())["auths"] if auth.exists() else {}
-
-
 def files_holding(root: Path, *secrets: str) -> list[Path]:
     """The files under `root` (links not followed) that contain any of `secrets`."""
     found = []
@@ -257,8 +240,8 @@ def test_ssh_cluster_runs_ray_in_containers(
 
         # The head's engine logged in to the registry; the head keeps the password for the
         # workers its autoscaler launches, readable by its user only.
-        assert host_registry.server in logins(host_engines[head.address])
-        assert logins(host_engines[worker.address]) == {}
+        assert host_registry.server in host_engines[head.address].logins()
+        assert host_engines[worker.address].logins() == {}
         kept = f".rayctl/clusters/{name}/registry_password"
         (head_container,) = host_engines[head.address].containers(label)
         mode = host_engines[head.address].run("exec", head_container, "stat", "-c", "%a", kept)
@@ -270,7 +253,7 @@ def test_ssh_cluster_runs_ray_in_containers(
         job = cli("submit", config, EXAMPLE, "--", "4", "1", "180")
         assert job.code == 0, job.text
         assert "tasks ran on 2 nodes (1 joined while the job ran)" in job.out
-        assert host_registry.server in logins(host_engines[worker.address])
+        assert host_registry.server in host_engines[worker.address].logins()
 
         # One container per host, made by the podman inside that host; a raylet runs in each
         # (in the container's cgroup, in a PID namespace of its own within the host's).
@@ -296,7 +279,7 @@ def test_ssh_cluster_runs_ray_in_containers(
         assert not (host.home / ".rayctl" / "docker").exists()  # the file mounts' copies
         assert wait_for(lambda h=host: not h.processes(), 30, f"{host.name} quiet")
         # Logged out; no copy of the password is left on the host.
-        assert host_registry.server not in logins(engine)
+        assert host_registry.server not in engine.logins()
         assert files_holding(host.dir, *kept_forms) == []
 
 
