@@ -24,7 +24,7 @@ from rayctl.providers.aws import instances as aws
 from rayctl.providers.base import NodeKind, Tag
 from tests import cloud_backing as e2e
 from tests.aws_backing import CREDENTIALS, IMAGE, REGION, MotoEC2, backed_ec2
-from tests.conftest import REPO, kill_leftovers, unique_name
+from tests.conftest import REPO, WHERE_JOB, kill_leftovers, unique_name
 from tests.podman import InstanceEngines, podman_engine, programs_in, require_podman
 from tests.registry import Registry, registry, require_registry
 
@@ -186,12 +186,12 @@ def test_aws_docker_mode(
         # Only a worker has a CPU: the head's monitor launches one through moto, whose
         # engine logs in with the head's copy of the password to pull the image.
         job = tmp_path / "job.py"
-        job.write_text(e2e.WORKER_JOB)
+        job.write_text(WHERE_JOB)
         ran = cli("submit", config_path, job)
         assert ran.code == 0, (ran.text, ec2.errors)
         (worker,) = ec2.cluster_nodes(name)[NodeKind.WORKER.value]
         hosts = ec2.hosts()
-        assert f"ran on {hosts[worker].name}" in ran.out, ran.out
+        assert f"ran on: {hosts[worker].name}" in ran.out, ran.out
         e2e.check_ray_nodes(cli, config_path, rayctl_home, {i: hosts[i] for i in (head, worker)})
         for instance in (head, worker):
             engine = engines.engines[instance].entered(hosts[instance])
