@@ -8,7 +8,7 @@ its view of a cluster from `list_nodes`, so nothing important is only in memory.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol, cast
 
 from rayctl.runtime.nodes import Node, NodeKind, NodeState, NodeStatus, RayStart, Tag
@@ -142,6 +142,11 @@ def simulated_ray(provider: NodeProvider) -> SimulatedRay | None:
     """The provider's simulated Ray (the fake provider's `ray`), if it has one."""
     ray: SimulatedRay | None = getattr(provider, "ray", None)
     return ray if ray is not None and hasattr(ray, "snapshot") else None
+
+
+def tagged(nodes: Iterable[Node], tag_filters: Mapping[str, str]) -> list[Node]:
+    """The nodes whose tags have every value in `tag_filters` (list_nodes' filter)."""
+    return [n for n in nodes if all(n.tags.get(k) == v for k, v in tag_filters.items())]
 
 
 def recording(provider: NodeProvider, report: StageCallback) -> StageCallback:

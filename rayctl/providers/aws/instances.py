@@ -37,7 +37,7 @@ from rayctl.providers.aws import setup as aws_setup
 from rayctl.providers.aws.config import AWSProviderConfig, wants_dlami
 from rayctl.providers.aws.errors import call, paginate
 from rayctl.providers.aws.setup import Subnet, tag_dict, tag_list
-from rayctl.providers.base import Node, NodeKind, NodeState, RayStart, Tag
+from rayctl.providers.base import Node, NodeKind, NodeState, RayStart, Tag, tagged
 from rayctl.providers.cloud import await_address, create_reusing, reusable
 from rayctl.providers.ssh_access import SSHAccess, connect_attempts_s, write_private_key
 from rayctl.providers.ssh_access import key_path as ssh_key_path
@@ -184,7 +184,7 @@ class AWSProvider:
 
     def list_nodes(self, **tag_filters: str) -> list[Node]:
         nodes = [self._node(i) for i in self._instances(LIVE, tags=tag_filters)]
-        return [n for n in nodes if all(n.tags.get(k) == v for k, v in tag_filters.items())]
+        return tagged(nodes, tag_filters)
 
     def set_tags(self, node_id: str, tags: Mapping[str, str]) -> None:
         call(self.ec2, "create_tags", Resources=[node_id], Tags=tag_list(tags))
@@ -223,7 +223,7 @@ class AWSProvider:
 
     def stopped_nodes(self, **tag_filters: str) -> list[Node]:
         nodes = [self._node(i) for i in self._instances(CACHED, tags=tag_filters)]
-        return [n for n in nodes if all(n.tags.get(k) == v for k, v in tag_filters.items())]
+        return tagged(nodes, tag_filters)
 
     def stop_nodes(self, ids: Sequence[str]) -> None:
         """Stop on-demand instances; spot ones, which EC2 does not stop, are terminated

@@ -56,7 +56,7 @@ from rayctl.errors import CapacityError, ProviderError, TransientError
 from rayctl.providers.azure import setup
 from rayctl.providers.azure.config import AzureProviderConfig, arm_parameters, zone_list
 from rayctl.providers.azure.errors import call
-from rayctl.providers.base import Node, NodeKind, NodeState, RayStart, Tag
+from rayctl.providers.base import Node, NodeKind, NodeState, RayStart, Tag, tagged
 from rayctl.providers.cloud import await_address, create_reusing, reusable
 from rayctl.providers.ssh_access import SSHAccess, connect_attempts_s, public_key_line
 from rayctl.providers.ssh_access import key_path as ssh_key_path
@@ -247,7 +247,7 @@ class AzureProvider:
 
     def list_nodes(self, **tag_filters: str) -> list[Node]:
         nodes = [self._node(vm) for vm in self._list() if vm.state is not None]
-        return [n for n in nodes if all(n.tags.get(k) == v for k, v in tag_filters.items())]
+        return tagged(nodes, tag_filters)
 
     # -- tags -----------------------------------------------------------------------------
 
@@ -564,7 +564,7 @@ class AzureProvider:
             for vm in self._list()
             if vm.deallocated and vm.provisioning not in ("Failed", "Deleting")
         ]
-        return [n for n in nodes if all(n.tags.get(k) == v for k, v in tag_filters.items())]
+        return tagged(nodes, tag_filters)
 
     def stop_nodes(self, ids: Sequence[str]) -> None:
         wanted = set(ids)

@@ -36,7 +36,7 @@ from google.cloud import compute_v1
 
 from rayctl.config.schema import ClusterConfig
 from rayctl.errors import CapacityError, ProviderError, TransientError
-from rayctl.providers.base import Node, NodeKind, NodeState, RayStart, Tag
+from rayctl.providers.base import Node, NodeKind, NodeState, RayStart, Tag, tagged
 from rayctl.providers.cloud import await_address, create_reusing, reusable
 from rayctl.providers.gcp import labels
 from rayctl.providers.gcp import setup as gcp_setup
@@ -197,7 +197,7 @@ class GCPProvider:
 
     def list_nodes(self, **tag_filters: str) -> list[Node]:
         nodes = [self._node(i) for i in self._list() if i.status in _STATES]
-        return [n for n in nodes if all(n.tags.get(k) == v for k, v in tag_filters.items())]
+        return tagged(nodes, tag_filters)
 
     # -- tags -------------------------------------------------------------------------------
 
@@ -450,7 +450,7 @@ class GCPProvider:
 
     def stopped_nodes(self, **tag_filters: str) -> list[Node]:
         nodes = [self._node(i) for i in self._list() if i.status in STOPPED]
-        return [n for n in nodes if all(n.tags.get(k) == v for k, v in tag_filters.items())]
+        return tagged(nodes, tag_filters)
 
     def stop_nodes(self, ids: Sequence[str]) -> None:
         wanted = set(ids)

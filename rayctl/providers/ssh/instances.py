@@ -23,7 +23,7 @@ from typing import Any
 
 from rayctl.config.schema import ClusterConfig
 from rayctl.errors import AuthError, CapacityError, ProviderError, StateCorrupted, TerminationFailed
-from rayctl.providers.base import Node, NodeKind, NodeState, RayStart, Tag
+from rayctl.providers.base import Node, NodeKind, NodeState, RayStart, Tag, tagged
 from rayctl.providers.ssh import claims, pool
 from rayctl.providers.ssh.config import SSHProviderConfig
 from rayctl.providers.ssh_access import SSHAccess, connect_attempts_s
@@ -187,7 +187,7 @@ class SSHProvider:
 
     def list_nodes(self, **tag_filters: str) -> list[Node]:
         nodes = [self._node(host, record) for host, record in self._pool("list").items()]
-        return [n for n in nodes if all(n.tags.get(k) == v for k, v in tag_filters.items())]
+        return tagged(nodes, tag_filters)
 
     def terminate_nodes(self, ids: Sequence[str]) -> None:
         held = {n.id: n for n in self.list_nodes()}
